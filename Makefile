@@ -1,0 +1,195 @@
+# tcpotel build.
+#
+#   bpf/*.bpf.c --clang -target bpf--> .output/bpf/*.bpf.o
+#               --bpftool gen object--> .output/tcpotel.bpf.o (one object)
+#               --bpftool gen skeleton--> .output/tcpotel.skel.h
+#   src/*.c (+ skeleton) --cc--> .output/tcpotel
+#
+# vmlinux.h is generated from the running kernel's BTF into .output/vmlinux.h;
+# set VMLINUX_H=path to use a pinned copy instead (CO-RE relocates either one
+# to the kernel it runs on). Everything built lands in .output/; `make clean`
+# removes it.
+#
+# Knobs: V=1 (show commands), SANITIZE=address,undefined (or thread),
+#        WERROR=1 (CI), CC, CLANG, BPFTOOL, LLVM_STRIP.
+#
+# Targets: all, run, test (every tier), test-unit, test-bpf, test-integration,
+#          bench, fuzz, deps, install, fmt, check-fmt, clean.
+
+.DELETE_ON_ERROR:
+.SECONDARY:
+
+OUTPUT     := .output
+CC         ?= cc
+CLANG      ?= clang
+BPFTOOL    ?= bpftool
+LLVM_STRIP ?= llvm-strip
+PKG_CONFIG ?= pkg-config
+PREFIX     ?= /usr/local
+VERSION    := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+ARCH       := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/;s/ppc64le/powerpc/;s/mips.*/mips/;s/riscv64/riscv/')
+LIBS_PC    := libbpf libelf zlib libcurl json-c yaml-0.1 libmicrohttpd
+
+ifeq ($(V),1)
+Q :=
+msg =
+else
+Q := @
+msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
+endif
+
+WARNINGS := -Wall -Wextra -W -Wformat=2 -Wformat-signedness -Wshadow \
+	-Wmissing-prototypes -Wstrict-prototypes -Wwrite-strings -Wundef \
+	-Wformat-security -Wpointer-arith -Wcast-qual -Wvla -Wno-unused-parameter \
+	-Wmissing-declarations -Wold-style-definition -Wnull-dereference \
+	-Wno-missing-field-initializers
+ifeq ($(WERROR),1)
+WARNINGS += -Werror
+endif
+
+CFLAGS ?= -O2 -g
+override CFLAGS += -std=gnu11 $(WARNINGS) -D_GNU_SOURCE -DTCPOTEL_VERSION='"$(VERSION)"' \
+	-I$(OUTPUT) -Isrc -Ibpf $(shell $(PKG_CONFIG) --cflags $(LIBS_PC) 2>/dev/null)
+override LDLIBS += $(shell $(PKG_CONFIG) --libs $(LIBS_PC) 2>/dev/null) -lpthread -lm
+
+ifneq ($(SANITIZE),)
+override CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
+override LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror=undef \
+	-I$(OUTPUT) -Ibpf
+# Let clang find the system's asm/ headers the way libbpf-bootstrap does.
+CLANG_BPF_SYS_INCLUDES ?= $(shell $(CLANG) -v -E - </dev/null 2>&1 \
+	| sed -n '/<...> search starts here:/,/End of search list./{ s| \(/.*\)|-idirafter \1|p }')
+
+# maps.bpf.c first: the linker places definitions before the externs that use them.
+BPF_SRCS   := bpf/maps.bpf.c $(filter-out bpf/maps.bpf.c,$(wildcard bpf/*.bpf.c))
+BPF_OBJS   := $(patsubst bpf/%.bpf.c,$(OUTPUT)/bpf/%.bpf.o,$(BPF_SRCS))
+BPF_HDRS   := $(wildcard bpf/*.h)
+
+# Every src/*.c but main.c is a module shared by the agent and the tests.
+MOD_SRCS   := $(filter-out src/main.c,$(wildcard src/*.c))
+MOD_OBJS   := $(patsubst src/%.c,$(OUTPUT)/src/%.o,$(MOD_SRCS))
+SRC_HDRS   := $(wildcard src/*.h)
+AGENT      := $(OUTPUT)/tcpotel
+
+UNIT_SRCS  := $(wildcard tests/unit/*.c)
+UNIT_OBJS  := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/unit/%.o,$(UNIT_SRCS))
+UNIT_BIN   := $(OUTPUT)/unit_tests
+BPFT_SRCS  := $(wildcard tests/bpf/*.c) tests/unit/runner.c
+BPFT_OBJS  := $(patsubst tests/%.c,$(OUTPUT)/tests/%.o,$(wildcard tests/bpf/*.c)) $(OUTPUT)/tests/unit/runner.o
+BPFT_BIN   := $(OUTPUT)/bpf_tests
+HELPER_SRCS := $(wildcard tests/helpers/*.c)
+HELPER_BINS := $(patsubst tests/helpers/%.c,$(OUTPUT)/%,$(HELPER_SRCS))
+
+ifeq ($(VMLINUX_H),)
+VMLINUX    := $(OUTPUT)/vmlinux.h
+else
+VMLINUX    := $(VMLINUX_H)
+endif
+
+.PHONY: all
+all: $(AGENT) $(HELPER_BINS)
+
+$(OUTPUT) $(OUTPUT)/bpf $(OUTPUT)/src $(OUTPUT)/tests/unit $(OUTPUT)/tests/bpf:
+	$(Q)mkdir -p $@
+
+ifeq ($(VMLINUX_H),)
+$(OUTPUT)/vmlinux.h: | $(OUTPUT)
+	$(call msg,GEN,$@)
+	$(Q)$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@
+else
+$(OUTPUT)/vmlinux.h: $(VMLINUX_H) | $(OUTPUT)
+	$(Q)cp $< $@
+endif
+
+$(OUTPUT)/bpf/%.bpf.o: bpf/%.bpf.c $(BPF_HDRS) $(OUTPUT)/vmlinux.h | $(OUTPUT)/bpf
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) $(CLANG_BPF_SYS_INCLUDES) -c $< -o $@
+	$(Q)$(LLVM_STRIP) -g $@
+
+$(OUTPUT)/tcpotel.bpf.o: $(BPF_OBJS)
+	$(call msg,LINK,$@)
+	$(Q)$(BPFTOOL) gen object $@ $^
+
+$(OUTPUT)/tcpotel.skel.h: $(OUTPUT)/tcpotel.bpf.o
+	$(call msg,SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name tcpotel_bpf > $@
+
+# capture.c is the one file that includes the skeleton.
+$(OUTPUT)/src/capture.o: $(OUTPUT)/tcpotel.skel.h
+
+$(OUTPUT)/src/%.o: src/%.c $(SRC_HDRS) bpf/tcpotel.h | $(OUTPUT)/src
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+$(AGENT): $(OUTPUT)/src/main.o $(MOD_OBJS)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(OUTPUT)/tests/bpf/%.o: $(OUTPUT)/tcpotel.skel.h
+$(OUTPUT)/tests/%.o: tests/%.c $(SRC_HDRS) $(wildcard tests/unit/*.h) bpf/tcpotel.h
+	$(Q)mkdir -p $(dir $@)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -Itests/unit -c $< -o $@
+
+$(UNIT_BIN): $(UNIT_OBJS) $(MOD_OBJS)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BPFT_BIN): $(BPFT_OBJS) $(MOD_OBJS)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# Test workload programs (traffic generators), one file each.
+$(OUTPUT)/%: tests/helpers/%.c | $(OUTPUT)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $< -o $@ -lpthread -lm
+
+# ---- set-up, run, tests ----------------------------------------------------
+
+.PHONY: deps
+deps:
+	$(Q)scripts/install-deps.sh
+
+.PHONY: run
+run: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)exec $(AGENT) --config config/tcpotel.yaml $(ARGS)
+
+# `sudo make test`: install what is missing, build, run every tier, one summary.
+.PHONY: test
+test: deps
+	$(Q)$(MAKE) --no-print-directory all $(UNIT_BIN) $(BPFT_BIN)
+	$(Q)tests/run.sh all
+
+.PHONY: test-unit test-bpf test-integration
+test-unit: $(UNIT_BIN)
+	$(Q)tests/run.sh unit
+test-bpf: $(BPFT_BIN)
+	$(Q)tests/run.sh bpf
+test-integration: all
+	$(Q)tests/run.sh integration
+
+.PHONY: bench
+bench: all
+	$(Q)bench/run.sh
+
+.PHONY: install
+install: $(AGENT)
+	install -D -m 0755 $(AGENT) $(DESTDIR)$(PREFIX)/bin/tcpotel
+	install -D -m 0644 config/tcpotel.yaml $(DESTDIR)/etc/tcpotel/tcpotel.yaml
+	install -D -m 0644 deploy/tcpotel.service $(DESTDIR)/etc/systemd/system/tcpotel.service
+
+.PHONY: fmt check-fmt
+FMT_FILES = $(wildcard src/*.[ch] bpf/*.[ch] tests/unit/*.[ch] tests/bpf/*.c tests/helpers/*.c)
+fmt:
+	clang-format -i $(FMT_FILES)
+check-fmt:
+	clang-format --dry-run --Werror $(FMT_FILES)
+
+.PHONY: clean
+clean:
+	$(call msg,CLEAN,$(OUTPUT))
+	$(Q)rm -rf $(OUTPUT)

@@ -1,0 +1,24 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* The one definition of every map and global (declared in maps.bpf.h). */
+#include "maps.bpf.h"
+
+sockets_map_t sockets SEC(".maps");
+listeners_map_t listeners SEC(".maps");
+netns_map_t netns_allowed SEC(".maps");
+events_map_t events SEC(".maps");
+counters_map_t counters SEC(".maps");
+sendmsg_args_map_t sendmsg_args SEC(".maps");
+
+const volatile __u32 cfg_self_tgid = 0;
+const volatile __u64 cfg_idle_timeout_ns = 5000000000ULL;
+const volatile __u8 cfg_spans_enabled = 1;
+const volatile __u8 cfg_netns_filter = 0;
+const volatile __u16 cfg_exclude_ports[TCPOTEL_MAX_EXCLUDE_PORTS] = {};
+const volatile __u32 cfg_n_exclude_ports = 0;
+const volatile __u64 cfg_wakeup_bytes = 1024 * 1024;
+
+__u64 next_sock_id = 0;
+
+const struct tcpotel_sock zero_sock = {};
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Every map and global of tcpotel, declared once here and defined once in
+ * maps.bpf.c; the other .bpf.c files see them as externs that `bpftool gen
+ * object` resolves when it links them into one object. Also the tiny map
+ * helpers every handler uses.
+ */
+#ifndef TCPOTEL_MAPS_BPF_H
+#define TCPOTEL_MAPS_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "tcpotel.h"
+
+/* Socket table: kernel struct sock pointer -> per-socket state. max_entries
+ * is set from capture.max_sockets before load. A plain (preallocated) hash:
+ * sk_storage would be cheaper but raw tracepoints may not use it, and an LRU
+ * map would evict live sockets without telling anyone. */
+typedef struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct tcpotel_sock);
+} sockets_map_t;
+extern sockets_map_t sockets SEC(".maps");
+
+/* Listening sockets by (netns, port): owner of accepted connections, and the
+ * role of connections that existed before the agent started. */
+typedef struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct tcpotel_listen_key);
+	__type(value, struct tcpotel_listen);
+} listeners_map_t;
+extern listeners_map_t listeners SEC(".maps");
+
+/* capture.netns: the namespaces to watch (inode -> 1), used when netns_filter is set. */
+typedef struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, __u8);
+} netns_map_t;
+extern netns_map_t netns_allowed SEC(".maps");
+
+/* Finished exchanges and closed sockets, never one record per packet. */
+typedef struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 * 1024 * 1024);
+} events_map_t;
+extern events_map_t events SEC(".maps");
+
+/* Health counters (enum tcpotel_counter), per CPU so that bumping is cheap. */
+typedef struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TCPOTEL_CNT__MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters_map_t;
+extern counters_map_t counters SEC(".maps");
+
+/* kprobe back-end only: tcp_sendmsg's socket, from entry to return, per thread. */
+typedef struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u64);
+} sendmsg_args_map_t;
+extern sendmsg_args_map_t sendmsg_args SEC(".maps");
+
+/* Load-time knobs, written by user space into .rodata before load. */
+extern const volatile __u32 cfg_self_tgid;
+extern const volatile __u64 cfg_idle_timeout_ns;
+extern const volatile __u8 cfg_spans_enabled;
+extern const volatile __u8 cfg_netns_filter;
+extern const volatile __u16 cfg_exclude_ports[TCPOTEL_MAX_EXCLUDE_PORTS];
+extern const volatile __u32 cfg_n_exclude_ports;
+/* Ring-buffer fill (bytes) above which a record wakes the drain up at once;
+ * below it the drain picks records up on its next tick. */
+extern const volatile __u64 cfg_wakeup_bytes;
+
+/* Source of sock_id values (never reused, unlike kernel pointers). */
+extern __u64 next_sock_id;
+
+/* An all-zero socket entry to insert before filling it in place: a
+ * tcpotel_sock is too big for the BPF stack next to everything else. */
+extern const struct tcpotel_sock zero_sock;
+
+static __always_inline void counter_inc(__u32 which)
+{
+	__u64 *c = bpf_map_lookup_elem(&counters, &which);
+
+	if (c)
+		*c += 1;
+}
+
+#endif

@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Programs every back-end shares: TCP state changes (opens with their role,
+ * listeners, closes that hand a socket's final numbers to user space),
+ * retransmits and resets. Raw tracepoints: the socket comes as an argument,
+ * and they cost less than the classic tracepoint format.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include "track.bpf.h"
+
+SEC("raw_tp/inet_sock_set_state")
+int BPF_PROG(tp_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
+{
+	if (sock_is_tcp(sk))
+		on_state(sk, oldstate, newstate);
+	return 0;
+}
+
+SEC("raw_tp/tcp_retransmit_skb")
+int BPF_PROG(tp_tcp_retransmit_skb, struct sock *sk)
+{
+	on_retransmit(sk);
+	return 0;
+}
+
+SEC("raw_tp/tcp_receive_reset")
+int BPF_PROG(tp_tcp_receive_reset, struct sock *sk)
+{
+	on_reset(sk);
+	return 0;
+}
+
+SEC("raw_tp/tcp_send_reset")
+int BPF_PROG(tp_tcp_send_reset, struct sock *sk)
+{
+	on_reset(sk);
+	return 0;
+}

@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The kernel <-> user-space ABI of tcpotel: map keys and values, ring-buffer
+ * records, counters and limits. Types only, __u* fields, explicit padding, no
+ * pointers and no includes: both the BPF programs (with vmlinux.h) and user space
+ * (with <linux/types.h>) include it. User space checks the sizes with
+ * _Static_assert in src/capture.c.
+ */
+#ifndef TCPOTEL_ABI_H
+#define TCPOTEL_ABI_H
+
+#define TCPOTEL_COMM_LEN 16
+/* srtt histogram: bucket k counts samples in (2^(k-1), 2^k] microseconds
+ * (bucket 0: <= 1 us); the last bucket also takes everything above. */
+#define TCPOTEL_SRTT_BUCKETS 32
+#define TCPOTEL_MAX_EXCLUDE_PORTS 16
+
+/* Roles of a connection. */
+enum tcpotel_role {
+	TCPOTEL_ROLE_UNKNOWN = 0,
+	TCPOTEL_ROLE_CLIENT = 1, /* it called connect() */
+	TCPOTEL_ROLE_SERVER = 2, /* it came from accept() */
+};
+
+/* tcpotel_sock.flags */
+enum tcpotel_sock_flags {
+	TCPOTEL_SOCK_HAS_TUPLE = 1 << 0,   /* tuple, netns and role are filled in */
+	TCPOTEL_SOCK_HAS_OWNER = 1 << 1,   /* tgid/comm taken from a send or receive */
+	TCPOTEL_SOCK_IGNORED = 1 << 2,     /* filtered out (own traffic, port, netns) */
+	TCPOTEL_SOCK_OPENED = 1 << 3,      /* seen reaching ESTABLISHED (counts as opened) */
+	TCPOTEL_SOCK_PREEXISTING = 1 << 4, /* first seen mid-stream, after the agent started */
+	TCPOTEL_SOCK_RESET = 1 << 5,       /* a RST was sent or received */
+};
+
+/* Exchange phases (see DESIGN.md, "Exchanges"). The request direction is
+ * send for a client and receive for a server. */
+enum tcpotel_phase {
+	TCPOTEL_PHASE_IDLE = 0,         /* no exchange open: the next request starts one */
+	TCPOTEL_PHASE_REQUEST = 1,      /* request bytes flowing */
+	TCPOTEL_PHASE_RESPONSE = 2,     /* response bytes flowing */
+	TCPOTEL_PHASE_SKIP_REQUEST = 3, /* joined mid-stream: this turn may be partial, */
+	TCPOTEL_PHASE_SKIP_RESPONSE = 4, /* so it is not reported */
+};
+
+struct tcpotel_tuple {
+	__u8 saddr[16]; /* local address; IPv4 in the first 4 bytes */
+	__u8 daddr[16]; /* remote address */
+	__u16 sport;    /* local port, host order */
+	__u16 dport;    /* remote port, host order */
+	__u16 family;   /* AF_INET or AF_INET6 (v4-mapped IPv6 is folded to AF_INET) */
+	__u16 _pad;
+};
+
+struct tcpotel_exchange {
+	__u64 start_ns;       /* first byte of the request (CLOCK_MONOTONIC) */
+	__u64 end_ns;         /* last byte seen in either direction */
+	__u64 request_bytes;
+	__u64 response_bytes;
+	__u32 request_seq;    /* TCP sequence number of the request's first byte */
+	__u8 phase;           /* enum tcpotel_phase */
+	__u8 _pad[3];
+};
+
+/* Value of the socket table, keyed by the kernel's struct sock pointer. */
+struct tcpotel_sock {
+	__u64 sock_id; /* unique per tracked socket, never reused (pointers are) */
+	struct tcpotel_tuple tuple;
+	__u32 tgid;
+	__u32 netns; /* network namespace inode */
+	char comm[TCPOTEL_COMM_LEN];
+	__u8 role;  /* enum tcpotel_role */
+	__u8 flags; /* enum tcpotel_sock_flags */
+	__u16 _pad;
+	__u32 retransmits;
+	__u64 bytes_sent;
+	__u64 bytes_received;
+	__u32 srtt_last_us;
+	__u32 srtt_min_us;
+	__u32 srtt_max_us;
+	__u32 srtt_count;
+	__u64 srtt_sum_us;
+	__u32 srtt_hist[TCPOTEL_SRTT_BUCKETS];
+	struct tcpotel_exchange ex;
+};
+
+/* Listening sockets, to give accepted connections their owner and to class
+ * sockets that existed before the agent started. */
+struct tcpotel_listen_key {
+	__u32 netns;
+	__u16 port;
+	__u16 _pad;
+};
+
+struct tcpotel_listen {
+	__u32 tgid; /* 0 when unknown (listening before the agent started) */
+	char comm[TCPOTEL_COMM_LEN];
+};
+
+/* Ring-buffer records: each starts with this header. */
+enum tcpotel_record_type {
+	TCPOTEL_RECORD_CLOSE = 1,    /* a socket's final numbers (and any open exchange) */
+	TCPOTEL_RECORD_EXCHANGE = 2, /* one finished exchange */
+};
+
+struct tcpotel_record_hdr {
+	__u16 type;
+	__u16 size;
+	__u32 _pad;
+};
+
+struct tcpotel_close_record {
+	struct tcpotel_record_hdr hdr;
+	__u64 closed_ns;
+	struct tcpotel_sock sock;
+};
+
+struct tcpotel_exchange_record {
+	struct tcpotel_record_hdr hdr;
+	__u64 sock_id;
+	struct tcpotel_tuple tuple;
+	__u32 tgid;
+	__u32 netns;
+	char comm[TCPOTEL_COMM_LEN];
+	__u8 role;
+	__u8 flags;
+	__u16 _pad;
+	__u32 srtt_us; /* srtt when the exchange ended */
+	struct tcpotel_exchange ex;
+};
+
+/* Per-CPU health counters (index into the `counters` array map). */
+enum tcpotel_counter {
+	TCPOTEL_CNT_SOCK_UNTRACKED = 0,   /* socket table full: socket not tracked */
+	TCPOTEL_CNT_RINGBUF_LOST = 1,     /* ring buffer full: record lost */
+	TCPOTEL_CNT_LISTEN_UNTRACKED = 2, /* listener table full */
+	TCPOTEL_CNT_SOCK_IGNORED = 3,     /* sockets filtered out (own, port, netns) */
+	TCPOTEL_CNT__MAX = 8,
+};
+
+#endif

@@ -1,0 +1,377 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The handlers every back-end calls: on_io() for each send and receive,
+ * on_state() for TCP state changes, on_retransmit() and on_reset().
+ *
+ * on_io() is the hottest code of the project. Its common path is one hash
+ * lookup keyed by the socket pointer, one CO-RE read (srtt), a clock read
+ * and a few stores; the tuple, netns, role and owner are read once, at the
+ * socket's first sight, and nothing goes to user space per call: a record
+ * leaves only when an exchange ends or a socket closes.
+ */
+#ifndef TCPOTEL_TRACK_BPF_H
+#define TCPOTEL_TRACK_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "tcpotel.h"
+#include "maps.bpf.h"
+#include "sock.bpf.h"
+
+#ifndef EEXIST
+#define EEXIST 17
+#endif
+
+static __always_inline bool port_excluded(__u16 port)
+{
+	for (int i = 0; i < TCPOTEL_MAX_EXCLUDE_PORTS; i++) {
+		if (i >= cfg_n_exclude_ports)
+			break;
+		if (cfg_exclude_ports[i] == port)
+			return true;
+	}
+	return false;
+}
+
+/* Inserts a zeroed entry for sk (or finds the one another CPU just made). */
+static __always_inline struct tcpotel_sock *sock_insert(struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+	struct tcpotel_sock *s;
+	long err;
+
+	err = bpf_map_update_elem(&sockets, &key, &zero_sock, BPF_NOEXIST);
+	if (err && err != -EEXIST) {
+		counter_inc(TCPOTEL_CNT_SOCK_UNTRACKED);
+		return NULL;
+	}
+	s = bpf_map_lookup_elem(&sockets, &key);
+	if (s && !s->sock_id)
+		s->sock_id = __sync_fetch_and_add(&next_sock_id, 1) + 1;
+	return s;
+}
+
+static __always_inline void sock_ignore(struct tcpotel_sock *s)
+{
+	if (!(s->flags & TCPOTEL_SOCK_IGNORED)) {
+		s->flags |= TCPOTEL_SOCK_IGNORED;
+		counter_inc(TCPOTEL_CNT_SOCK_IGNORED);
+	}
+}
+
+/* Tuple, netns and role, read once; applies capture.netns and exclude_ports. */
+static __always_inline void sock_fill_tuple(struct sock *sk, struct tcpotel_sock *s, __u8 role)
+{
+	sock_read_tuple(sk, &s->tuple);
+	s->netns = sock_netns(sk);
+	s->role = role;
+	s->flags |= TCPOTEL_SOCK_HAS_TUPLE;
+	if (cfg_netns_filter && !bpf_map_lookup_elem(&netns_allowed, &s->netns))
+		sock_ignore(s);
+	if (cfg_n_exclude_ports && (port_excluded(s->tuple.sport) || port_excluded(s->tuple.dport)))
+		sock_ignore(s);
+}
+
+/* The process doing I/O owns the socket; the agent's own sockets are never observed. */
+static __always_inline void sock_set_owner(struct tcpotel_sock *s)
+{
+	s->tgid = bpf_get_current_pid_tgid() >> 32;
+	bpf_get_current_comm(s->comm, sizeof(s->comm));
+	s->flags |= TCPOTEL_SOCK_HAS_OWNER;
+	if (s->tgid == cfg_self_tgid)
+		sock_ignore(s);
+}
+
+static __always_inline __u8 role_by_listener(__u32 netns, __u16 port)
+{
+	struct tcpotel_listen_key key = { .netns = netns, .port = port };
+
+	return bpf_map_lookup_elem(&listeners, &key) ? TCPOTEL_ROLE_SERVER : TCPOTEL_ROLE_CLIENT;
+}
+
+/* First sight of a connection that was established before the agent started
+ * (or before its state change could be seen): class it by whether its local
+ * port is a listening port, and skip the turn in progress, which may be partial. */
+static __always_inline struct tcpotel_sock *sock_track_midstream(struct sock *sk)
+{
+	struct tcpotel_sock *s;
+	int state;
+
+	if (!sock_is_tcp(sk))
+		return NULL;
+	state = sock_state(sk);
+	if (state == TCP_CLOSE || state == TCP_LISTEN || state == TCP_SYN_SENT)
+		return NULL;
+	s = sock_insert(sk);
+	if (!s)
+		return NULL;
+	if (!(s->flags & TCPOTEL_SOCK_HAS_TUPLE)) {
+		s->flags |= TCPOTEL_SOCK_PREEXISTING;
+		s->ex.phase = TCPOTEL_PHASE_SKIP_REQUEST;
+		sock_fill_tuple(sk, s, role_by_listener(sock_netns(sk), sock_local_port(sk)));
+	}
+	return s;
+}
+
+/* log2 bucket: k such that v is in (2^(k-1), 2^k], bucket 0 for v <= 1. */
+static __always_inline __u32 srtt_bucket(__u32 v)
+{
+	__u32 k = 0;
+
+	if (v <= 1)
+		return 0;
+	v -= 1;
+	if (v >= 1 << 16) { v >>= 16; k += 16; }
+	if (v >= 1 << 8) { v >>= 8; k += 8; }
+	if (v >= 1 << 4) { v >>= 4; k += 4; }
+	if (v >= 1 << 2) { v >>= 2; k += 2; }
+	if (v >= 1 << 1) { v >>= 1; k += 1; }
+	k += 1;
+	return k < TCPOTEL_SRTT_BUCKETS ? k : TCPOTEL_SRTT_BUCKETS - 1;
+}
+
+static __always_inline void srtt_sample(struct tcpotel_sock *s, __u32 srtt)
+{
+	if (!srtt)
+		return; /* no RTT measured yet */
+	s->srtt_last_us = srtt;
+	if (!s->srtt_min_us || srtt < s->srtt_min_us)
+		s->srtt_min_us = srtt;
+	if (srtt > s->srtt_max_us)
+		s->srtt_max_us = srtt;
+	s->srtt_count++;
+	s->srtt_sum_us += srtt;
+	s->srtt_hist[srtt_bucket(srtt) & (TCPOTEL_SRTT_BUCKETS - 1)]++;
+}
+
+/* Records never wake the drain up: it collects them on a short timer, so a
+ * busy host pays no wakeup per record (a wakeup costs more than the record). */
+#define RINGBUF_FLAGS BPF_RB_NO_WAKEUP
+
+static __always_inline void exchange_emit(const struct tcpotel_sock *s, __u32 srtt)
+{
+	struct tcpotel_exchange_record *r;
+
+	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r) {
+		counter_inc(TCPOTEL_CNT_RINGBUF_LOST);
+		return;
+	}
+	r->hdr.type = TCPOTEL_RECORD_EXCHANGE;
+	r->hdr.size = sizeof(*r);
+	r->hdr._pad = 0;
+	r->sock_id = s->sock_id;
+	r->tuple = s->tuple;
+	r->tgid = s->tgid;
+	r->netns = s->netns;
+	__builtin_memcpy(r->comm, s->comm, sizeof(r->comm));
+	r->role = s->role;
+	r->flags = s->flags;
+	r->_pad = 0;
+	r->srtt_us = srtt;
+	r->ex = s->ex;
+	bpf_ringbuf_submit(r, RINGBUF_FLAGS);
+}
+
+/*
+ * One step of the exchange state machine (DESIGN.md, "Exchanges"). The
+ * request direction is send for a client and receive for a server; an
+ * exchange ends at the next request after a response, after
+ * cfg_idle_timeout_ns of silence (noticed here at the next call, or by user
+ * space's sweep), or at close.
+ */
+static __always_inline void exchange_step(struct sock *sk, struct tcpotel_sock *s, bool is_send,
+					  __u32 bytes, __u32 srtt, __u64 now)
+{
+	struct tcpotel_exchange *ex = &s->ex;
+	bool is_request = is_send == (s->role == TCPOTEL_ROLE_CLIENT);
+	__u8 phase = ex->phase;
+
+	if ((phase == TCPOTEL_PHASE_REQUEST || phase == TCPOTEL_PHASE_RESPONSE) &&
+	    now - ex->end_ns > cfg_idle_timeout_ns) {
+		exchange_emit(s, srtt);
+		phase = TCPOTEL_PHASE_IDLE;
+	}
+	if (is_request) {
+		if (phase == TCPOTEL_PHASE_RESPONSE) {
+			exchange_emit(s, srtt);
+			phase = TCPOTEL_PHASE_IDLE;
+		}
+		if (phase == TCPOTEL_PHASE_IDLE || phase == TCPOTEL_PHASE_SKIP_RESPONSE) {
+			__u32 seq = is_send ? sock_write_seq(sk) : sock_copied_seq(sk);
+
+			ex->start_ns = now;
+			ex->request_seq = seq - bytes;
+			ex->request_bytes = 0;
+			ex->response_bytes = 0;
+			phase = TCPOTEL_PHASE_REQUEST;
+		}
+		if (phase == TCPOTEL_PHASE_REQUEST)
+			ex->request_bytes += bytes;
+	} else {
+		if (phase == TCPOTEL_PHASE_REQUEST || phase == TCPOTEL_PHASE_RESPONSE) {
+			phase = TCPOTEL_PHASE_RESPONSE;
+			ex->response_bytes += bytes;
+		} else if (phase == TCPOTEL_PHASE_SKIP_REQUEST) {
+			phase = TCPOTEL_PHASE_SKIP_RESPONSE;
+		}
+		/* IDLE: a response with no request seen (the server spoke first,
+		 * or the exchange already ended by silence): not an exchange. */
+	}
+	ex->end_ns = now;
+	ex->phase = phase;
+}
+
+/* Every send (is_send) or receive of `bytes` > 0 bytes on a TCP socket. */
+static __always_inline void on_io(struct sock *sk, __u32 bytes, bool is_send)
+{
+	__u64 key = (__u64)sk;
+	struct tcpotel_sock *s;
+	__u32 srtt;
+
+	s = bpf_map_lookup_elem(&sockets, &key);
+	if (!s) {
+		s = sock_track_midstream(sk);
+		if (!s)
+			return;
+	}
+	if (!(s->flags & TCPOTEL_SOCK_HAS_OWNER))
+		sock_set_owner(s);
+	if (s->flags & TCPOTEL_SOCK_IGNORED)
+		return;
+	/* Atomic: two threads may write one socket; bytes must stay exact. */
+	if (is_send)
+		__sync_fetch_and_add(&s->bytes_sent, bytes);
+	else
+		__sync_fetch_and_add(&s->bytes_received, bytes);
+	srtt = sock_srtt_us(sk);
+	srtt_sample(s, srtt);
+	if (cfg_spans_enabled)
+		exchange_step(sk, s, is_send, bytes, srtt, bpf_ktime_get_ns());
+}
+
+static __always_inline void listener_add(const struct sock *sk)
+{
+	struct tcpotel_listen_key key = { .netns = sock_netns(sk), .port = sock_local_port(sk) };
+	struct tcpotel_listen val = {};
+
+	/* listen() runs in the process that owns the socket. */
+	val.tgid = bpf_get_current_pid_tgid() >> 32;
+	bpf_get_current_comm(val.comm, sizeof(val.comm));
+	if (bpf_map_update_elem(&listeners, &key, &val, BPF_ANY))
+		counter_inc(TCPOTEL_CNT_LISTEN_UNTRACKED);
+}
+
+static __always_inline void listener_del(const struct sock *sk)
+{
+	struct tcpotel_listen_key key = { .netns = sock_netns(sk), .port = sock_local_port(sk) };
+
+	bpf_map_delete_elem(&listeners, &key);
+}
+
+/* Hands a socket's final numbers (and any exchange still open) to user space,
+ * then forgets it. The entry is deleted before the record is submitted so
+ * that a sweep never sees a socket whose close it has already processed. */
+static __always_inline void sock_close(struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+	struct tcpotel_close_record *r;
+	struct tcpotel_sock *s;
+
+	s = bpf_map_lookup_elem(&sockets, &key);
+	if (!s)
+		return;
+	if ((s->flags & (TCPOTEL_SOCK_IGNORED | TCPOTEL_SOCK_HAS_TUPLE)) != TCPOTEL_SOCK_HAS_TUPLE) {
+		bpf_map_delete_elem(&sockets, &key);
+		return;
+	}
+	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r) {
+		counter_inc(TCPOTEL_CNT_RINGBUF_LOST);
+		bpf_map_delete_elem(&sockets, &key);
+		return;
+	}
+	r->hdr.type = TCPOTEL_RECORD_CLOSE;
+	r->hdr.size = sizeof(*r);
+	r->hdr._pad = 0;
+	r->closed_ns = bpf_ktime_get_ns();
+	__builtin_memcpy(&r->sock, s, sizeof(r->sock));
+	r->sock.srtt_last_us = s->srtt_last_us ?: sock_srtt_us(sk);
+	bpf_map_delete_elem(&sockets, &key);
+	bpf_ringbuf_submit(r, RINGBUF_FLAGS);
+}
+
+/* inet_sock_set_state: opens (with the role), listeners, and closes. */
+static __always_inline void on_state(struct sock *sk, int oldstate, int newstate)
+{
+	__u64 key = (__u64)sk;
+	struct tcpotel_sock *s;
+
+	if (newstate == TCP_LISTEN) {
+		listener_add(sk);
+		return;
+	}
+	if (newstate == TCP_SYN_SENT && oldstate == TCP_CLOSE) {
+		/* connect() runs in the process that owns the socket; the ports
+		 * are not chosen yet, so the tuple waits for ESTABLISHED. */
+		s = sock_insert(sk);
+		if (s && !(s->flags & TCPOTEL_SOCK_HAS_OWNER))
+			sock_set_owner(s);
+		return;
+	}
+	if (newstate == TCP_ESTABLISHED &&
+	    (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV)) {
+		__u8 role = oldstate == TCP_SYN_SENT ? TCPOTEL_ROLE_CLIENT : TCPOTEL_ROLE_SERVER;
+
+		s = bpf_map_lookup_elem(&sockets, &key);
+		if (!s)
+			s = sock_insert(sk);
+		if (!s)
+			return;
+		sock_fill_tuple(sk, s, role);
+		s->flags |= TCPOTEL_SOCK_OPENED;
+		if (role == TCPOTEL_ROLE_SERVER && !(s->flags & TCPOTEL_SOCK_HAS_OWNER)) {
+			/* Accepted connections become established in softirq: the
+			 * listener's owner stands in until the first send or receive. */
+			struct tcpotel_listen_key lk = { .netns = s->netns, .port = s->tuple.sport };
+			struct tcpotel_listen *l = bpf_map_lookup_elem(&listeners, &lk);
+
+			if (l && l->tgid) {
+				s->tgid = l->tgid;
+				__builtin_memcpy(s->comm, l->comm, sizeof(s->comm));
+				if (s->tgid == cfg_self_tgid)
+					sock_ignore(s);
+			}
+		}
+		return;
+	}
+	if (newstate == TCP_CLOSE) {
+		if (oldstate == TCP_LISTEN)
+			listener_del(sk);
+		else
+			sock_close(sk);
+	}
+}
+
+static __always_inline void on_retransmit(const struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+	struct tcpotel_sock *s = bpf_map_lookup_elem(&sockets, &key);
+
+	if (s)
+		__sync_fetch_and_add(&s->retransmits, 1);
+}
+
+static __always_inline void on_reset(const struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+	struct tcpotel_sock *s;
+
+	if (!sk)
+		return;
+	s = bpf_map_lookup_elem(&sockets, &key);
+	if (s)
+		s->flags |= TCPOTEL_SOCK_RESET;
+}
+
+#endif

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs, on Debian 12, the packages tcpotel needs to build, run and test,
+# and only those that are missing. Needs root when something is missing.
+set -euo pipefail
+
+build=(make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev
+	libcurl4-openssl-dev libjson-c-dev libyaml-dev libmicrohttpd-dev)
+test=(python3 iproute2 nftables)
+
+missing=()
+for pkg in "${build[@]}" "${test[@]}"; do
+	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
+		missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps: missing packages: ${missing[*]}" >&2
+	echo "install-deps: run as root (sudo make ...) to install them" >&2
+	exit 1
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"

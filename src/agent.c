@@ -1,0 +1,294 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "agent.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <bpf/libbpf.h>
+
+#include "capture.h"
+#include "exchange.h"
+#include "export.h"
+#include "jbuf.h"
+#include "listeners.h"
+#include "log.h"
+#include "metrics.h"
+#include "procinfo.h"
+#include "sockets.h"
+
+/* How often the socket table is read (deltas, silent exchanges). */
+#define SWEEP_INTERVAL_NS (1000 * NSEC_PER_MSEC)
+/* How long one poll of the ring buffer may wait. */
+#define POLL_TIMEOUT_MS 20
+#define MAX_STREAMS 262144
+#define MAX_SEEDED_LISTENERS 65536
+/* Streams with no connection and no change this long are forgotten. */
+#define STREAM_IDLE_NS (600ULL * NSEC_PER_SEC)
+
+struct agent {
+	const struct config *cfg;
+	struct capture *capture;
+	struct ring_buffer *rb;
+	struct procinfo *pi;
+	struct metrics *metrics;
+	struct exchanges *exchanges;
+	struct sockets *sockets;
+	struct exporter *exporter;
+	uint64_t mono_to_unix_ns;
+	uint64_t next_sweep_ns;
+	uint64_t next_metrics_ns;
+	uint64_t bad_records;
+};
+
+static uint64_t clock_ns(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+static int on_record(void *ctx, void *data, size_t size)
+{
+	const struct tcpotel_record_hdr *hdr = data;
+	struct agent *a = ctx;
+
+	if (size < sizeof(*hdr) || hdr->size > size) {
+		a->bad_records++;
+		return 0;
+	}
+	switch (hdr->type) {
+	case TCPOTEL_RECORD_EXCHANGE:
+		if (hdr->size == sizeof(struct tcpotel_exchange_record)) {
+			sockets__on_exchange(a->sockets, data, a->mono_to_unix_ns);
+			return 0;
+		}
+		break;
+	case TCPOTEL_RECORD_CLOSE:
+		if (hdr->size == sizeof(struct tcpotel_close_record)) {
+			sockets__on_close(a->sockets, data, a->mono_to_unix_ns);
+			return 0;
+		}
+		break;
+	}
+	a->bad_records++;
+	log_ratelimited(LOG_WARN, 60000, "unknown ring-buffer record (type %u, %u bytes)",
+			hdr->type, hdr->size);
+	return 0;
+}
+
+/* capture.netns: "/run/netns/NAME" (its inode) or an inode number. */
+static int resolve_netns(const struct config *cfg, uint32_t *out)
+{
+	for (size_t i = 0; i < cfg->capture.n_netns; i++) {
+		const char *v = cfg->capture.netns[i];
+		char *end;
+		unsigned long ino = strtoul(v, &end, 10);
+		struct stat st;
+
+		if (*v && !*end) {
+			out[i] = (uint32_t)ino;
+			continue;
+		}
+		if (stat(v, &st)) {
+			int err = -errno;
+
+			log_err("capture.netns: %s: %s", v, strerror(errno));
+			return err;
+		}
+		out[i] = (uint32_t)st.st_ino;
+	}
+	return 0;
+}
+
+static void seed_listeners(struct agent *a)
+{
+	struct listener *found = calloc(MAX_SEEDED_LISTENERS, sizeof(*found));
+	int n;
+
+	if (!found)
+		return;
+	n = listeners_scan("/proc", found, MAX_SEEDED_LISTENERS);
+	if (n < 0)
+		log_warn("cannot list the listening ports of running processes: %s", strerror(-n));
+	for (int i = 0; i < n; i++)
+		capture__add_listener(a->capture, found[i].netns, found[i].port);
+	log_debug("%d listening ports found before start", n > 0 ? n : 0);
+	free(found);
+}
+
+struct agent *agent__start(const struct config *cfg, enum capture_backend backend)
+{
+	struct capture_opts copts = {
+		.backend = backend,
+		.max_sockets = cfg->capture.max_sockets,
+		.self_tgid = (uint32_t)getpid(),
+		.spans = cfg->spans.enabled,
+		.idle_timeout_ns = cfg->spans.idle_timeout_ms * NSEC_PER_MSEC,
+		.exclude_ports = cfg->capture.exclude_ports,
+		.n_exclude_ports = cfg->capture.n_exclude_ports,
+		.n_netns = cfg->capture.n_netns,
+	};
+	struct procinfo_opts popts = {
+		.proc_root = "/proc",
+		.max_entries = 8192,
+		.revalidate_ms = 5000,
+	};
+	struct sockets_opts sopts = {
+		.idle_timeout_ns = cfg->spans.idle_timeout_ms * NSEC_PER_MSEC,
+		.spans = cfg->spans.enabled,
+	};
+	uint32_t *netns = NULL;
+	struct agent *a;
+	int err = -ENOMEM;
+
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		goto fail;
+	a->cfg = cfg;
+	if (cfg->capture.n_netns) {
+		netns = calloc(cfg->capture.n_netns, sizeof(*netns));
+		if (!netns)
+			goto fail;
+		err = resolve_netns(cfg, netns);
+		if (err)
+			goto fail;
+		copts.netns = netns;
+	}
+	a->pi = procinfo__new(cfg, &popts);
+	a->metrics = a->pi ? metrics__new(a->pi, MAX_STREAMS) : NULL;
+	if (!a->metrics)
+		goto fail_errno;
+	a->exporter = exporter__start(cfg);
+	if (!a->exporter)
+		goto fail_errno;
+	a->exchanges = exchanges__new(cfg, a->pi, a->exporter);
+	if (!a->exchanges)
+		goto fail_errno;
+	a->capture = capture__load(&copts);
+	if (!a->capture)
+		goto fail_errno;
+	sopts.map_fd = capture__sockets_fd(a->capture);
+	a->sockets = sockets__new(&sopts, a->metrics, a->pi, a->exchanges);
+	if (!a->sockets)
+		goto fail_errno;
+	a->rb = ring_buffer__new(capture__events_fd(a->capture), on_record, a, NULL);
+	if (!a->rb)
+		goto fail_errno;
+	seed_listeners(a);
+	err = capture__attach(a->capture);
+	if (err)
+		goto fail;
+	free(netns);
+	return a;
+
+fail_errno:
+	err = -errno ?: -ENOMEM;
+fail:
+	free(netns);
+	agent__free(a);
+	errno = -err;
+	return NULL;
+}
+
+static void collect_self(struct agent *a, struct self_stats *st)
+{
+	struct exporter_stats es;
+	struct exchange_stats xs;
+
+	memset(st, 0, sizeof(*st));
+	capture__read_counters(a->capture, st->kernel_counters);
+	exporter__stats(a->exporter, &es);
+	exchanges__stats(a->exchanges, &xs);
+	st->sockets_tracked = sockets__tracked(a->sockets);
+	st->exchanges = xs.exchanges;
+	st->spans_sampled_out = xs.sampled_out;
+	st->spans_dropped = xs.dropped;
+	for (int i = 0; i < SIGNAL__COUNT; i++) {
+		st->sent_items[i] = es.sent_items[i];
+		st->dropped_items[i] = es.dropped_items[i];
+		st->rejected_items[i] = es.rejected_items[i];
+	}
+	st->export_failures = es.failed_requests;
+	st->queue_depth = es.queue_depth;
+	st->streams = metrics__streams(a->metrics);
+	st->streams_dropped = metrics__streams_dropped(a->metrics);
+}
+
+static void export_metrics(struct agent *a)
+{
+	struct self_stats st;
+	struct jbuf body;
+	size_t points;
+
+	collect_self(a, &st);
+	jbuf_init(&body);
+	points = metrics__encode(a->metrics, &body, a->mono_to_unix_ns + clock_ns(CLOCK_MONOTONIC),
+				 &st);
+	if (body.failed) {
+		log_err("out of memory encoding %zu metric points: dropped", points);
+		jbuf_free(&body);
+		return;
+	}
+	exporter__submit(a->exporter, SIGNAL_METRICS, body.data, body.len, (uint32_t)points);
+}
+
+/* One pass: records, then the periodic sweep, spans and metrics when due. */
+static void tick(struct agent *a, bool final)
+{
+	uint64_t now;
+
+	ring_buffer__consume(a->rb);
+	now = clock_ns(CLOCK_MONOTONIC);
+	a->mono_to_unix_ns = clock_ns(CLOCK_REALTIME) - now;
+	if (final || now >= a->next_sweep_ns) {
+		sockets__sweep(a->sockets, now, a->mono_to_unix_ns);
+		a->next_sweep_ns = now + SWEEP_INTERVAL_NS;
+	}
+	exchanges__flush(a->exchanges, now, final);
+	if (a->cfg->metrics.enabled && (final || now >= a->next_metrics_ns)) {
+		export_metrics(a);
+		metrics__evict_idle(a->metrics, now + a->mono_to_unix_ns, STREAM_IDLE_NS);
+		a->next_metrics_ns = now + a->cfg->metrics.interval_ms * NSEC_PER_MSEC;
+	}
+}
+
+int agent__run(struct agent *a, volatile sig_atomic_t *stop)
+{
+	uint64_t now = clock_ns(CLOCK_MONOTONIC);
+
+	a->next_sweep_ns = now + SWEEP_INTERVAL_NS;
+	a->next_metrics_ns = now + a->cfg->metrics.interval_ms * NSEC_PER_MSEC;
+	while (!*stop) {
+		int err = ring_buffer__poll(a->rb, POLL_TIMEOUT_MS);
+
+		if (err < 0 && err != -EINTR) {
+			log_err("cannot poll the ring buffer: %s", strerror(-err));
+			return err;
+		}
+		tick(a, false);
+	}
+	log_info("stopping: flushing within %" PRIu64 " ms", a->cfg->exporter.otlp.timeout_ms);
+	tick(a, true);
+	exporter__stop(a->exporter,
+		       clock_ns(CLOCK_MONOTONIC) / NSEC_PER_MSEC + a->cfg->exporter.otlp.timeout_ms);
+	a->exporter = NULL;
+	return 0;
+}
+
+void agent__free(struct agent *a)
+{
+	if (!a)
+		return;
+	ring_buffer__free(a->rb);
+	capture__destroy(a->capture);
+	sockets__free(a->sockets);
+	exchanges__free(a->exchanges);
+	exporter__stop(a->exporter, 0);
+	metrics__free(a->metrics);
+	procinfo__free(a->pi);
+	free(a);
+}

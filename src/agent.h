@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The agent: capture loaded and attached, and the drain loop that turns the
+ * kernel's ring buffer and socket table into metrics and spans. The loop runs
+ * on the caller's thread; export runs on its own thread behind a bounded
+ * queue, so a slow collector never stalls the drain.
+ */
+#ifndef TCPOTEL_AGENT_H
+#define TCPOTEL_AGENT_H
+
+#include <signal.h>
+
+#include "config.h"
+
+struct agent;
+
+/* Starts everything (capture attached). NULL + errno on failure, already logged. */
+struct agent *agent__start(const struct config *cfg, enum capture_backend backend);
+/* Runs until *stop becomes non-zero, then flushes within the export timeout. */
+int agent__run(struct agent *a, volatile sig_atomic_t *stop);
+void agent__free(struct agent *a);
+
+#endif

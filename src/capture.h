@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Owns the BPF skeleton: open -> set load-time knobs -> enable the chosen
+ * back-end's programs (and only those) -> load -> attach -> destroy.
+ */
+#ifndef TCPOTEL_CAPTURE_H
+#define TCPOTEL_CAPTURE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "abi.h"
+
+struct capture_opts {
+	enum capture_backend backend; /* resolved: never BACKEND_AUTO */
+	uint32_t max_sockets;
+	uint32_t self_tgid; /* sockets of this process are never observed */
+	bool spans;
+	uint64_t idle_timeout_ns;
+	const uint32_t *netns; /* inodes to watch; none: every namespace */
+	size_t n_netns;
+	const uint16_t *exclude_ports;
+	size_t n_exclude_ports;
+};
+
+struct capture;
+
+/* Opens and loads (the verifier runs here); nothing is attached yet. NULL + errno on failure. */
+struct capture *capture__load(const struct capture_opts *opts);
+int capture__attach(struct capture *c);
+void capture__destroy(struct capture *c);
+
+int capture__sockets_fd(const struct capture *c);
+int capture__events_fd(const struct capture *c);
+/* Adds a listening port found before start (tgid 0: owner unknown). */
+int capture__add_listener(struct capture *c, uint32_t netns, uint16_t port);
+/* Sums the per-CPU health counters. */
+int capture__read_counters(const struct capture *c, uint64_t out[TCPOTEL_CNT__MAX]);
+/* Programs of the loaded back-end, for BPF statistics: fills ids, returns how many. */
+size_t capture__prog_ids(const struct capture *c, uint32_t *ids, size_t max, bool io_only);
+
+/* Names of the programs each back-end uses (NULL-terminated), for tests. */
+const char *const *capture_backend_programs(enum capture_backend backend);
+
+#endif

@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "exchange.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "config.h"
+#include "export.h"
+#include "jbuf.h"
+#include "log.h"
+#include "metrics.h"
+#include "netaddr.h"
+#include "otlp.h"
+#include "procinfo.h"
+#include "traceid.h"
+
+/* The span name: the same on both ends and low-cardinality (DESIGN.md). */
+#define SPAN_NAME "tcp.exchange"
+
+struct pending_span {
+	struct proc_resource *res; /* a reference */
+	struct tcpotel_tuple tuple;
+	uint8_t role;
+	uint8_t reset;
+	uint32_t srtt_us;
+	uint64_t start_unix_ns, end_unix_ns;
+	uint64_t request_bytes, response_bytes;
+	struct exchange_ids ids;
+};
+
+struct exchanges {
+	struct procinfo *pi;
+	struct exporter *exp;
+	bool spans;
+	uint64_t threshold;
+	char trace_state[32];
+	struct pending_span *pending;
+	size_t n_pending;
+	uint64_t oldest_mono_ns; /* end of the first pending exchange */
+	struct jbuf body;
+	struct exchange_stats stats;
+};
+
+struct exchanges *exchanges__new(const struct config *cfg, struct procinfo *pi,
+				 struct exporter *exp)
+{
+	struct exchanges *x = calloc(1, sizeof(*x));
+
+	if (!x)
+		return NULL;
+	x->pi = pi;
+	x->exp = exp;
+	x->spans = cfg->spans.enabled;
+	x->threshold = traceid_threshold(cfg->spans.sampling_ratio);
+	traceid_tracestate(x->threshold, x->trace_state, sizeof(x->trace_state));
+	jbuf_init(&x->body);
+	if (x->spans) {
+		x->pending = calloc(EXCHANGE_MAX_PENDING, sizeof(*x->pending));
+		if (!x->pending) {
+			free(x);
+			errno = ENOMEM;
+			return NULL;
+		}
+	}
+	return x;
+}
+
+static void release_pending(struct exchanges *x)
+{
+	for (size_t i = 0; i < x->n_pending; i++)
+		procinfo__put(x->pi, x->pending[i].res);
+	x->n_pending = 0;
+}
+
+void exchanges__free(struct exchanges *x)
+{
+	if (!x)
+		return;
+	release_pending(x);
+	free(x->pending);
+	jbuf_free(&x->body);
+	free(x);
+}
+
+/* The client's address and port: local on the client, remote on the server. */
+static void client_endpoint(const struct tcpotel_tuple *t, uint8_t role, uint8_t addr[16],
+			    uint16_t *port)
+{
+	bool client = role == TCPOTEL_ROLE_CLIENT;
+
+	traceid_canonical_addr(t->family, client ? t->saddr : t->daddr, addr);
+	*port = client ? t->sport : t->dport;
+}
+
+void exchanges__end(struct exchanges *x, const struct exchange_end *end, uint64_t mono_to_unix_ns)
+{
+	const struct tcpotel_exchange *ex = end->ex;
+	struct pending_span *p;
+	struct exchange_ids ids;
+	uint8_t client_addr[16];
+	uint16_t client_port;
+
+	x->stats.exchanges++;
+	if (end->stream)
+		stream_add_exchange(end->stream, ex->end_ns - ex->start_ns);
+	if (!x->spans)
+		return;
+	client_endpoint(end->tuple, end->role, client_addr, &client_port);
+	traceid_derive(client_addr, client_port, ex->request_seq, &ids);
+	if (!traceid_sampled(ids.trace_id, x->threshold)) {
+		x->stats.sampled_out++;
+		return;
+	}
+	if (x->n_pending >= EXCHANGE_MAX_PENDING) {
+		x->stats.dropped++;
+		log_ratelimited(LOG_WARN, 10000, "span buffer full (%d): spans dropped",
+				EXCHANGE_MAX_PENDING);
+		return;
+	}
+	if (!x->n_pending)
+		x->oldest_mono_ns = ex->end_ns;
+	p = &x->pending[x->n_pending++];
+	p->res = procinfo__ref(end->res);
+	p->tuple = *end->tuple;
+	p->role = end->role;
+	p->reset = !!(end->flags & TCPOTEL_SOCK_RESET);
+	p->srtt_us = end->srtt_us;
+	p->start_unix_ns = ex->start_ns + mono_to_unix_ns;
+	p->end_unix_ns = ex->end_ns + mono_to_unix_ns;
+	p->request_bytes = ex->request_bytes;
+	p->response_bytes = ex->response_bytes;
+	p->ids = ids;
+}
+
+static int by_resource(const void *a, const void *b)
+{
+	uintptr_t ra = (uintptr_t)((const struct pending_span *)a)->res;
+	uintptr_t rb = (uintptr_t)((const struct pending_span *)b)->res;
+
+	return ra < rb ? -1 : ra > rb;
+}
+
+static void encode_span(struct jbuf *b, const struct pending_span *p, const char *trace_state)
+{
+	bool client = p->role == TCPOTEL_ROLE_CLIENT;
+	char local[NETADDR_STRLEN], remote[NETADDR_STRLEN];
+	const char *client_addr = client ? local : remote, *server_addr = client ? remote : local;
+	uint16_t client_port = client ? p->tuple.sport : p->tuple.dport;
+	uint16_t server_port = client ? p->tuple.dport : p->tuple.sport;
+	struct otlp_attr a[11];
+	struct otlp_span span = {
+		.trace_state = trace_state,
+		.name = SPAN_NAME,
+		.kind = client ? OTLP_SPAN_KIND_CLIENT : OTLP_SPAN_KIND_SERVER,
+		.start_unix_nano = p->start_unix_ns,
+		.end_unix_nano = p->end_unix_ns,
+		.attrs = a,
+		.n_attrs = ARRAY_SIZE(a),
+		.status = p->reset ? OTLP_STATUS_ERROR : OTLP_STATUS_UNSET,
+		.status_message = p->reset ? "connection reset" : NULL,
+	};
+
+	netaddr_format(p->tuple.family, p->tuple.saddr, local);
+	netaddr_format(p->tuple.family, p->tuple.daddr, remote);
+	a[0] = OTLP_ATTR_STR("network.transport", "tcp");
+	a[1] = OTLP_ATTR_STR("network.type", netaddr_type(p->tuple.family));
+	a[2] = OTLP_ATTR_STR("server.address", server_addr);
+	a[3] = OTLP_ATTR_INT("server.port", server_port);
+	a[4] = OTLP_ATTR_STR("client.address", client_addr);
+	a[5] = OTLP_ATTR_INT("client.port", client_port);
+	a[6] = OTLP_ATTR_STR("network.peer.address", remote);
+	a[7] = OTLP_ATTR_INT("network.peer.port", p->tuple.dport);
+	a[8] = OTLP_ATTR_INT("tcp.request.size", (int64_t)p->request_bytes);
+	a[9] = OTLP_ATTR_INT("tcp.response.size", (int64_t)p->response_bytes);
+	a[10] = OTLP_ATTR_DOUBLE("tcp.srtt", p->srtt_us * 1e-6);
+	memcpy(span.trace_id, p->ids.trace_id, 16);
+	if (client) {
+		memcpy(span.span_id, p->ids.client_span_id, 8);
+	} else {
+		memcpy(span.span_id, p->ids.server_span_id, 8);
+		memcpy(span.parent_span_id, p->ids.client_span_id, 8);
+	}
+	otlp_span(b, &span);
+}
+
+/* One body of spans [from, to), grouped by resource (they are sorted). */
+static void send_batch(struct exchanges *x, size_t from, size_t to)
+{
+	const struct proc_resource *cur = NULL;
+
+	jbuf_reset(&x->body);
+	otlp_traces_begin(&x->body);
+	for (size_t i = from; i < to; i++) {
+		const struct pending_span *p = &x->pending[i];
+
+		if (p->res != cur) {
+			struct otlp_resource res = { p->res->attrs, p->res->n_attrs };
+
+			if (cur)
+				otlp_traces_resource_end(&x->body);
+			otlp_traces_resource_begin(&x->body, &res);
+			cur = p->res;
+		}
+		encode_span(&x->body, p, x->trace_state);
+	}
+	if (cur)
+		otlp_traces_resource_end(&x->body);
+	otlp_traces_end(&x->body);
+	if (x->body.failed) {
+		x->stats.dropped += to - from;
+		log_err("out of memory encoding %zu spans: dropped", to - from);
+		return;
+	}
+	/* The exporter takes the buffer; a fresh one is grown for the next batch. */
+	exporter__submit(x->exp, SIGNAL_TRACES, x->body.data, x->body.len, (uint32_t)(to - from));
+	jbuf_init(&x->body);
+	x->stats.spans += to - from;
+}
+
+void exchanges__flush(struct exchanges *x, uint64_t now_mono_ns, bool force)
+{
+	if (!x->n_pending)
+		return;
+	if (!force && x->n_pending < EXCHANGE_MAX_BATCH &&
+	    now_mono_ns - x->oldest_mono_ns < EXCHANGE_FLUSH_MS * NSEC_PER_MSEC)
+		return;
+	qsort(x->pending, x->n_pending, sizeof(*x->pending), by_resource);
+	for (size_t i = 0; i < x->n_pending; i += EXCHANGE_MAX_BATCH)
+		send_batch(x, i, MIN(i + EXCHANGE_MAX_BATCH, x->n_pending));
+	release_pending(x);
+}
+
+void exchanges__stats(const struct exchanges *x, struct exchange_stats *out)
+{
+	*out = x->stats;
+}

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The export thread: takes batches from the bounded queue and POSTs them with
+ * libcurl to /v1/metrics and /v1/traces (gzip, headers, TLS, timeout). It
+ * retries only what OTLP/HTTP says is retryable (429, 502, 503, 504 and
+ * connection failures) with exponential backoff and jitter, honouring
+ * Retry-After, up to retry.max_elapsed_time; anything else is dropped and
+ * counted. Submitting never blocks the caller.
+ */
+#ifndef TCPOTEL_EXPORT_H
+#define TCPOTEL_EXPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "queue.h"
+
+struct config;
+
+struct exporter_stats {
+	uint64_t sent_batches[SIGNAL__COUNT];
+	uint64_t sent_items[SIGNAL__COUNT];
+	uint64_t dropped_items[SIGNAL__COUNT];  /* every cause: queue full, refused, retries expired, shutdown */
+	uint64_t rejected_items[SIGNAL__COUNT]; /* partialSuccess rejections reported by the collector */
+	uint64_t failed_requests;               /* requests that did not get a 2xx (each try) */
+	uint64_t retries;
+	uint64_t queue_depth;
+	uint64_t bytes_sent;                    /* request bodies as sent (after compression) */
+};
+
+struct exporter;
+
+/* Starts the export thread. NULL with errno set on failure. */
+struct exporter *exporter__start(const struct config *cfg);
+/* Queues one body (ownership of body passes to the exporter); never blocks.
+ * With exporter.stdout the body is also printed to stdout, one per line. */
+void exporter__submit(struct exporter *e, enum otlp_signal signal, char *body, size_t len,
+		      uint32_t n_items);
+void exporter__stats(struct exporter *e, struct exporter_stats *out);
+/* Sends what is queued until deadline (CLOCK_MONOTONIC ms), then stops the thread;
+ * what could not be sent by then is dropped and counted. NULL-safe. */
+void exporter__stop(struct exporter *e, uint64_t deadline_ms);
+
+#endif

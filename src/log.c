@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <bpf/libbpf.h>
+
+enum log_level log_current_level = LOG_INFO;
+
+static const char *const level_names[] = {
+	[LOG_ERROR] = "error",
+	[LOG_WARN] = "warn",
+	[LOG_INFO] = "info",
+	[LOG_DEBUG] = "debug",
+};
+
+void log_set_level(enum log_level level)
+{
+	log_current_level = level;
+}
+
+const char *log_level_name(enum log_level level)
+{
+	if ((size_t)level >= ARRAY_SIZE(level_names))
+		return "?";
+	return level_names[level];
+}
+
+int log_level_parse(const char *name, enum log_level *level)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(level_names); i++) {
+		if (strcmp(name, level_names[i]) == 0) {
+			*level = (enum log_level)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+uint64_t log_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void log_write(enum log_level level, const char *fmt, ...)
+{
+	char stamp[32], line[2048];
+	struct timespec ts;
+	struct tm tm;
+	va_list ap;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	/* One write per line so that lines from two threads never interleave. */
+	fprintf(stderr, "%s.%03ldZ %-5s %s\n", stamp, ts.tv_nsec / 1000000, log_level_name(level),
+		line);
+}
+
+static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	enum log_level ours = level == LIBBPF_WARN ? LOG_WARN : LOG_DEBUG;
+	char line[2048];
+	size_t len;
+
+	if (ours > log_current_level)
+		return 0;
+	vsnprintf(line, sizeof(line), fmt, ap);
+	len = strlen(line);
+	while (len && line[len - 1] == '\n')
+		line[--len] = '\0';
+	log_write(ours, "libbpf: %s", line);
+	return 0;
+}
+
+static int libbpf_silent(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	return 0;
+}
+
+void log_bridge_libbpf(void)
+{
+	libbpf_set_print(libbpf_print);
+}
+
+void *log_mute_libbpf(void)
+{
+	return (void *)libbpf_set_print(libbpf_silent);
+}
+
+void log_restore_libbpf(void *old)
+{
+	libbpf_set_print((libbpf_print_fn_t)old);
+}

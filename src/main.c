@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * tcpotel: wiring only. Parse the command line, load the configuration,
+ * check privileges, choose the capture back-end, start the agent, wait for
+ * SIGINT/SIGTERM, stop in reverse order. Exit status 0 only on a clean stop.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "cli.h"
+#include "config.h"
+#include "log.h"
+#include "probe.h"
+
+extern char **environ;
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig)
+{
+	/* A second signal while flushing means: stop now. */
+	if (stop_requested)
+		_exit(0);
+	stop_requested = sig;
+}
+
+static int install_signals(void)
+{
+	struct sigaction sa = { .sa_handler = on_stop_signal };
+
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGINT, &sa, NULL) || sigaction(SIGTERM, &sa, NULL))
+		return -errno;
+	/* The exporter may write to a closed socket: that is an error, not a death. */
+	sa.sa_handler = SIG_IGN;
+	if (sigaction(SIGPIPE, &sa, NULL))
+		return -errno;
+	/* Reloading is not supported: SIGHUP is ignored rather than fatal. */
+	if (sigaction(SIGHUP, &sa, NULL))
+		return -errno;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	enum capture_backend backend;
+	struct cli_opts opts = {};
+	char path_buf[PATH_MAX], why[512];
+	struct config *cfg = NULL;
+	struct agent *agent = NULL;
+	const char *path;
+	int err;
+
+	if (cli_parse(&opts, argc, argv, stderr))
+		return CLI_EXIT_USAGE;
+	if (opts.help) {
+		fputs(cli_usage(), stdout);
+		return 0;
+	}
+	if (opts.version) {
+		printf("tcpotel %s\n", TCPOTEL_VERSION);
+		return 0;
+	}
+	path = cli_config_path(&opts, path_buf, sizeof(path_buf));
+	cfg = config__load(path, environ, &opts.ov, stderr);
+	if (!cfg)
+		return 1;
+	log_set_level(cfg->log.level);
+	log_bridge_libbpf();
+	if (opts.check_config) {
+		config__print(cfg, stdout);
+		config__free(cfg);
+		return 0;
+	}
+	if (config__world_readable_secrets(cfg))
+		log_warn("%s holds exporter.otlp.headers and is readable by every user: "
+			 "chmod o-r it",
+			 cfg->path);
+
+	err = probe_privileges(why, sizeof(why));
+	if (err) {
+		log_err("%s", why);
+		goto out;
+	}
+	err = probe_choose_backend(cfg->capture.backend, &backend, why, sizeof(why));
+	if (err) {
+		log_err("%s", why);
+		goto out;
+	}
+	log_info("capture back-end: %s (%s)", config_backend_name(backend), why);
+	err = install_signals();
+	if (err) {
+		log_err("cannot install signal handlers: %s", strerror(-err));
+		goto out;
+	}
+	agent = agent__start(cfg, backend);
+	if (!agent) {
+		err = -errno;
+		log_err("cannot start: %s", strerror(errno));
+		goto out;
+	}
+	log_info("tcpotel %s running: backend %s, metrics every %" PRIu64 " ms to %s, spans %s to %s",
+		 TCPOTEL_VERSION, config_backend_name(backend), cfg->metrics.interval_ms,
+		 cfg->metrics.enabled ? cfg->exporter.otlp.metrics_endpoint : "(off)",
+		 cfg->spans.enabled ? "on" : "off",
+		 cfg->spans.enabled ? cfg->exporter.otlp.traces_endpoint : "-");
+	err = agent__run(agent, &stop_requested);
+	if (!err)
+		log_info("stopped");
+out:
+	agent__free(agent);
+	config__free(cfg);
+	return err ? 1 : 0;
+}

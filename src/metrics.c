@@ -1,0 +1,571 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "metrics.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "htable.h"
+#include "log.h"
+#include "netaddr.h"
+#include "otlp.h"
+#include "procinfo.h"
+
+#define EXCHANGE_BUCKETS 19
+
+const double metrics_srtt_bounds[TCPOTEL_SRTT_BUCKETS - 1] = {
+	1e-6,	      2e-6,	     4e-6,	    8e-6,	   16e-6,	  32e-6,
+	64e-6,	      128e-6,	     256e-6,	    512e-6,	   1024e-6,	  2048e-6,
+	4096e-6,      8192e-6,	     16384e-6,	    32768e-6,	   65536e-6,	  131072e-6,
+	262144e-6,    524288e-6,     1048576e-6,    2097152e-6,	   4194304e-6,	  8388608e-6,
+	16777216e-6,  33554432e-6,   67108864e-6,   134217728e-6,  268435456e-6,  536870912e-6,
+	1073741824e-6,
+};
+
+const double metrics_exchange_bounds[EXCHANGE_BUCKETS - 1] = {
+	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+	0.1,	0.25,	 0.5,	 1,	2.5,	5,     10,   30,    60,
+};
+const size_t metrics_n_exchange_bounds = EXCHANGE_BUCKETS - 1;
+
+struct histogram {
+	uint64_t count;
+	double sum;
+	double min, max;
+};
+
+struct group;
+
+struct stream {
+	struct hnode node;
+	struct stream_key key;
+	struct group *group;
+	struct stream *prev, *next; /* in the group */
+	char peer[NETADDR_STRLEN];
+	char *peer_service;
+	uint64_t start_unix_ns;
+	uint64_t changed_unix_ns;
+	bool exported_since_change;
+	uint64_t sent, received, opened, retransmits;
+	int64_t active;
+	struct histogram srtt;
+	uint64_t srtt_counts[TCPOTEL_SRTT_BUCKETS];
+	struct histogram exchange;
+	uint64_t exchange_counts[EXCHANGE_BUCKETS];
+};
+
+/* The streams of one resource, so that the body is written resource by resource. */
+struct group {
+	struct hnode node;
+	struct proc_resource *res;
+	struct stream *head;
+	size_t n;
+};
+
+struct metrics {
+	struct procinfo *pi;
+	struct htable streams;
+	struct htable groups;
+	size_t max_streams;
+	uint64_t dropped;
+	uint64_t start_unix_ns;
+};
+
+struct metrics *metrics__new(struct procinfo *pi, size_t max_streams)
+{
+	struct metrics *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return NULL;
+	m->pi = pi;
+	m->max_streams = max_streams;
+	if (htable_init(&m->streams, 1024) || htable_init(&m->groups, 256)) {
+		metrics__free(m);
+		errno = ENOMEM;
+		return NULL;
+	}
+	return m;
+}
+
+static void stream_free(struct metrics *m, struct stream *s)
+{
+	struct group *g = s->group;
+
+	htable_remove(&m->streams, &s->node);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		g->head = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	procinfo__put(m->pi, s->key.res);
+	free(s->peer_service);
+	free(s);
+	if (--g->n == 0) {
+		htable_remove(&m->groups, &g->node);
+		free(g);
+	}
+}
+
+void metrics__free(struct metrics *m)
+{
+	struct hnode *n, *tmp;
+	size_t i;
+
+	if (!m)
+		return;
+	if (m->streams.buckets) {
+		htable_for_each_safe(&m->streams, i, n, tmp)
+			stream_free(m, container_of(n, struct stream, node));
+	}
+	htable_free(&m->streams);
+	htable_free(&m->groups);
+	free(m);
+}
+
+static uint64_t key_hash(const struct stream_key *k)
+{
+	return hash_bytes(k, sizeof(*k), 0);
+}
+
+static struct group *group_get(struct metrics *m, struct proc_resource *res)
+{
+	uint64_t h = hash_u64((uint64_t)(uintptr_t)res);
+	struct hnode *n;
+	struct group *g;
+
+	for (n = htable_first(&m->groups, h); n; n = htable_next_same(n, h)) {
+		g = container_of(n, struct group, node);
+		if (g->res == res)
+			return g;
+	}
+	g = calloc(1, sizeof(*g));
+	if (!g)
+		return NULL;
+	g->res = res;
+	htable_insert(&m->groups, &g->node, h);
+	return g;
+}
+
+struct stream *metrics__stream(struct metrics *m, const struct stream_key *key)
+{
+	struct stream_key k;
+	struct stream *s;
+	struct group *g;
+	struct hnode *n;
+	uint64_t h;
+
+	/* The key is hashed as bytes: copy it so that padding is zero. */
+	memset(&k, 0, sizeof(k));
+	k.res = key->res;
+	k.role = key->role;
+	k.family = key->family;
+	k.port = key->port;
+	memcpy(k.peer, key->peer, key->family == AF_INET ? 4 : 16);
+	h = key_hash(&k);
+	for (n = htable_first(&m->streams, h); n; n = htable_next_same(n, h)) {
+		s = container_of(n, struct stream, node);
+		if (memcmp(&s->key, &k, sizeof(k)) == 0) {
+			procinfo__put(m->pi, key->res);
+			return s;
+		}
+	}
+	if (m->streams.count >= m->max_streams) {
+		m->dropped++;
+		log_ratelimited(LOG_WARN, 60000,
+				"metric stream limit (%zu) reached: new streams are not recorded",
+				m->max_streams);
+		procinfo__put(m->pi, key->res);
+		return NULL;
+	}
+	s = calloc(1, sizeof(*s));
+	g = s ? group_get(m, key->res) : NULL;
+	if (!g) {
+		free(s);
+		procinfo__put(m->pi, key->res);
+		return NULL;
+	}
+	s->key = k;
+	s->group = g;
+	s->next = g->head;
+	if (g->head)
+		g->head->prev = s;
+	g->head = s;
+	g->n++;
+	netaddr_format(k.family, k.peer, s->peer);
+	htable_insert(&m->streams, &s->node, h);
+	return s;
+}
+
+static void touch(struct stream *s)
+{
+	s->exported_since_change = false;
+}
+
+void stream_add_io(struct stream *s, uint64_t sent, uint64_t received)
+{
+	if (!sent && !received)
+		return;
+	s->sent += sent;
+	s->received += received;
+	touch(s);
+}
+
+void stream_add_opened(struct stream *s, uint64_t n)
+{
+	s->opened += n;
+	touch(s);
+}
+
+void stream_add_active(struct stream *s, int64_t delta)
+{
+	s->active += delta;
+	touch(s);
+}
+
+void stream_add_retransmits(struct stream *s, uint64_t n)
+{
+	if (!n)
+		return;
+	s->retransmits += n;
+	touch(s);
+}
+
+static void hist_minmax(struct histogram *h, double v_min, double v_max)
+{
+	if (h->count == 0 || v_min < h->min)
+		h->min = v_min;
+	if (h->count == 0 || v_max > h->max)
+		h->max = v_max;
+}
+
+void stream_add_srtt(struct stream *s, const uint32_t delta[TCPOTEL_SRTT_BUCKETS], uint64_t count,
+		     uint64_t sum_us, uint32_t min_us, uint32_t max_us)
+{
+	uint64_t total = 0;
+
+	for (int i = 0; i < TCPOTEL_SRTT_BUCKETS; i++) {
+		s->srtt_counts[i] += delta[i];
+		total += delta[i];
+	}
+	if (!total)
+		return;
+	/* count comes from the buckets so that bucketCounts always sum to count. */
+	(void)count;
+	hist_minmax(&s->srtt, min_us * 1e-6, max_us * 1e-6);
+	s->srtt.count += total;
+	s->srtt.sum += sum_us * 1e-6;
+	touch(s);
+}
+
+void stream_add_exchange(struct stream *s, uint64_t duration_ns)
+{
+	double v = duration_ns * 1e-9;
+	size_t i = 0;
+
+	while (i < EXCHANGE_BUCKETS - 1 && v > metrics_exchange_bounds[i])
+		i++;
+	s->exchange_counts[i]++;
+	hist_minmax(&s->exchange, v, v);
+	s->exchange.count++;
+	s->exchange.sum += v;
+	touch(s);
+}
+
+const struct stream_key *stream_key(const struct stream *s)
+{
+	return &s->key;
+}
+
+void stream_set_peer_service(struct stream *s, const char *name)
+{
+	if (s->peer_service || !name)
+		return;
+	s->peer_service = strdup(name);
+}
+
+size_t metrics__streams(const struct metrics *m)
+{
+	return m->streams.count;
+}
+
+uint64_t metrics__streams_dropped(const struct metrics *m)
+{
+	return m->dropped;
+}
+
+/* ---- encoding ------------------------------------------------------------ */
+
+enum metric_id {
+	M_IO,
+	M_SRTT,
+	M_OPENED,
+	M_ACTIVE,
+	M_RETRANSMITS,
+	M_EXCHANGE,
+	M__COUNT,
+};
+
+static const struct otlp_metric_desc stream_metrics[M__COUNT] = {
+	[M_IO] = { "tcp.io", "By", "Bytes sent and received over TCP", OTLP_SUM_MONOTONIC },
+	[M_SRTT] = { "tcp.srtt", "s", "Smoothed round-trip time samples", OTLP_HISTOGRAM },
+	[M_OPENED] = { "tcp.connection.opened", "{connection}", "Connections established",
+		       OTLP_SUM_MONOTONIC },
+	[M_ACTIVE] = { "tcp.connection.active", "{connection}", "Connections open now",
+		       OTLP_SUM_NONMONOTONIC },
+	[M_RETRANSMITS] = { "tcp.retransmits", "{segment}", "Retransmitted segments",
+			    OTLP_SUM_MONOTONIC },
+	[M_EXCHANGE] = { "tcp.exchange.duration", "s",
+			 "Request/response exchanges: first request byte to last response byte",
+			 OTLP_HISTOGRAM },
+};
+
+#define MAX_POINT_ATTRS 9
+
+/* The stream's attributes; `direction` adds network.io.direction. */
+static size_t stream_attrs(const struct stream *s, struct otlp_attr *a, const char *direction)
+{
+	bool client = s->key.role == TCPOTEL_ROLE_CLIENT;
+	size_t n = 0;
+
+	a[n++] = OTLP_ATTR_STR("tcp.role", client ? "client" : "server");
+	if (direction)
+		a[n++] = OTLP_ATTR_STR("network.io.direction", direction);
+	a[n++] = OTLP_ATTR_STR("network.transport", "tcp");
+	a[n++] = OTLP_ATTR_STR("network.type", netaddr_type(s->key.family));
+	if (client) {
+		a[n++] = OTLP_ATTR_STR("server.address", s->peer);
+		a[n++] = OTLP_ATTR_INT("server.port", s->key.port);
+		a[n++] = OTLP_ATTR_STR("network.peer.address", s->peer);
+		a[n++] = OTLP_ATTR_INT("network.peer.port", s->key.port);
+	} else {
+		a[n++] = OTLP_ATTR_STR("client.address", s->peer);
+		a[n++] = OTLP_ATTR_INT("server.port", s->key.port);
+		a[n++] = OTLP_ATTR_STR("network.peer.address", s->peer);
+	}
+	if (s->peer_service)
+		a[n++] = OTLP_ATTR_STR("peer.service", s->peer_service);
+	return n;
+}
+
+static size_t encode_stream_metric(struct jbuf *b, enum metric_id id, const struct stream *s,
+				   uint64_t now)
+{
+	struct otlp_attr a[MAX_POINT_ATTRS];
+	struct otlp_histogram_point h = {};
+	size_t n;
+
+	switch (id) {
+	case M_IO:
+		n = stream_attrs(s, a, "transmit");
+		otlp_point_int(b, a, n, s->start_unix_ns, now, (int64_t)s->sent);
+		n = stream_attrs(s, a, "receive");
+		otlp_point_int(b, a, n, s->start_unix_ns, now, (int64_t)s->received);
+		return 2;
+	case M_SRTT:
+		if (!s->srtt.count)
+			return 0;
+		h = (struct otlp_histogram_point){
+			.bounds = metrics_srtt_bounds,
+			.n_bounds = TCPOTEL_SRTT_BUCKETS - 1,
+			.counts = s->srtt_counts,
+			.count = s->srtt.count,
+			.sum = s->srtt.sum,
+			.has_min_max = true,
+			.min = s->srtt.min,
+			.max = s->srtt.max,
+		};
+		break;
+	case M_EXCHANGE:
+		if (!s->exchange.count)
+			return 0;
+		h = (struct otlp_histogram_point){
+			.bounds = metrics_exchange_bounds,
+			.n_bounds = EXCHANGE_BUCKETS - 1,
+			.counts = s->exchange_counts,
+			.count = s->exchange.count,
+			.sum = s->exchange.sum,
+			.has_min_max = true,
+			.min = s->exchange.min,
+			.max = s->exchange.max,
+		};
+		break;
+	case M_OPENED:
+		n = stream_attrs(s, a, NULL);
+		otlp_point_int(b, a, n, s->start_unix_ns, now, (int64_t)s->opened);
+		return 1;
+	case M_ACTIVE:
+		n = stream_attrs(s, a, NULL);
+		otlp_point_int(b, a, n, s->start_unix_ns, now, s->active);
+		return 1;
+	case M_RETRANSMITS:
+		n = stream_attrs(s, a, NULL);
+		otlp_point_int(b, a, n, s->start_unix_ns, now, (int64_t)s->retransmits);
+		return 1;
+	default:
+		return 0;
+	}
+	n = stream_attrs(s, a, NULL);
+	otlp_point_histogram(b, a, n, s->start_unix_ns, now, &h);
+	return 1;
+}
+
+static bool metric_has_points(enum metric_id id, const struct group *g)
+{
+	for (const struct stream *s = g->head; s; s = s->next) {
+		if ((id == M_SRTT && !s->srtt.count) || (id == M_EXCHANGE && !s->exchange.count))
+			continue;
+		return true;
+	}
+	return false;
+}
+
+static size_t encode_group(struct jbuf *b, const struct group *g, uint64_t now)
+{
+	struct otlp_resource res = { g->res->attrs, g->res->n_attrs };
+	size_t points = 0;
+
+	otlp_metrics_resource_begin(b, &res);
+	for (int id = 0; id < M__COUNT; id++) {
+		if (!metric_has_points((enum metric_id)id, g))
+			continue;
+		otlp_metric_begin(b, &stream_metrics[id]);
+		for (const struct stream *s = g->head; s; s = s->next)
+			points += encode_stream_metric(b, (enum metric_id)id, s, now);
+		otlp_metric_end(b);
+	}
+	otlp_metrics_resource_end(b);
+	return points;
+}
+
+struct self_metric {
+	struct otlp_metric_desc desc;
+	size_t offset; /* of the uint64_t in struct self_stats */
+	const char *signal; /* "metrics"/"traces" pair: offset is of the [2] array */
+	const char *attr_key, *attr_value;
+};
+
+#define SELF(field) offsetof(struct self_stats, field)
+
+static const struct self_metric self_metrics[] = {
+	{ { "tcpotel.kernel.records.lost", "{record}",
+	    "Ring-buffer records lost because the buffer was full", OTLP_SUM_MONOTONIC },
+	  SELF(kernel_counters) + TCPOTEL_CNT_RINGBUF_LOST * sizeof(uint64_t) },
+	{ { "tcpotel.sockets.untracked", "{socket}",
+	    "Sockets not tracked because the socket table was full", OTLP_SUM_MONOTONIC },
+	  SELF(kernel_counters) + TCPOTEL_CNT_SOCK_UNTRACKED * sizeof(uint64_t) },
+	{ { "tcpotel.listeners.untracked", "{socket}",
+	    "Listening sockets not tracked because the listener table was full",
+	    OTLP_SUM_MONOTONIC },
+	  SELF(kernel_counters) + TCPOTEL_CNT_LISTEN_UNTRACKED * sizeof(uint64_t) },
+	{ { "tcpotel.sockets.ignored", "{socket}",
+	    "Sockets left out by the filters (own traffic, ports, namespaces)", OTLP_SUM_MONOTONIC },
+	  SELF(kernel_counters) + TCPOTEL_CNT_SOCK_IGNORED * sizeof(uint64_t) },
+	{ { "tcpotel.sockets.tracked", "{socket}", "Sockets tracked now", OTLP_GAUGE },
+	  SELF(sockets_tracked) },
+	{ { "tcpotel.exchanges", "{exchange}", "Exchanges seen", OTLP_SUM_MONOTONIC },
+	  SELF(exchanges) },
+	{ { "tcpotel.spans.sampled_out", "{span}", "Exchanges not sampled (spans.sampling_ratio)",
+	    OTLP_SUM_MONOTONIC },
+	  SELF(spans_sampled_out) },
+	{ { "tcpotel.spans.dropped", "{span}", "Spans dropped before export (buffer full)",
+	    OTLP_SUM_MONOTONIC },
+	  SELF(spans_dropped) },
+	{ { "tcpotel.streams", "{stream}", "Metric streams held", OTLP_GAUGE }, SELF(streams) },
+	{ { "tcpotel.streams.dropped", "{stream}", "Metric streams not recorded (limit reached)",
+	    OTLP_SUM_MONOTONIC },
+	  SELF(streams_dropped) },
+	{ { "tcpotel.export.failures", "{request}", "Export requests that failed (each try)",
+	    OTLP_SUM_MONOTONIC },
+	  SELF(export_failures) },
+	{ { "tcpotel.export.queue.depth", "{batch}", "Batches waiting in the export queue",
+	    OTLP_GAUGE },
+	  SELF(queue_depth) },
+	{ { "tcpotel.export.sent", "{item}", "Spans and metric points the collector accepted",
+	    OTLP_SUM_MONOTONIC },
+	  SELF(sent_items), "signal" },
+	{ { "tcpotel.export.dropped", "{item}",
+	    "Spans and metric points dropped: queue full, refused, retries expired",
+	    OTLP_SUM_MONOTONIC },
+	  SELF(dropped_items), "signal" },
+	{ { "tcpotel.export.rejected", "{item}",
+	    "Spans and metric points the collector rejected (partial success)",
+	    OTLP_SUM_MONOTONIC },
+	  SELF(rejected_items), "signal" },
+};
+
+static size_t encode_self(struct jbuf *b, const struct proc_resource *self_res,
+			  const struct self_stats *st, uint64_t start, uint64_t now)
+{
+	struct otlp_resource res = { self_res->attrs, self_res->n_attrs };
+	static const char *const signals[2] = { "metrics", "traces" };
+	size_t points = 0;
+
+	otlp_metrics_resource_begin(b, &res);
+	for (size_t i = 0; i < ARRAY_SIZE(self_metrics); i++) {
+		const struct self_metric *sm = &self_metrics[i];
+		const uint64_t *v = (const uint64_t *)((const char *)st + sm->offset);
+		uint64_t t0 = sm->desc.kind == OTLP_GAUGE ? 0 : start;
+
+		otlp_metric_begin(b, &sm->desc);
+		for (int k = 0; k < (sm->signal ? 2 : 1); k++) {
+			struct otlp_attr a = OTLP_ATTR_STR(sm->signal ? sm->signal : "", signals[k]);
+
+			otlp_point_int(b, &a, sm->signal ? 1 : 0, t0, now, (int64_t)v[k]);
+			points++;
+		}
+		otlp_metric_end(b);
+	}
+	otlp_metrics_resource_end(b);
+	return points;
+}
+
+size_t metrics__encode(struct metrics *m, struct jbuf *b, uint64_t now_unix_ns,
+		       const struct self_stats *self)
+{
+	struct hnode *n, *tmp;
+	size_t i, points = 0;
+
+	if (!m->start_unix_ns)
+		m->start_unix_ns = now_unix_ns;
+	otlp_metrics_begin(b);
+	htable_for_each_safe(&m->groups, i, n, tmp)
+	{
+		struct group *g = container_of(n, struct group, node);
+
+		for (struct stream *s = g->head; s; s = s->next) {
+			if (!s->start_unix_ns)
+				s->start_unix_ns = now_unix_ns;
+			s->exported_since_change = true;
+		}
+		points += encode_group(b, g, now_unix_ns);
+	}
+	if (self)
+		points += encode_self(b, procinfo__self(m->pi), self, m->start_unix_ns, now_unix_ns);
+	otlp_metrics_end(b);
+	return points;
+}
+
+size_t metrics__evict_idle(struct metrics *m, uint64_t now_unix_ns, uint64_t idle_ns)
+{
+	struct hnode *n, *tmp;
+	size_t i, removed = 0;
+
+	htable_for_each_safe(&m->streams, i, n, tmp)
+	{
+		struct stream *s = container_of(n, struct stream, node);
+
+		if (!s->exported_since_change) {
+			s->changed_unix_ns = now_unix_ns;
+			continue;
+		}
+		if (s->active <= 0 && s->changed_unix_ns &&
+		    now_unix_ns - s->changed_unix_ns >= idle_ns) {
+			stream_free(m, s);
+			removed++;
+		}
+	}
+	return removed;
+}

@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The cumulative metric store: one stream per (process, role, peer address,
+ * service port) — never one per ephemeral port — holding what DESIGN.md's
+ * metric table exports, and the encoder of the whole store into one OTLP
+ * metrics body (with the agent's own tcpotel.* health metrics).
+ */
+#ifndef TCPOTEL_METRICS_H
+#define TCPOTEL_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "abi.h"
+#include "jbuf.h"
+
+struct proc_resource;
+struct procinfo;
+
+struct stream_key {
+	struct proc_resource *res;
+	uint8_t role;   /* enum tcpotel_role */
+	uint8_t family; /* AF_INET / AF_INET6 */
+	uint16_t port;  /* server.port: the remote port of a client, the local port of a server */
+	uint8_t peer[16];
+};
+
+struct stream;
+
+/* The agent's own health, exported as tcpotel.* metrics. */
+struct self_stats {
+	uint64_t kernel_counters[TCPOTEL_CNT__MAX];
+	uint64_t sockets_tracked;
+	uint64_t exchanges;
+	uint64_t spans_sampled_out;
+	uint64_t spans_dropped; /* before the exporter: pending buffer full */
+	uint64_t sent_items[2], dropped_items[2], rejected_items[2]; /* [metrics, traces] */
+	uint64_t export_failures;
+	uint64_t queue_depth;
+	uint64_t streams;
+	uint64_t streams_dropped;
+};
+
+struct metrics;
+
+struct metrics *metrics__new(struct procinfo *pi, size_t max_streams);
+void metrics__free(struct metrics *m);
+
+/*
+ * The stream of `key`, created on first use. It takes over the caller's
+ * reference to key->res (procinfo__get). NULL when the store is full
+ * (counted) or out of memory.
+ */
+struct stream *metrics__stream(struct metrics *m, const struct stream_key *key);
+
+void stream_add_io(struct stream *s, uint64_t sent, uint64_t received);
+void stream_add_opened(struct stream *s, uint64_t n);
+void stream_add_active(struct stream *s, int64_t delta);
+void stream_add_retransmits(struct stream *s, uint64_t n);
+/* srtt samples: per-bucket deltas of the kernel's log2 histogram (microseconds). */
+void stream_add_srtt(struct stream *s, const uint32_t delta[TCPOTEL_SRTT_BUCKETS], uint64_t count,
+		     uint64_t sum_us, uint32_t min_us, uint32_t max_us);
+void stream_add_exchange(struct stream *s, uint64_t duration_ns);
+const struct stream_key *stream_key(const struct stream *s);
+/* The peer's service name when the peer is a process this agent sees. */
+void stream_set_peer_service(struct stream *s, const char *name);
+
+/*
+ * Writes every stream and the self metrics (under the agent's own resource)
+ * as one ExportMetricsServiceRequest. Returns the number of data points.
+ */
+size_t metrics__encode(struct metrics *m, struct jbuf *b, uint64_t now_unix_ns,
+		       const struct self_stats *self);
+/* Forgets streams with no open connection and no change for idle_ns (after
+ * they were exported once more). Returns how many were removed. */
+size_t metrics__evict_idle(struct metrics *m, uint64_t now_unix_ns, uint64_t idle_ns);
+size_t metrics__streams(const struct metrics *m);
+uint64_t metrics__streams_dropped(const struct metrics *m);
+
+/* Explicit bounds (seconds) of the two histograms, for docs and tests. */
+extern const double metrics_srtt_bounds[TCPOTEL_SRTT_BUCKETS - 1];
+extern const double metrics_exchange_bounds[];
+extern const size_t metrics_n_exchange_bounds;
+
+#endif

@@ -1,0 +1,254 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "probe.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/perf_event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+
+#include "log.h"
+
+#ifndef CAP_PERFMON
+#define CAP_PERFMON 38
+#endif
+#ifndef CAP_BPF
+#define CAP_BPF 39
+#endif
+
+static bool cap_has(const struct __user_cap_data_struct *data, int cap)
+{
+	return data[cap / 32].effective & (1U << (cap % 32));
+}
+
+int probe_privileges(char *why, size_t size)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct data[2] = {};
+	static const struct {
+		int cap;
+		const char *name;
+	} needed[] = {
+		{ CAP_BPF, "CAP_BPF" },
+		{ CAP_PERFMON, "CAP_PERFMON" },
+		{ CAP_NET_ADMIN, "CAP_NET_ADMIN" },
+	};
+	char missing[128] = "";
+
+	if (syscall(SYS_capget, &hdr, data)) {
+		snprintf(why, size, "cannot read the process capabilities: %s", strerror(errno));
+		return -errno;
+	}
+	if (cap_has(data, CAP_SYS_ADMIN))
+		return 0;
+	for (size_t i = 0; i < ARRAY_SIZE(needed); i++) {
+		if (cap_has(data, needed[i].cap))
+			continue;
+		if (missing[0])
+			strncat(missing, ", ", sizeof(missing) - strlen(missing) - 1);
+		strncat(missing, needed[i].name, sizeof(missing) - strlen(missing) - 1);
+	}
+	if (!missing[0])
+		return 0;
+	snprintf(why, size,
+		 "tcpotel needs root, or the capabilities CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN; "
+		 "missing: %s (run it as root, or grant them: "
+		 "setcap cap_bpf,cap_perfmon,cap_net_admin+ep tcpotel)",
+		 missing);
+	return -EPERM;
+}
+
+/* The smallest valid program: r0 = 0; exit. */
+static const struct bpf_insn return_zero[] = {
+	{ .code = 0xb7, .dst_reg = 0, .imm = 0 }, /* BPF_ALU64 | BPF_MOV | BPF_K */
+	{ .code = 0x95 },                         /* BPF_JMP | BPF_EXIT */
+};
+
+static int prog_load(enum bpf_prog_type type, const struct bpf_prog_load_opts *opts)
+{
+	int fd = bpf_prog_load(type, NULL, "GPL", return_zero, ARRAY_SIZE(return_zero), opts);
+
+	return fd < 0 ? -errno : fd;
+}
+
+static int probe_tracepoint(char *why, size_t size)
+{
+	static const char *const tps[] = { "sock_send_length", "sock_recv_length",
+					   "inet_sock_set_state" };
+	int prog, link, err = 0;
+
+	prog = prog_load(BPF_PROG_TYPE_RAW_TRACEPOINT, NULL);
+	if (prog < 0) {
+		snprintf(why, size, "raw tracepoint program refused at load (%s)", strerror(-prog));
+		return prog;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(tps) && !err; i++) {
+		link = bpf_raw_tracepoint_open(tps[i], prog);
+		if (link < 0) {
+			err = -errno;
+			snprintf(why, size, "raw tracepoint %s cannot attach (%s)%s", tps[i],
+				 strerror(errno),
+				 errno == ENOENT ? ": the kernel is older than 6.3" : "");
+		} else {
+			close(link);
+		}
+	}
+	close(prog);
+	return err;
+}
+
+static int probe_fentry(char *why, size_t size)
+{
+	LIBBPF_OPTS(bpf_prog_load_opts, opts, .expected_attach_type = BPF_TRACE_FEXIT);
+	struct btf *vmlinux = btf__load_vmlinux_btf();
+	int id, prog, link;
+
+	if (!vmlinux) {
+		snprintf(why, size, "no kernel BTF (/sys/kernel/btf/vmlinux): %s", strerror(errno));
+		return -ENOENT;
+	}
+	id = btf__find_by_name_kind(vmlinux, "tcp_sendmsg", BTF_KIND_FUNC);
+	btf__free(vmlinux);
+	if (id < 0) {
+		snprintf(why, size, "tcp_sendmsg is not in the kernel BTF");
+		return -ENOENT;
+	}
+	opts.attach_btf_id = id;
+	prog = prog_load(BPF_PROG_TYPE_TRACING, &opts);
+	if (prog < 0) {
+		snprintf(why, size, "fexit program refused at load (%s)%s", strerror(-prog),
+			 prog == -EPERM || prog == -524 /* ENOTSUPP */ || prog == -EOPNOTSUPP
+				 ? ": this kernel has no BPF trampolines"
+				 : "");
+		return prog;
+	}
+	link = bpf_link_create(prog, 0, BPF_TRACE_FEXIT, NULL);
+	if (link < 0) {
+		int err = -errno;
+
+		snprintf(why, size, "fexit tcp_sendmsg cannot attach (%s)", strerror(-err));
+		close(prog);
+		return err;
+	}
+	close(link);
+	close(prog);
+	return 0;
+}
+
+static int kprobe_pmu_type(void)
+{
+	char buf[32] = "";
+	int fd, n;
+
+	fd = open("/sys/bus/event_source/devices/kprobe/type", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n > 0 ? atoi(buf) : -EINVAL;
+}
+
+static int probe_kprobe(char *why, size_t size)
+{
+	struct perf_event_attr attr = {};
+	int type, prog, pfd, err = 0;
+
+	type = kprobe_pmu_type();
+	if (type < 0) {
+		snprintf(why, size,
+			 "no kprobe event source (/sys/bus/event_source/devices/kprobe: %s): "
+			 "the kernel is built without CONFIG_KPROBES",
+			 strerror(-type));
+		return type;
+	}
+	prog = prog_load(BPF_PROG_TYPE_KPROBE, NULL);
+	if (prog < 0) {
+		snprintf(why, size, "kprobe program refused at load (%s)", strerror(-prog));
+		return prog;
+	}
+	attr.size = sizeof(attr);
+	attr.type = type;
+	attr.config1 = (__u64)(unsigned long)"tcp_sendmsg";
+	pfd = syscall(SYS_perf_event_open, &attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC);
+	if (pfd < 0 || ioctl(pfd, PERF_EVENT_IOC_SET_BPF, prog) < 0) {
+		err = -errno;
+		snprintf(why, size, "kprobe on tcp_sendmsg cannot attach (%s)", strerror(errno));
+	}
+	if (pfd >= 0)
+		close(pfd);
+	close(prog);
+	return err;
+}
+
+int probe_backend(enum capture_backend backend, char *why, size_t size)
+{
+	void *old = log_mute_libbpf();
+	int err;
+
+	switch (backend) {
+	case BACKEND_TRACEPOINT:
+		err = probe_tracepoint(why, size);
+		break;
+	case BACKEND_FENTRY:
+		err = probe_fentry(why, size);
+		break;
+	case BACKEND_KPROBE:
+		err = probe_kprobe(why, size);
+		break;
+	default:
+		snprintf(why, size, "not a back-end");
+		err = -EINVAL;
+	}
+	log_restore_libbpf(old);
+	return err;
+}
+
+int probe_choose_backend(enum capture_backend wanted, enum capture_backend *chosen, char *why,
+			 size_t size)
+{
+	static const enum capture_backend order[] = { BACKEND_TRACEPOINT, BACKEND_FENTRY,
+						      BACKEND_KPROBE };
+	char reason[256];
+	int err, found = -1;
+
+	if (wanted != BACKEND_AUTO) {
+		err = probe_backend(wanted, reason, sizeof(reason));
+		if (err) {
+			snprintf(why, size, "capture.backend %s cannot be used on this kernel: %s",
+				 config_backend_name(wanted), reason);
+			return err;
+		}
+		*chosen = wanted;
+		snprintf(why, size, "forced by capture.backend");
+		return 0;
+	}
+	/* Probe all of them so that the log says why each one was or was not taken. */
+	for (size_t i = 0; i < ARRAY_SIZE(order); i++) {
+		err = probe_backend(order[i], reason, sizeof(reason));
+		if (err) {
+			log_info("capture back-end %s: unavailable: %s",
+				 config_backend_name(order[i]), reason);
+			continue;
+		}
+		log_info("capture back-end %s: available", config_backend_name(order[i]));
+		if (found < 0)
+			found = (int)i;
+	}
+	if (found < 0) {
+		snprintf(why, size,
+			 "no capture back-end can attach on this kernel (tracepoint, fentry and "
+			 "kprobe were tried; see the lines above)");
+		return -ENOTSUP;
+	}
+	*chosen = order[found];
+	snprintf(why, size, "auto: the first available in the order tracepoint, fentry, kprobe");
+	return 0;
+}

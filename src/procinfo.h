@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Process information: pid -> OTLP resource (service.name, process.pid,
+ * process.executable.name, process.command_line, host.name, container.id,
+ * plus the configured resource attributes), with a bounded cache that notices
+ * pid reuse and exec. Everything read from /proc is untrusted bytes:
+ * lengths are bounded; the encoder repairs UTF-8 when it writes them.
+ */
+#ifndef TCPOTEL_PROCINFO_H
+#define TCPOTEL_PROCINFO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "otlp.h"
+
+struct config;
+
+/* A resource, shared by reference: streams and pending spans hold refs. */
+struct proc_resource {
+	uint32_t pid;
+	uint64_t start_time;   /* /proc/PID/stat field 22; 0 when the process was gone */
+	char *service_name;
+	char *exe_name;
+	char *command_line;    /* NULL unless service.command_line is on */
+	char *container_id;    /* NULL outside containers */
+	struct otlp_attr *attrs; /* ready to encode, service.name first */
+	size_t n_attrs;
+	unsigned refs;         /* owned by procinfo; use procinfo__get/procinfo__put */
+};
+
+struct procinfo_opts {
+	const char *proc_root;   /* "/proc" (tests use a fake tree) */
+	const char *host_name;   /* NULL: gethostname(), unless resource.attributes has host.name */
+	size_t max_entries;      /* cache bound */
+	uint64_t revalidate_ms;  /* how long a cached entry is trusted without re-reading /proc */
+};
+
+struct procinfo;
+
+struct procinfo *procinfo__new(const struct config *cfg, const struct procinfo_opts *opts);
+void procinfo__free(struct procinfo *pi);
+/*
+ * The resource of process `tgid`, taking a reference. `comm` (from the
+ * kernel) names the process when /proc no longer has it, and a comm that
+ * differs from the cached one (exec, pid reuse) forces a re-read.
+ * Never NULL except when out of memory.
+ */
+struct proc_resource *procinfo__get(struct procinfo *pi, uint32_t tgid, const char *comm,
+				    uint64_t now_ms);
+void procinfo__put(struct procinfo *pi, struct proc_resource *res);
+/* Another reference to a resource the caller already holds. */
+struct proc_resource *procinfo__ref(struct proc_resource *res);
+/* The agent's own resource (OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES), borrowed. */
+const struct proc_resource *procinfo__self(struct procinfo *pi);
+size_t procinfo__cached(const struct procinfo *pi);
+
+#endif

@@ -1,0 +1,198 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Bounded export queue: a ring of batches under one mutex, with one condvar
+ * for the consumer. The producer never waits: a full ring drops its oldest
+ * batch. The consumer takes the head, and puts it back with push_front when
+ * it has to retry, so that order holds; a batch put back into a full ring is
+ * itself the oldest of all and is the one dropped.
+ */
+#include "queue.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+struct queue {
+	pthread_mutex_t lock;
+	pthread_cond_t nonempty;
+	struct export_batch *ring;
+	size_t capacity;
+	size_t head; /* index of the oldest batch */
+	size_t count;
+	uint64_t next_seq;
+	bool closed;
+	uint64_t dropped_batches[SIGNAL__COUNT];
+	uint64_t dropped_items[SIGNAL__COUNT];
+};
+
+void export_batch_free(struct export_batch *b)
+{
+	if (!b)
+		return;
+	free(b->body);
+	b->body = NULL;
+	b->len = 0;
+}
+
+struct queue *queue__new(size_t capacity)
+{
+	pthread_condattr_t attr;
+	struct queue *q;
+	int err;
+
+	if (capacity == 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return NULL;
+	q->ring = calloc(capacity, sizeof(*q->ring));
+	if (!q->ring) {
+		err = ENOMEM;
+		goto err_free;
+	}
+	q->capacity = capacity;
+	err = pthread_mutex_init(&q->lock, NULL);
+	if (err)
+		goto err_free;
+	err = pthread_condattr_init(&attr);
+	if (err)
+		goto err_mutex;
+	/* Time-outs are measured on the monotonic clock: wall-clock jumps do not matter. */
+	err = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	if (!err)
+		err = pthread_cond_init(&q->nonempty, &attr);
+	pthread_condattr_destroy(&attr);
+	if (err)
+		goto err_mutex;
+	return q;
+
+err_mutex:
+	pthread_mutex_destroy(&q->lock);
+err_free:
+	free(q->ring);
+	free(q);
+	errno = err;
+	return NULL;
+}
+
+void queue__free(struct queue *q)
+{
+	if (!q)
+		return;
+	for (size_t i = 0; i < q->count; i++)
+		export_batch_free(&q->ring[(q->head + i) % q->capacity]);
+	pthread_cond_destroy(&q->nonempty);
+	pthread_mutex_destroy(&q->lock);
+	free(q->ring);
+	free(q);
+}
+
+/* Caller holds the lock. */
+static void count_drop(struct queue *q, struct export_batch *b)
+{
+	unsigned int s = b->signal < SIGNAL__COUNT ? (unsigned int)b->signal : SIGNAL_METRICS;
+
+	q->dropped_batches[s]++;
+	q->dropped_items[s] += b->n_items;
+	export_batch_free(b);
+}
+
+int queue__push(struct queue *q, struct export_batch *b)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&q->lock);
+	if (q->closed) {
+		count_drop(q, b);
+		pthread_mutex_unlock(&q->lock);
+		return -EPIPE;
+	}
+	if (q->count == q->capacity) {
+		count_drop(q, &q->ring[q->head]);
+		q->head = (q->head + 1) % q->capacity;
+		q->count--;
+		ret = 1;
+	}
+	b->seq = q->next_seq++;
+	q->ring[(q->head + q->count) % q->capacity] = *b;
+	q->count++;
+	b->body = NULL;
+	pthread_cond_signal(&q->nonempty);
+	pthread_mutex_unlock(&q->lock);
+	return ret;
+}
+
+void queue__push_front(struct queue *q, struct export_batch *b)
+{
+	pthread_mutex_lock(&q->lock);
+	if (q->count == q->capacity) {
+		/* Everything held is newer than the batch coming back: it goes first. */
+		count_drop(q, b);
+	} else {
+		q->head = (q->head + q->capacity - 1) % q->capacity;
+		q->ring[q->head] = *b;
+		q->count++;
+		b->body = NULL;
+		pthread_cond_signal(&q->nonempty);
+	}
+	pthread_mutex_unlock(&q->lock);
+}
+
+bool queue__pop(struct queue *q, struct export_batch *out, int timeout_ms)
+{
+	struct timespec until;
+	bool got = false;
+
+	if (timeout_ms > 0) {
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += timeout_ms / 1000;
+		until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+	}
+	pthread_mutex_lock(&q->lock);
+	while (q->count == 0 && !q->closed && timeout_ms != 0) {
+		int err;
+
+		if (timeout_ms < 0) {
+			pthread_cond_wait(&q->nonempty, &q->lock);
+			continue;
+		}
+		err = pthread_cond_timedwait(&q->nonempty, &q->lock, &until);
+		if (err == ETIMEDOUT)
+			break;
+	}
+	if (q->count > 0) {
+		*out = q->ring[q->head];
+		q->ring[q->head].body = NULL;
+		q->head = (q->head + 1) % q->capacity;
+		q->count--;
+		got = true;
+	}
+	pthread_mutex_unlock(&q->lock);
+	return got;
+}
+
+void queue__close(struct queue *q)
+{
+	pthread_mutex_lock(&q->lock);
+	q->closed = true;
+	pthread_cond_broadcast(&q->nonempty);
+	pthread_mutex_unlock(&q->lock);
+}
+
+void queue__stats(struct queue *q, struct queue_stats *out)
+{
+	pthread_mutex_lock(&q->lock);
+	out->depth = q->count;
+	for (int s = 0; s < SIGNAL__COUNT; s++) {
+		out->dropped_batches[s] = q->dropped_batches[s];
+		out->dropped_items[s] = q->dropped_items[s];
+	}
+	pthread_mutex_unlock(&q->lock);
+}

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Bounded export queue between the drain loop (producer) and the export
+ * thread (consumer). Pushing never blocks: when the queue is full the oldest
+ * batch is dropped and counted, so that what is freshest survives an outage.
+ */
+#ifndef TCPOTEL_QUEUE_H
+#define TCPOTEL_QUEUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum otlp_signal {
+	SIGNAL_METRICS = 0,
+	SIGNAL_TRACES = 1,
+	SIGNAL__COUNT,
+};
+
+struct export_batch {
+	enum otlp_signal signal;
+	char *body;        /* uncompressed OTLP JSON, owned by the batch */
+	size_t len;
+	uint32_t n_items;  /* spans or metric points in the body (for drop counts) */
+	uint64_t seq;      /* assigned by the queue: order of arrival */
+};
+
+struct queue_stats {
+	uint64_t depth;                          /* batches held now */
+	uint64_t dropped_batches[SIGNAL__COUNT]; /* dropped because the queue was full */
+	uint64_t dropped_items[SIGNAL__COUNT];
+};
+
+struct queue;
+
+struct queue *queue__new(size_t capacity);
+void queue__free(struct queue *q); /* frees the batches still held */
+/* Takes ownership of b->body. Returns 0, or 1 when the oldest batch was dropped to make room. */
+int queue__push(struct queue *q, struct export_batch *b);
+/* Waits up to timeout_ms for a batch; false on time-out or when closed and empty. */
+bool queue__pop(struct queue *q, struct export_batch *out, int timeout_ms);
+/* Puts a batch back at the head (a retry that must keep its order). */
+void queue__push_front(struct queue *q, struct export_batch *b);
+void queue__close(struct queue *q); /* wakes the consumer; pushes after this are dropped */
+void queue__stats(struct queue *q, struct queue_stats *out);
+void export_batch_free(struct export_batch *b);
+
+#endif

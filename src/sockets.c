@@ -1,0 +1,359 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "sockets.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <bpf/bpf.h>
+
+#include "exchange.h"
+#include "htable.h"
+#include "log.h"
+#include "metrics.h"
+#include "procinfo.h"
+
+#define SWEEP_BATCH 1024
+/* A socket missing from this many sweeps without a close record is retired. */
+#define SWEEPS_BEFORE_RETIRE 2
+
+/* What user space knows of one tracked socket: the last numbers it counted. */
+struct usock {
+	struct hnode node;
+	uint64_t sock_id;
+	struct stream *stream;
+	uint32_t tgid;
+	uint64_t generation;
+	uint64_t sent, received;
+	uint32_t retransmits;
+	uint32_t srtt_hist[TCPOTEL_SRTT_BUCKETS];
+	uint64_t srtt_sum_us;
+	uint32_t srtt_count;
+	/* The exchange the sweep reported for silence, so that the kernel's
+	 * later record of the same exchange is not reported twice. */
+	bool idle_reported;
+	uint32_t idle_seq;
+	uint64_t idle_start_ns;
+};
+
+struct sockets {
+	struct sockets_opts opts;
+	struct metrics *metrics;
+	struct procinfo *pi;
+	struct exchanges *exchanges;
+	struct htable table;
+	uint64_t generation;
+	uint64_t retired;
+	__u64 *keys;
+	struct tcpotel_sock *values;
+};
+
+struct sockets *sockets__new(const struct sockets_opts *opts, struct metrics *m,
+			     struct procinfo *pi, struct exchanges *x)
+{
+	struct sockets *ss = calloc(1, sizeof(*ss));
+
+	if (!ss)
+		return NULL;
+	ss->opts = *opts;
+	ss->metrics = m;
+	ss->pi = pi;
+	ss->exchanges = x;
+	ss->keys = calloc(SWEEP_BATCH, sizeof(*ss->keys));
+	ss->values = calloc(SWEEP_BATCH, sizeof(*ss->values));
+	if (!ss->keys || !ss->values || htable_init(&ss->table, 1024)) {
+		sockets__free(ss);
+		errno = ENOMEM;
+		return NULL;
+	}
+	return ss;
+}
+
+void sockets__free(struct sockets *ss)
+{
+	struct hnode *n, *tmp;
+	size_t i;
+
+	if (!ss)
+		return;
+	if (ss->table.buckets) {
+		htable_for_each_safe(&ss->table, i, n, tmp)
+			free(container_of(n, struct usock, node));
+	}
+	htable_free(&ss->table);
+	free(ss->keys);
+	free(ss->values);
+	free(ss);
+}
+
+static struct usock *usock_find(const struct sockets *ss, uint64_t sock_id)
+{
+	uint64_t h = hash_u64(sock_id);
+
+	for (struct hnode *n = htable_first(&ss->table, h); n; n = htable_next_same(n, h)) {
+		struct usock *u = container_of(n, struct usock, node);
+
+		if (u->sock_id == sock_id)
+			return u;
+	}
+	return NULL;
+}
+
+static void usock_remove(struct sockets *ss, struct usock *u)
+{
+	htable_remove(&ss->table, &u->node);
+	free(u);
+}
+
+/* A socket without an owner yet (accepted, never read or written) is "unknown". */
+static struct proc_resource *resource_of(struct sockets *ss, uint32_t tgid, const char *comm,
+					 uint64_t now_mono_ns)
+{
+	char name[TCPOTEL_COMM_LEN + 1];
+
+	memcpy(name, comm, TCPOTEL_COMM_LEN);
+	name[TCPOTEL_COMM_LEN] = '\0';
+	if (!tgid || !name[0])
+		strcpy(name, "unknown");
+	return procinfo__get(ss->pi, tgid, name, now_mono_ns / NSEC_PER_MSEC);
+}
+
+static struct stream *stream_of(struct sockets *ss, uint32_t tgid, const char *comm,
+				const struct tcpotel_tuple *t, uint8_t role, uint64_t now_mono_ns)
+{
+	struct stream_key key = {
+		.role = role,
+		.family = (uint8_t)t->family,
+		.port = role == TCPOTEL_ROLE_CLIENT ? t->dport : t->sport,
+	};
+
+	key.res = resource_of(ss, tgid, comm, now_mono_ns);
+	if (!key.res)
+		return NULL;
+	memcpy(key.peer, t->daddr, sizeof(key.peer));
+	return metrics__stream(ss->metrics, &key);
+}
+
+/* Adds what changed since `u` last saw the socket, and remembers the new numbers. */
+static void account(struct usock *u, const struct tcpotel_sock *s)
+{
+	uint32_t delta[TCPOTEL_SRTT_BUCKETS];
+
+	if (u->stream) {
+		stream_add_io(u->stream, s->bytes_sent - u->sent, s->bytes_received - u->received);
+		stream_add_retransmits(u->stream, s->retransmits - u->retransmits);
+		if (s->srtt_count != u->srtt_count) {
+			for (int i = 0; i < TCPOTEL_SRTT_BUCKETS; i++)
+				delta[i] = s->srtt_hist[i] - u->srtt_hist[i];
+			stream_add_srtt(u->stream, delta, s->srtt_count - u->srtt_count,
+					s->srtt_sum_us - u->srtt_sum_us, s->srtt_min_us,
+					s->srtt_max_us);
+		}
+	}
+	u->sent = s->bytes_sent;
+	u->received = s->bytes_received;
+	u->retransmits = s->retransmits;
+	u->srtt_count = s->srtt_count;
+	u->srtt_sum_us = s->srtt_sum_us;
+	memcpy(u->srtt_hist, s->srtt_hist, sizeof(u->srtt_hist));
+}
+
+static struct usock *usock_new(struct sockets *ss, const struct tcpotel_sock *s,
+			       uint64_t now_mono_ns)
+{
+	struct usock *u = calloc(1, sizeof(*u));
+
+	if (!u)
+		return NULL;
+	u->sock_id = s->sock_id;
+	u->tgid = s->tgid;
+	u->stream = stream_of(ss, s->tgid, s->comm, &s->tuple, s->role, now_mono_ns);
+	if (u->stream && (s->flags & TCPOTEL_SOCK_OPENED))
+		stream_add_opened(u->stream, 1);
+	htable_insert(&ss->table, &u->node, hash_u64(s->sock_id));
+	return u;
+}
+
+/* The first send or receive names the real owner (a worker of a forking server). */
+static void usock_follow_owner(struct sockets *ss, struct usock *u, const struct tcpotel_sock *s,
+			       uint64_t now_mono_ns)
+{
+	if (u->tgid == s->tgid)
+		return;
+	if (u->stream)
+		stream_add_active(u->stream, -1);
+	u->tgid = s->tgid;
+	u->stream = stream_of(ss, s->tgid, s->comm, &s->tuple, s->role, now_mono_ns);
+	if (u->stream)
+		stream_add_active(u->stream, 1);
+}
+
+static bool exchange_open(const struct tcpotel_exchange *ex)
+{
+	return ex->phase == TCPOTEL_PHASE_REQUEST || ex->phase == TCPOTEL_PHASE_RESPONSE;
+}
+
+static bool already_reported(const struct usock *u, const struct tcpotel_exchange *ex)
+{
+	return u && u->idle_reported && u->idle_seq == ex->request_seq &&
+	       u->idle_start_ns == ex->start_ns;
+}
+
+static void report_exchange(struct sockets *ss, struct usock *u, const struct tcpotel_tuple *t,
+			    const struct tcpotel_exchange *ex, uint8_t role, uint8_t flags,
+			    uint32_t tgid, const char *comm, uint32_t srtt_us,
+			    uint64_t mono_to_unix_ns, uint64_t now_mono_ns)
+{
+	struct exchange_end end = {
+		.tuple = t,
+		.ex = ex,
+		.role = role,
+		.flags = flags,
+		.srtt_us = srtt_us,
+	};
+	struct proc_resource *res;
+
+	if (u && u->stream) {
+		end.stream = u->stream;
+		end.res = stream_key(u->stream)->res;
+		exchanges__end(ss->exchanges, &end, mono_to_unix_ns);
+		return;
+	}
+	/* A socket not swept yet: find its stream from the record. */
+	end.stream = stream_of(ss, tgid, comm, t, role, now_mono_ns);
+	if (end.stream) {
+		end.res = stream_key(end.stream)->res;
+		exchanges__end(ss->exchanges, &end, mono_to_unix_ns);
+		return;
+	}
+	res = resource_of(ss, tgid, comm, now_mono_ns);
+	if (!res)
+		return;
+	end.res = res;
+	exchanges__end(ss->exchanges, &end, mono_to_unix_ns);
+	procinfo__put(ss->pi, res);
+}
+
+static void sweep_one(struct sockets *ss, const struct tcpotel_sock *s, uint64_t now_mono_ns,
+		      uint64_t mono_to_unix_ns)
+{
+	struct usock *u;
+
+	if ((s->flags & (TCPOTEL_SOCK_IGNORED | TCPOTEL_SOCK_HAS_TUPLE)) !=
+		    TCPOTEL_SOCK_HAS_TUPLE ||
+	    !s->tgid)
+		return;
+	u = usock_find(ss, s->sock_id);
+	if (!u) {
+		u = usock_new(ss, s, now_mono_ns);
+		if (!u)
+			return;
+		if (u->stream)
+			stream_add_active(u->stream, 1);
+	} else {
+		usock_follow_owner(ss, u, s, now_mono_ns);
+	}
+	u->generation = ss->generation;
+	account(u, s);
+	if (ss->opts.spans && exchange_open(&s->ex) &&
+	    now_mono_ns - s->ex.end_ns > ss->opts.idle_timeout_ns && !already_reported(u, &s->ex)) {
+		report_exchange(ss, u, &s->tuple, &s->ex, s->role, s->flags, s->tgid, s->comm,
+				s->srtt_last_us, mono_to_unix_ns, now_mono_ns);
+		u->idle_reported = true;
+		u->idle_seq = s->ex.request_seq;
+		u->idle_start_ns = s->ex.start_ns;
+	}
+}
+
+/* Sockets gone from the kernel table whose close record never came (lost). */
+static void retire_missing(struct sockets *ss)
+{
+	struct hnode *n, *tmp;
+	size_t i;
+
+	htable_for_each_safe(&ss->table, i, n, tmp)
+	{
+		struct usock *u = container_of(n, struct usock, node);
+
+		if (ss->generation - u->generation < SWEEPS_BEFORE_RETIRE)
+			continue;
+		if (u->stream)
+			stream_add_active(u->stream, -1);
+		ss->retired++;
+		usock_remove(ss, u);
+	}
+}
+
+int sockets__sweep(struct sockets *ss, uint64_t now_mono_ns, uint64_t mono_to_unix_ns)
+{
+	LIBBPF_OPTS(bpf_map_batch_opts, opts);
+	__u64 in_batch = 0, out_batch = 0;
+	bool first = true;
+	int err = 0;
+
+	ss->generation++;
+	for (;;) {
+		__u32 count = SWEEP_BATCH;
+
+		err = bpf_map_lookup_batch(ss->opts.map_fd, first ? NULL : &in_batch, &out_batch,
+					   ss->keys, ss->values, &count, &opts);
+		if (err && errno != ENOENT) {
+			err = -errno;
+			log_ratelimited(LOG_WARN, 60000, "cannot read the socket table: %s",
+					strerror(-err));
+			return err;
+		}
+		for (__u32 i = 0; i < count; i++)
+			sweep_one(ss, &ss->values[i], now_mono_ns, mono_to_unix_ns);
+		if (err) /* ENOENT: that was the last batch */
+			break;
+		in_batch = out_batch;
+		first = false;
+	}
+	retire_missing(ss);
+	return 0;
+}
+
+void sockets__on_close(struct sockets *ss, const struct tcpotel_close_record *r,
+		       uint64_t mono_to_unix_ns)
+{
+	const struct tcpotel_sock *s = &r->sock;
+	struct usock *u = usock_find(ss, s->sock_id);
+	uint64_t now = r->closed_ns;
+
+	if (!u) {
+		/* Opened and closed between two sweeps: all of it is new. */
+		u = usock_new(ss, s, now);
+		if (!u)
+			return;
+	} else {
+		usock_follow_owner(ss, u, s, now);
+		if (u->stream)
+			stream_add_active(u->stream, -1);
+	}
+	account(u, s);
+	if (ss->opts.spans && exchange_open(&s->ex) && !already_reported(u, &s->ex))
+		report_exchange(ss, u, &s->tuple, &s->ex, s->role, s->flags, s->tgid, s->comm,
+				s->srtt_last_us, mono_to_unix_ns, now);
+	usock_remove(ss, u);
+}
+
+void sockets__on_exchange(struct sockets *ss, const struct tcpotel_exchange_record *r,
+			  uint64_t mono_to_unix_ns)
+{
+	struct usock *u = usock_find(ss, r->sock_id);
+
+	if (already_reported(u, &r->ex))
+		return;
+	report_exchange(ss, u, &r->tuple, &r->ex, r->role, r->flags, r->tgid, r->comm, r->srtt_us,
+			mono_to_unix_ns, r->ex.end_ns);
+}
+
+size_t sockets__tracked(const struct sockets *ss)
+{
+	return ss->table.count;
+}
+
+uint64_t sockets__retired(const struct sockets *ss)
+{
+	return ss->retired;
+}
