@@ -56,7 +56,7 @@ enum outcome {
 struct exporter {
 	struct queue *q;
 	CURL *curl;
-	struct curl_slist *hdrs;
+	struct curl_slist *hdrs[SIGNAL__COUNT]; /* per signal: OTEL_..._{TRACES,METRICS}_HEADERS */
 	char *url[SIGNAL__COUNT];
 	char *url_log[SIGNAL__COUNT]; /* without user:password@ */
 	bool gzip;
@@ -367,6 +367,7 @@ static enum outcome post(struct exporter *e, const struct export_batch *b,
 	e->resp_len = 0;
 	e->resp[0] = '\0';
 	curl_easy_setopt(e->curl, CURLOPT_URL, e->url[b->signal]);
+	curl_easy_setopt(e->curl, CURLOPT_HTTPHEADER, e->hdrs[b->signal]);
 	curl_easy_setopt(e->curl, CURLOPT_POSTFIELDS, body);
 	curl_easy_setopt(e->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
 	curl_easy_setopt(e->curl, CURLOPT_TIMEOUT_MS, (long)MIN(timeout, (uint64_t)LONG_MAX));
@@ -531,27 +532,24 @@ static void *export_thread(void *arg)
 	return NULL;
 }
 
-static int setup_curl(struct exporter *e, const struct config *cfg)
+/* The header lines of one signal: the fixed ones, then the configured ones. */
+static int build_headers(struct exporter *e, const struct kv_list *h, struct curl_slist **out)
 {
-	const struct kv_list *h = &cfg->exporter.otlp.headers;
 	const char *fixed[] = {
 		"Content-Type: application/json",
 		e->gzip ? "Content-Encoding: gzip" : NULL,
 		"Expect:", /* no 100-continue round trip */
 	};
 
-	e->curl = curl_easy_init();
-	if (!e->curl)
-		return -ENOMEM;
 	for (size_t i = 0; i < ARRAY_SIZE(fixed); i++) {
 		struct curl_slist *l;
 
 		if (!fixed[i])
 			continue;
-		l = curl_slist_append(e->hdrs, fixed[i]);
+		l = curl_slist_append(*out, fixed[i]);
 		if (!l)
 			return -ENOMEM;
-		e->hdrs = l;
+		*out = l;
 	}
 	for (size_t i = 0; i < h->n; i++) {
 		struct curl_slist *l;
@@ -565,14 +563,28 @@ static int setup_curl(struct exporter *e, const struct config *cfg)
 		}
 		if (asprintf(&line, "%s: %s", h->items[i].key, h->items[i].value) < 0)
 			return -ENOMEM;
-		l = curl_slist_append(e->hdrs, line);
+		l = curl_slist_append(*out, line);
 		explicit_bzero(line, strlen(line));
 		free(line);
 		if (!l)
 			return -ENOMEM;
-		e->hdrs = l;
+		*out = l;
 	}
-	curl_easy_setopt(e->curl, CURLOPT_HTTPHEADER, e->hdrs);
+	return 0;
+}
+
+static int setup_curl(struct exporter *e, const struct config *cfg)
+{
+	int err;
+
+	e->curl = curl_easy_init();
+	if (!e->curl)
+		return -ENOMEM;
+	err = build_headers(e, &cfg->exporter.otlp.metrics_headers, &e->hdrs[SIGNAL_METRICS]);
+	if (!err)
+		err = build_headers(e, &cfg->exporter.otlp.traces_headers, &e->hdrs[SIGNAL_TRACES]);
+	if (err)
+		return err;
 	curl_easy_setopt(e->curl, CURLOPT_USERAGENT, "tcpotel/" TCPOTEL_VERSION);
 	curl_easy_setopt(e->curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e->curl, CURLOPT_ERRORBUFFER, e->errbuf);
@@ -606,11 +618,11 @@ static void exporter_free(struct exporter *e)
 		free(e->url[s]);
 		free(e->url_log[s]);
 	}
-	if (e->hdrs) {
-		/* The list holds header values: wipe them before they go back to the heap. */
-		for (struct curl_slist *l = e->hdrs; l; l = l->next)
+	for (int s = 0; s < SIGNAL__COUNT; s++) {
+		/* The lists hold header values: wipe them before they go back to the heap. */
+		for (struct curl_slist *l = e->hdrs[s]; l; l = l->next)
 			explicit_bzero(l->data, strlen(l->data));
-		curl_slist_free_all(e->hdrs);
+		curl_slist_free_all(e->hdrs[s]);
 	}
 	if (e->curl)
 		curl_easy_cleanup(e->curl);
@@ -662,6 +674,8 @@ struct exporter *exporter__start(const struct config *cfg)
 		}
 	}
 	e->q = queue__new(cfg->exporter.otlp.queue_size);
+	if (e->q)
+		queue__set_max_bytes(e->q, EXPORT_QUEUE_MAX_BYTES);
 	if (!e->q) {
 		err = errno;
 		goto err_free;

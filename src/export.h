@@ -17,6 +17,9 @@
 
 struct config;
 
+/* Bodies held while the collector is slow or away, at most (besides queue_size batches). */
+#define EXPORT_QUEUE_MAX_BYTES (64u << 20)
+
 struct exporter_stats {
 	uint64_t sent_batches[SIGNAL__COUNT];
 	uint64_t sent_items[SIGNAL__COUNT];

@@ -20,6 +20,8 @@ struct queue {
 	size_t capacity;
 	size_t head; /* index of the oldest batch */
 	size_t count;
+	size_t bytes;     /* body bytes held */
+	size_t max_bytes; /* 0: no bound but the batch count */
 	uint64_t next_seq;
 	bool closed;
 	uint64_t dropped_batches[SIGNAL__COUNT];
@@ -78,6 +80,19 @@ err_free:
 	return NULL;
 }
 
+void queue__set_max_bytes(struct queue *q, size_t max_bytes)
+{
+	pthread_mutex_lock(&q->lock);
+	q->max_bytes = max_bytes;
+	pthread_mutex_unlock(&q->lock);
+}
+
+/* Caller holds the lock: would `len` more bytes (or one more batch) pass a bound? */
+static bool over_bound(const struct queue *q, size_t len)
+{
+	return q->count == q->capacity || (q->max_bytes && q->bytes + len > q->max_bytes);
+}
+
 void queue__free(struct queue *q)
 {
 	if (!q)
@@ -110,7 +125,8 @@ int queue__push(struct queue *q, struct export_batch *b)
 		pthread_mutex_unlock(&q->lock);
 		return -EPIPE;
 	}
-	if (q->count == q->capacity) {
+	while (q->count && over_bound(q, b->len)) {
+		q->bytes -= q->ring[q->head].len;
 		count_drop(q, &q->ring[q->head]);
 		q->head = (q->head + 1) % q->capacity;
 		q->count--;
@@ -119,6 +135,7 @@ int queue__push(struct queue *q, struct export_batch *b)
 	b->seq = q->next_seq++;
 	q->ring[(q->head + q->count) % q->capacity] = *b;
 	q->count++;
+	q->bytes += b->len;
 	b->body = NULL;
 	pthread_cond_signal(&q->nonempty);
 	pthread_mutex_unlock(&q->lock);
@@ -128,13 +145,14 @@ int queue__push(struct queue *q, struct export_batch *b)
 void queue__push_front(struct queue *q, struct export_batch *b)
 {
 	pthread_mutex_lock(&q->lock);
-	if (q->count == q->capacity) {
+	if (q->count && over_bound(q, b->len)) {
 		/* Everything held is newer than the batch coming back: it goes first. */
 		count_drop(q, b);
 	} else {
 		q->head = (q->head + q->capacity - 1) % q->capacity;
 		q->ring[q->head] = *b;
 		q->count++;
+		q->bytes += b->len;
 		b->body = NULL;
 		pthread_cond_signal(&q->nonempty);
 	}
@@ -170,6 +188,7 @@ bool queue__pop(struct queue *q, struct export_batch *out, int timeout_ms)
 	if (q->count > 0) {
 		*out = q->ring[q->head];
 		q->ring[q->head].body = NULL;
+		q->bytes -= out->len;
 		q->head = (q->head + 1) % q->capacity;
 		q->count--;
 		got = true;

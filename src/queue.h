@@ -3,6 +3,8 @@
  * Bounded export queue between the drain loop (producer) and the export
  * thread (consumer). Pushing never blocks: when the queue is full the oldest
  * batch is dropped and counted, so that what is freshest survives an outage.
+ * It is bounded in batches (exporter.otlp.queue_size) and in bytes, so that
+ * memory stays flat however large the batches are.
  */
 #ifndef TCPOTEL_QUEUE_H
 #define TCPOTEL_QUEUE_H
@@ -34,6 +36,8 @@ struct queue_stats {
 struct queue;
 
 struct queue *queue__new(size_t capacity);
+/* Also bounds the body bytes held (0: no byte bound); the oldest batches make room. */
+void queue__set_max_bytes(struct queue *q, size_t max_bytes);
 void queue__free(struct queue *q); /* frees the batches still held */
 /* Takes ownership of b->body. Returns 0, or 1 when the oldest batch was dropped to make room. */
 int queue__push(struct queue *q, struct export_batch *b);

@@ -49,7 +49,8 @@ static void et_config_free(struct config *c)
 		return;
 	free(c->exporter.otlp.traces_endpoint);
 	free(c->exporter.otlp.metrics_endpoint);
-	free(c->exporter.otlp.headers.items);
+	free(c->exporter.otlp.traces_headers.items);
+	free(c->exporter.otlp.metrics_headers.items);
 	free(c);
 }
 
@@ -158,7 +159,9 @@ TEST(export_gzip_body_headers_and_keepalive)
 	struct http_stub *s = http_stub__start(0);
 	char k1[] = "Authorization", v1[] = "Bearer s3cr3t-value";
 	char k2[] = "X-Scope-OrgID", v2[] = "tenant-1";
+	char v3[] = "tenant-metrics";
 	struct kv_pair hdrs[] = { { k1, v1 }, { k2, v2 } };
+	struct kv_pair metrics_hdrs[] = { { k2, v3 } };
 	const char *traces = "{\"resourceSpans\":[{\"scopeSpans\":[]}]}";
 	const char *metrics = "{\"resourceMetrics\":[]}";
 	const struct http_stub_request *r;
@@ -175,9 +178,13 @@ TEST(export_gzip_body_headers_and_keepalive)
 	cfg = et_config(http_stub__port(s));
 	if (!ASSERT_NOT_NULL(cfg))
 		goto out;
-	cfg->exporter.otlp.headers.items = malloc(sizeof(hdrs));
-	memcpy(cfg->exporter.otlp.headers.items, hdrs, sizeof(hdrs));
-	cfg->exporter.otlp.headers.n = 2;
+	/* Each signal sends its own headers (OTEL_EXPORTER_OTLP_{TRACES,METRICS}_HEADERS). */
+	cfg->exporter.otlp.traces_headers.items = malloc(sizeof(hdrs));
+	memcpy(cfg->exporter.otlp.traces_headers.items, hdrs, sizeof(hdrs));
+	cfg->exporter.otlp.traces_headers.n = 2;
+	cfg->exporter.otlp.metrics_headers.items = malloc(sizeof(metrics_hdrs));
+	memcpy(cfg->exporter.otlp.metrics_headers.items, metrics_hdrs, sizeof(metrics_hdrs));
+	cfg->exporter.otlp.metrics_headers.n = 1;
 
 	/* Header values are secrets: not even debug logging may show them. */
 	log_set_level(LOG_DEBUG);
@@ -215,6 +222,9 @@ TEST(export_gzip_body_headers_and_keepalive)
 
 	r = http_stub__request(s, 1);
 	ASSERT_STREQ(r->path, "/v1/metrics");
+	if (ASSERT_TRUE(http_stub_request_header(r, "X-Scope-OrgID", hv, sizeof(hv))))
+		ASSERT_STREQ(hv, "tenant-metrics");
+	ASSERT_FALSE(http_stub_request_header(r, "Authorization", hv, sizeof(hv)));
 	if (ASSERT_TRUE(et_gunzip(r->body, r->body_len, buf, sizeof(buf) - 1, &n))) {
 		buf[n] = '\0';
 		ASSERT_STREQ(buf, metrics);

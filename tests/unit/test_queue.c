@@ -114,6 +114,43 @@ TEST(queue_bound_drops_oldest_counted_per_signal)
 	queue__free(q);
 }
 
+TEST(queue_byte_bound_drops_oldest)
+{
+	struct queue *q = queue__new(100);
+	struct queue_stats st;
+	struct export_batch b;
+
+	if (!ASSERT_NOT_NULL(q))
+		return;
+	/* Bodies "10".."19" are 2 bytes each: 6 bytes hold three of them. */
+	queue__set_max_bytes(q, 6);
+	for (unsigned int i = 10; i < 15; i++) {
+		b = qt_batch(SIGNAL_TRACES, i, 1);
+		ASSERT_EQ(queue__push(q, &b), i < 13 ? 0 : 1);
+	}
+	queue__stats(q, &st);
+	ASSERT_U64_EQ(st.depth, 3);
+	ASSERT_U64_EQ(st.dropped_batches[SIGNAL_TRACES], 2);
+	/* A batch put back while the bytes are used up is the one dropped. */
+	if (ASSERT_TRUE(queue__pop(q, &b, 0))) {
+		ASSERT_EQ(qt_id(&b), 12);
+		export_batch_free(&b);
+	}
+	b = qt_batch(SIGNAL_TRACES, 15, 1);
+	ASSERT_EQ(queue__push(q, &b), 0);
+	b = qt_batch(SIGNAL_TRACES, 16, 1);
+	queue__push_front(q, &b);
+	queue__stats(q, &st);
+	ASSERT_U64_EQ(st.dropped_batches[SIGNAL_TRACES], 3);
+	for (unsigned int i = 13; i < 16; i++) {
+		if (!ASSERT_TRUE(queue__pop(q, &b, 0)))
+			break;
+		ASSERT_EQ(qt_id(&b), i);
+		export_batch_free(&b);
+	}
+	queue__free(q);
+}
+
 TEST(queue_push_front_keeps_order)
 {
 	struct queue *q = queue__new(4);
