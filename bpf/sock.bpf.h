@@ -81,28 +81,77 @@ static __always_inline void sock_read_tuple(const struct sock *sk, struct tcpote
 	}
 }
 
-/* Smoothed RTT in microseconds (tcp_sock keeps it shifted left by 3). */
-static __always_inline __u32 sock_srtt_us(const struct sock *sk)
-{
-	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
-
-	return BPF_CORE_READ(tp, srtt_us) >> 3;
-}
-
-/* Sequence number just past the last byte sent by the application. */
-static __always_inline __u32 sock_write_seq(const struct sock *sk)
-{
-	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
-
-	return BPF_CORE_READ(tp, write_seq);
-}
-
 /* Sequence number just past the last byte the application has read. */
 static __always_inline __u32 sock_copied_seq(const struct sock *sk)
 {
 	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
 
 	return BPF_CORE_READ(tp, copied_seq);
+}
+
+/*
+ * What every send and receive needs from tcp_sock, in ONE kernel read: the
+ * smoothed RTT, the send sequence, and the socket's own clock. The clock is
+ * tcp_clock_cache, the CLOCK_MONOTONIC time (ns) at which TCP last sent or
+ * received a segment on this socket (tcp_mstamp_refresh()): the same clock
+ * as bpf_ktime_get_ns(), already read by the kernel, so exchanges are timed
+ * by their packets with no clock read per call. The fields sit within ~110
+ * bytes of each other (write_seq .. srtt_us); CO-RE gives their offsets on
+ * the running kernel, and where they are missing or far apart (old kernels:
+ * tcp_clock_cache came in 4.19) each is read on its own instead.
+ */
+struct tcp_snap {
+	__u64 clock_ns;
+	__u32 write_seq;
+	__u32 srtt_us; /* microseconds (tcp_sock keeps it shifted left by 3) */
+};
+
+#define TCP_SNAP_MAX 160
+
+static __always_inline __u32 u32_min(__u32 a, __u32 b)
+{
+	return a < b ? a : b;
+}
+
+static __always_inline __u32 u32_max(__u32 a, __u32 b)
+{
+	return a > b ? a : b;
+}
+
+static __always_inline void sock_snap(const struct sock *sk, struct tcp_snap *snap)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	__u32 o_seq = bpf_core_field_offset(struct tcp_sock, write_seq);
+	__u32 o_srtt = bpf_core_field_offset(struct tcp_sock, srtt_us);
+	__u32 o_clock, lo, hi;
+	__u8 buf[TCP_SNAP_MAX];
+
+	if (!bpf_core_field_exists(struct tcp_sock, tcp_clock_cache))
+		goto one_by_one;
+	o_clock = bpf_core_field_offset(struct tcp_sock, tcp_clock_cache);
+	lo = u32_min(o_seq, u32_min(o_srtt, o_clock));
+	hi = u32_max(o_seq + 4, u32_max(o_srtt + 4, o_clock + 8));
+	if (hi - lo > TCP_SNAP_MAX)
+		goto one_by_one;
+	/* The offsets are load-time constants: the verifier sees fixed bounds. */
+	if (bpf_probe_read_kernel(buf, hi - lo, (const void *)tp + lo))
+		goto one_by_one;
+	snap->write_seq = *(__u32 *)(buf + (o_seq - lo));
+	snap->srtt_us = *(__u32 *)(buf + (o_srtt - lo)) >> 3;
+	snap->clock_ns = *(__u64 *)(buf + (o_clock - lo));
+	return;
+one_by_one:
+	snap->write_seq = BPF_CORE_READ(tp, write_seq);
+	snap->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+	snap->clock_ns = bpf_ktime_get_ns();
+}
+
+/* Smoothed RTT in microseconds, on its own (at close). */
+static __always_inline __u32 sock_srtt_us(const struct sock *sk)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+
+	return BPF_CORE_READ(tp, srtt_us) >> 3;
 }
 
 #endif

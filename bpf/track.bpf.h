@@ -181,24 +181,25 @@ static __always_inline void exchange_emit(const struct tcpotel_sock *s, __u32 sr
  * space's sweep), or at close.
  */
 static __always_inline void exchange_step(struct sock *sk, struct tcpotel_sock *s, bool is_send,
-					  __u32 bytes, __u32 srtt, __u64 now)
+					  __u32 bytes, const struct tcp_snap *snap)
 {
 	struct tcpotel_exchange *ex = &s->ex;
 	bool is_request = is_send == (s->role == TCPOTEL_ROLE_CLIENT);
+	__u64 now = snap->clock_ns;
 	__u8 phase = ex->phase;
 
 	if ((phase == TCPOTEL_PHASE_REQUEST || phase == TCPOTEL_PHASE_RESPONSE) &&
-	    now - ex->end_ns > cfg_idle_timeout_ns) {
-		exchange_emit(s, srtt);
+	    now - ex->end_ns > cfg_idle_timeout_ns && now > ex->end_ns) {
+		exchange_emit(s, snap->srtt_us);
 		phase = TCPOTEL_PHASE_IDLE;
 	}
 	if (is_request) {
 		if (phase == TCPOTEL_PHASE_RESPONSE) {
-			exchange_emit(s, srtt);
+			exchange_emit(s, snap->srtt_us);
 			phase = TCPOTEL_PHASE_IDLE;
 		}
 		if (phase == TCPOTEL_PHASE_IDLE || phase == TCPOTEL_PHASE_SKIP_RESPONSE) {
-			__u32 seq = is_send ? sock_write_seq(sk) : sock_copied_seq(sk);
+			__u32 seq = is_send ? snap->write_seq : sock_copied_seq(sk);
 
 			ex->start_ns = now;
 			ex->request_seq = seq - bytes;
@@ -218,7 +219,9 @@ static __always_inline void exchange_step(struct sock *sk, struct tcpotel_sock *
 		/* IDLE: a response with no request seen (the server spoke first,
 		 * or the exchange already ended by silence): not an exchange. */
 	}
-	ex->end_ns = now;
+	/* The socket clock never runs backwards, but a stale one may equal it. */
+	if (now > ex->end_ns)
+		ex->end_ns = now;
 	ex->phase = phase;
 }
 
@@ -227,7 +230,7 @@ static __always_inline void on_io(struct sock *sk, __u32 bytes, bool is_send)
 {
 	__u64 key = (__u64)sk;
 	struct tcpotel_sock *s;
-	__u32 srtt;
+	struct tcp_snap snap;
 
 	s = bpf_map_lookup_elem(&sockets, &key);
 	if (!s) {
@@ -244,10 +247,10 @@ static __always_inline void on_io(struct sock *sk, __u32 bytes, bool is_send)
 		__sync_fetch_and_add(&s->bytes_sent, bytes);
 	else
 		__sync_fetch_and_add(&s->bytes_received, bytes);
-	srtt = sock_srtt_us(sk);
-	srtt_sample(s, srtt);
+	sock_snap(sk, &snap);
+	srtt_sample(s, snap.srtt_us);
 	if (cfg_spans_enabled)
-		exchange_step(sk, s, is_send, bytes, srtt, bpf_ktime_get_ns());
+		exchange_step(sk, s, is_send, bytes, &snap);
 }
 
 static __always_inline void listener_add(const struct sock *sk)
