@@ -162,7 +162,37 @@ run: deps
 .PHONY: test
 test: deps
 	$(Q)$(MAKE) --no-print-directory all $(UNIT_BIN) $(BPFT_BIN)
+	$(Q)$(MAKE) --no-print-directory sanitize-build fuzz-build
 	$(Q)tests/run.sh all
+
+# The unit tier again, built with ASan+UBSan in its own output folder.
+ASAN_OUT := $(OUTPUT)/asan
+.PHONY: sanitize-build
+sanitize-build:
+	$(Q)$(MAKE) --no-print-directory OUTPUT=$(ASAN_OUT) SANITIZE=address,undefined \
+		$(ASAN_OUT)/unit_tests
+
+# libFuzzer targets (clang): the configuration loader and the OTLP encoder.
+FUZZ_OUT   := $(OUTPUT)/fuzz
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
+	-DTCPOTEL_VERSION='"$(VERSION)"' -Isrc -Ibpf
+.PHONY: fuzz-build fuzz
+fuzz-build: $(FUZZ_OUT)/fuzz_config $(FUZZ_OUT)/fuzz_otlp
+$(FUZZ_OUT)/fuzz_config: tests/fuzz/fuzz_config.c src/config.c src/log.c $(SRC_HDRS)
+	$(Q)mkdir -p $(FUZZ_OUT)
+	$(call msg,FUZZ,$@)
+	$(Q)$(CLANG) $(FUZZ_FLAGS) $(shell $(PKG_CONFIG) --cflags yaml-0.1 libbpf) \
+		tests/fuzz/fuzz_config.c src/config.c src/log.c \
+		$(shell $(PKG_CONFIG) --libs yaml-0.1 libbpf) -o $@
+$(FUZZ_OUT)/fuzz_otlp: tests/fuzz/fuzz_otlp.c src/otlp.c src/jbuf.c $(SRC_HDRS)
+	$(Q)mkdir -p $(FUZZ_OUT)
+	$(call msg,FUZZ,$@)
+	$(Q)$(CLANG) $(FUZZ_FLAGS) $(shell $(PKG_CONFIG) --cflags json-c) \
+		tests/fuzz/fuzz_otlp.c src/otlp.c src/jbuf.c \
+		$(shell $(PKG_CONFIG) --libs json-c) -o $@
+# FUZZ_TIME seconds per target (CI runs them for a bounded time through `make test`).
+fuzz: fuzz-build
+	$(Q)tests/run.sh fuzz
 
 .PHONY: test-unit test-bpf test-integration
 test-unit: $(UNIT_BIN)

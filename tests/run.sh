@@ -40,9 +40,35 @@ run_tier() {
 	fi
 }
 
+# Each libFuzzer target for FUZZ_TIME seconds from a seed corpus; a crash,
+# leak or failed check fails it.
+run_fuzzers() {
+	local pass=0 fail=0 t=${FUZZ_TIME:-20}
+	for f in config otlp; do
+		local bin=$out/fuzz/fuzz_$f corpus
+		corpus=$(mktemp -d)
+		[ "$f" = config ] && cp config/tcpotel.yaml tests/fixtures/config/*.yaml "$corpus"/ 2>/dev/null
+		[ "$f" = otlp ] && cp tests/golden/*.json "$corpus"/ 2>/dev/null
+		if [ -x "$bin" ] && "$bin" -max_total_time="$t" -print_final_stats=0 \
+			-artifact_prefix="$out/fuzz/" "$corpus" >"$out/fuzz/$f.log" 2>&1; then
+			echo "ok   fuzz_$f ($(grep -o 'Done [0-9]* runs' "$out/fuzz/$f.log"))"
+			pass=$((pass + 1))
+		else
+			echo "FAIL fuzz_$f (see $out/fuzz/$f.log)"
+			tail -n 20 "$out/fuzz/$f.log"
+			fail=$((fail + 1))
+		fi
+		rm -rf "$corpus"
+	done
+	echo "$pass passed, $fail failed, 0 skipped"
+	[ "$fail" -eq 0 ]
+}
+
 case $tier in
 all | unit) run_tier unit "$out/unit_tests" "$@" ;;&
+all | sanitize) run_tier "unit (ASan+UBSan)" "$out/asan/unit_tests" "$@" ;;&
 all | bpf) run_tier bpf "$out/bpf_tests" "$@" ;;&
+all | fuzz) run_tier fuzz run_fuzzers ;;&
 all | integration) run_tier integration python3 tests/integration/runner.py "$@" ;;
 esac
 
