@@ -3,6 +3,7 @@
 #include "maps.bpf.h"
 
 sockets_map_t sockets SEC(".maps");
+untracked_map_t untracked SEC(".maps");
 listeners_map_t listeners SEC(".maps");
 netns_map_t netns_allowed SEC(".maps");
 events_map_t events SEC(".maps");

@@ -24,6 +24,16 @@ typedef struct {
 } sockets_map_t;
 extern sockets_map_t sockets SEC(".maps");
 
+/* Sockets that found the table full, so that each is counted once however
+ * often it sends or receives (LRU: forgetting one only recounts it). */
+typedef struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u8);
+} untracked_map_t;
+extern untracked_map_t untracked SEC(".maps");
+
 /* Listening sockets by (netns, port): owner of accepted connections, and the
  * role of connections that existed before the agent started. */
 typedef struct {

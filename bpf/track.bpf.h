@@ -42,7 +42,10 @@ static __always_inline struct tcpotel_sock *sock_insert(struct sock *sk)
 
 	err = bpf_map_update_elem(&sockets, &key, &zero_sock, BPF_NOEXIST);
 	if (err && err != -EEXIST) {
-		counter_inc(TCPOTEL_CNT_SOCK_UNTRACKED);
+		__u8 one = 1;
+
+		if (!bpf_map_update_elem(&untracked, &key, &one, BPF_NOEXIST))
+			counter_inc(TCPOTEL_CNT_SOCK_UNTRACKED);
 		return NULL;
 	}
 	s = bpf_map_lookup_elem(&sockets, &key);
@@ -349,10 +352,12 @@ static __always_inline void on_state(struct sock *sk, int oldstate, int newstate
 		return;
 	}
 	if (newstate == TCP_CLOSE) {
-		if (oldstate == TCP_LISTEN)
+		if (oldstate == TCP_LISTEN) {
 			listener_del(sk);
-		else
+		} else {
 			sock_close(sk);
+			bpf_map_delete_elem(&untracked, &key);
+		}
 	}
 }
 

@@ -16,6 +16,7 @@
 #include "listeners.h"
 #include "log.h"
 #include "metrics.h"
+#include "privdrop.h"
 #include "procinfo.h"
 #include "sockets.h"
 
@@ -41,6 +42,7 @@ struct agent {
 	uint64_t next_sweep_ns;
 	uint64_t next_metrics_ns;
 	uint64_t bad_records;
+	uint64_t counters_seen[TCPOTEL_CNT__MAX];
 };
 
 static uint64_t clock_ns(clockid_t id)
@@ -162,18 +164,8 @@ struct agent *agent__start(const struct config *cfg, enum capture_backend backen
 	a->metrics = a->pi ? metrics__new(a->pi, MAX_STREAMS) : NULL;
 	if (!a->metrics)
 		goto fail_errno;
-	a->exporter = exporter__start(cfg);
-	if (!a->exporter)
-		goto fail_errno;
-	a->exchanges = exchanges__new(cfg, a->pi, a->exporter);
-	if (!a->exchanges)
-		goto fail_errno;
 	a->capture = capture__load(&copts);
 	if (!a->capture)
-		goto fail_errno;
-	sopts.map_fd = capture__sockets_fd(a->capture);
-	a->sockets = sockets__new(&sopts, a->metrics, a->pi, a->exchanges);
-	if (!a->sockets)
 		goto fail_errno;
 	a->rb = ring_buffer__new(capture__events_fd(a->capture), on_record, a, NULL);
 	if (!a->rb)
@@ -182,6 +174,18 @@ struct agent *agent__start(const struct config *cfg, enum capture_backend backen
 	err = capture__attach(a->capture);
 	if (err)
 		goto fail;
+	/* Before any thread starts: capabilities are per thread, inherited. */
+	privdrop_after_attach(capture__sockets_fd(a->capture));
+	a->exporter = exporter__start(cfg);
+	if (!a->exporter)
+		goto fail_errno;
+	a->exchanges = exchanges__new(cfg, a->pi, a->exporter);
+	if (!a->exchanges)
+		goto fail_errno;
+	sopts.map_fd = capture__sockets_fd(a->capture);
+	a->sockets = sockets__new(&sopts, a->metrics, a->pi, a->exchanges);
+	if (!a->sockets)
+		goto fail_errno;
 	free(netns);
 	return a;
 
@@ -236,6 +240,30 @@ static void export_metrics(struct agent *a)
 	exporter__submit(a->exporter, SIGNAL_METRICS, body.data, body.len, (uint32_t)points);
 }
 
+/* Says, at most once a minute each, when the kernel side had to leave data out. */
+static void warn_losses(struct agent *a)
+{
+	uint64_t c[TCPOTEL_CNT__MAX];
+	uint64_t untracked, lost;
+
+	if (capture__read_counters(a->capture, c))
+		return;
+	untracked = c[TCPOTEL_CNT_SOCK_UNTRACKED] - a->counters_seen[TCPOTEL_CNT_SOCK_UNTRACKED];
+	lost = c[TCPOTEL_CNT_RINGBUF_LOST] - a->counters_seen[TCPOTEL_CNT_RINGBUF_LOST];
+	if (untracked)
+		log_ratelimited(LOG_WARN, 60000,
+				"socket table full (capture.max_sockets: %u): %" PRIu64
+				" sockets not tracked (%" PRIu64 " in all, tcpotel.sockets.untracked)",
+				a->cfg->capture.max_sockets, untracked,
+				c[TCPOTEL_CNT_SOCK_UNTRACKED]);
+	if (lost)
+		log_ratelimited(LOG_WARN, 60000,
+				"ring buffer full: %" PRIu64 " records lost (%" PRIu64
+				" in all, tcpotel.kernel.records.lost)",
+				lost, c[TCPOTEL_CNT_RINGBUF_LOST]);
+	memcpy(a->counters_seen, c, sizeof(c));
+}
+
 /* One pass: records, then the periodic sweep, spans and metrics when due. */
 static void tick(struct agent *a, bool final)
 {
@@ -246,6 +274,7 @@ static void tick(struct agent *a, bool final)
 	a->mono_to_unix_ns = clock_ns(CLOCK_REALTIME) - now;
 	if (final || now >= a->next_sweep_ns) {
 		sockets__sweep(a->sockets, now, a->mono_to_unix_ns);
+		warn_losses(a);
 		a->next_sweep_ns = now + SWEEP_INTERVAL_NS;
 	}
 	exchanges__flush(a->exchanges, now, final);
