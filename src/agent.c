@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <libgen.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -11,6 +13,7 @@
 
 #include "capture.h"
 #include "exchange.h"
+#include "graph.h"
 #include "export.h"
 #include "jbuf.h"
 #include "listeners.h"
@@ -19,6 +22,7 @@
 #include "privdrop.h"
 #include "procinfo.h"
 #include "sockets.h"
+#include "ui.h"
 
 /* How often the socket table is read (deltas, silent exchanges). */
 #define SWEEP_INTERVAL_NS (1000 * NSEC_PER_MSEC)
@@ -26,6 +30,8 @@
 #define POLL_TIMEOUT_MS 20
 #define MAX_STREAMS 262144
 #define MAX_SEEDED_LISTENERS 65536
+/* How often the live map's JSON is rebuilt. */
+#define GRAPH_INTERVAL_NS (2000 * NSEC_PER_MSEC)
 /* Streams with no connection and no change this long are forgotten. */
 #define STREAM_IDLE_NS (600ULL * NSEC_PER_SEC)
 
@@ -38,7 +44,10 @@ struct agent {
 	struct exchanges *exchanges;
 	struct sockets *sockets;
 	struct exporter *exporter;
+	struct graph *graph;
+	struct ui *ui;
 	uint64_t mono_to_unix_ns;
+	uint64_t next_graph_ns;
 	uint64_t next_sweep_ns;
 	uint64_t next_metrics_ns;
 	uint64_t bad_records;
@@ -122,6 +131,40 @@ static void seed_listeners(struct agent *a)
 	free(found);
 }
 
+/* The page's files: web/ beside the program (the build copies them there). */
+static void web_dir_of_exe(char *buf, size_t size)
+{
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	if (n <= 0) {
+		buf[0] = '\0';
+		return;
+	}
+	exe[n] = '\0';
+	snprintf(buf, size, "%s/web", dirname(exe));
+}
+
+static int start_ui(struct agent *a)
+{
+	char web[PATH_MAX];
+
+	if (!a->cfg->ui.listen || !*a->cfg->ui.listen)
+		return 0;
+	a->graph = graph__new();
+	if (!a->graph)
+		return -errno;
+	exchanges__set_graph(a->exchanges, a->graph);
+	web_dir_of_exe(web, sizeof(web));
+	a->ui = ui__start(a->cfg->ui.listen, web[0] ? web : NULL);
+	return a->ui ? 0 : -errno;
+}
+
+const char *agent__ui_url(const struct agent *a)
+{
+	return a->ui ? ui__url(a->ui) : NULL;
+}
+
 struct agent *agent__start(const struct config *cfg, enum capture_backend backend)
 {
 	struct capture_opts copts = {
@@ -186,6 +229,9 @@ struct agent *agent__start(const struct config *cfg, enum capture_backend backen
 	a->sockets = sockets__new(&sopts, a->metrics, a->pi, a->exchanges);
 	if (!a->sockets)
 		goto fail_errno;
+	err = start_ui(a);
+	if (err)
+		goto fail;
 	free(netns);
 	return a;
 
@@ -237,6 +283,8 @@ static void export_metrics(struct agent *a)
 		jbuf_free(&body);
 		return;
 	}
+	if (a->ui)
+		ui__publish_metrics(a->ui, body.data, body.len);
 	exporter__submit(a->exporter, SIGNAL_METRICS, body.data, body.len, (uint32_t)points);
 }
 
@@ -278,6 +326,15 @@ static void tick(struct agent *a, bool final)
 		a->next_sweep_ns = now + SWEEP_INTERVAL_NS;
 	}
 	exchanges__flush(a->exchanges, now, final);
+	if (a->ui && now >= a->next_graph_ns) {
+		struct jbuf json;
+
+		jbuf_init(&json);
+		if (graph__render_json(a->graph, &json, now) == 0 && !json.failed)
+			ui__publish_graph(a->ui, json.data, json.len);
+		jbuf_free(&json);
+		a->next_graph_ns = now + GRAPH_INTERVAL_NS;
+	}
 	if (a->cfg->metrics.enabled && (final || now >= a->next_metrics_ns)) {
 		export_metrics(a);
 		metrics__evict_idle(a->metrics, now + a->mono_to_unix_ns, STREAM_IDLE_NS);
@@ -312,11 +369,13 @@ void agent__free(struct agent *a)
 {
 	if (!a)
 		return;
+	ui__stop(a->ui);
 	ring_buffer__free(a->rb);
 	capture__destroy(a->capture);
 	sockets__free(a->sockets);
 	exchanges__free(a->exchanges);
 	exporter__stop(a->exporter, 0);
+	graph__free(a->graph);
 	metrics__free(a->metrics);
 	procinfo__free(a->pi);
 	free(a);

@@ -19,5 +19,7 @@ struct agent *agent__start(const struct config *cfg, enum capture_backend backen
 /* Runs until *stop becomes non-zero, then flushes within the export timeout. */
 int agent__run(struct agent *a, volatile sig_atomic_t *stop);
 void agent__free(struct agent *a);
+/* The live map's URL, or NULL when ui.listen is off. */
+const char *agent__ui_url(const struct agent *a);
 
 #endif

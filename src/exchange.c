@@ -2,12 +2,14 @@
 #include "exchange.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include "config.h"
 #include "export.h"
+#include "graph.h"
 #include "jbuf.h"
 #include "log.h"
 #include "metrics.h"
@@ -40,6 +42,7 @@ struct exchanges {
 	size_t n_pending;
 	uint64_t oldest_mono_ns; /* end of the first pending exchange */
 	struct jbuf body;
+	struct graph *graph; /* the live map, fed with every exchange; NULL: off */
 	struct exchange_stats stats;
 };
 
@@ -94,6 +97,53 @@ static void client_endpoint(const struct tcpotel_tuple *t, uint8_t role, uint8_t
 	*port = client ? t->sport : t->dport;
 }
 
+void exchanges__set_graph(struct exchanges *x, struct graph *g)
+{
+	x->graph = g;
+}
+
+static const char *resource_attr(const struct proc_resource *res, const char *key)
+{
+	for (size_t i = 0; i < res->n_attrs; i++)
+		if (res->attrs[i].type == OTLP_STRING && strcmp(res->attrs[i].key, key) == 0)
+			return res->attrs[i].s;
+	return "";
+}
+
+/* The live map sees every exchange, sampled or not. */
+static void feed_graph(struct exchanges *x, const struct exchange_end *end,
+		       const struct exchange_ids *ids)
+{
+	const struct tcpotel_tuple *t = end->tuple;
+	char peer[NETADDR_STRLEN + 8];
+	size_t len;
+
+	/* The remote end: the server's address:port for a client, the client's address for a server. */
+	if (t->family == AF_INET6)
+		peer[0] = '[';
+	netaddr_format(t->family, t->daddr, peer + (t->family == AF_INET6));
+	len = strlen(peer);
+	if (end->role == TCPOTEL_ROLE_CLIENT)
+		snprintf(peer + len, sizeof(peer) - len, "%s:%u", t->family == AF_INET6 ? "]" : "",
+			 t->dport);
+	else if (t->family == AF_INET6)
+		snprintf(peer + len, sizeof(peer) - len, "]");
+	graph__add(x->graph, &(struct graph_exchange){
+				     .service = end->res->service_name,
+				     .host = resource_attr(end->res, "host.name"),
+				     .pid = end->res->pid,
+				     .role = end->role,
+				     .trace_id = ids->trace_id,
+				     .client_span_id = ids->client_span_id,
+				     .peer = peer,
+				     .request_bytes = end->ex->request_bytes,
+				     .response_bytes = end->ex->response_bytes,
+				     .duration_ns = end->ex->end_ns - end->ex->start_ns,
+				     .srtt_us = end->srtt_us,
+				     .end_mono_ns = end->ex->end_ns,
+			     });
+}
+
 void exchanges__end(struct exchanges *x, const struct exchange_end *end, uint64_t mono_to_unix_ns)
 {
 	const struct tcpotel_exchange *ex = end->ex;
@@ -105,10 +155,14 @@ void exchanges__end(struct exchanges *x, const struct exchange_end *end, uint64_
 	x->stats.exchanges++;
 	if (end->stream)
 		stream_add_exchange(end->stream, ex->end_ns - ex->start_ns);
-	if (!x->spans)
+	if (!x->spans && !x->graph)
 		return;
 	client_endpoint(end->tuple, end->role, client_addr, &client_port);
 	traceid_derive(client_addr, client_port, ex->request_seq, &ids);
+	if (x->graph)
+		feed_graph(x, end, &ids);
+	if (!x->spans)
+		return;
 	if (!traceid_sampled(ids.trace_id, x->threshold)) {
 		x->stats.sampled_out++;
 		return;

@@ -15,6 +15,7 @@
 
 struct config;
 struct exporter;
+struct graph;
 struct procinfo;
 struct proc_resource;
 struct stream;
@@ -48,6 +49,8 @@ struct exchanges;
 struct exchanges *exchanges__new(const struct config *cfg, struct procinfo *pi,
 				 struct exporter *exp);
 void exchanges__free(struct exchanges *x);
+/* Feeds every ended exchange (before sampling) to the live map. */
+void exchanges__set_graph(struct exchanges *x, struct graph *g);
 /* `mono_to_unix_ns` turns the kernel's CLOCK_MONOTONIC stamps into Unix time. */
 void exchanges__end(struct exchanges *x, const struct exchange_end *end, uint64_t mono_to_unix_ns);
 /* Sends the pending spans when the oldest has waited EXCHANGE_FLUSH_MS, or always with force. */

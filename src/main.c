@@ -110,6 +110,9 @@ int main(int argc, char **argv)
 		 cfg->metrics.enabled ? cfg->exporter.otlp.metrics_endpoint : "(off)",
 		 cfg->spans.enabled ? "on" : "off",
 		 cfg->spans.enabled ? cfg->exporter.otlp.traces_endpoint : "-");
+	if (agent__ui_url(agent))
+		log_info("live service map: %s (JSON at %sapi/graph, Prometheus at %smetrics)",
+			 agent__ui_url(agent), agent__ui_url(agent), agent__ui_url(agent));
 	err = agent__run(agent, &stop_requested);
 	if (!err)
 		log_info("stopped");
