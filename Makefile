@@ -28,7 +28,7 @@ PKG_CONFIG ?= pkg-config
 PREFIX     ?= /usr/local
 VERSION    := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 ARCH       := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/;s/ppc64le/powerpc/;s/mips.*/mips/;s/riscv64/riscv/')
-LIBS_PC    := libbpf libelf zlib libcurl json-c yaml-0.1 libmicrohttpd
+LIBS_PC    := libbpf libelf zlib libcurl json-c yaml-0.1 libmicrohttpd libdeflate
 
 ifeq ($(V),1)
 Q :=

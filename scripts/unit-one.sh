@@ -18,7 +18,7 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do
 done
 [ "${1:-}" = "--" ] && shift
 mkdir -p .output/one
-pcs="libbpf libelf zlib libcurl json-c yaml-0.1"
+pcs="libbpf libelf zlib libcurl json-c yaml-0.1 libdeflate"
 ${CC:-cc} -std=gnu11 -g -O1 -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
 	-Wno-unused-parameter -D_GNU_SOURCE -DTCPOTEL_VERSION='"dev"' ${SANITIZE:+-fsanitize=$SANITIZE} \
 	-Isrc -Ibpf -Itests/unit -I.output $(pkg-config --cflags $pcs) \
