@@ -90,7 +90,7 @@ VMLINUX    := $(VMLINUX_H)
 endif
 
 .PHONY: all
-all: $(AGENT) $(HELPER_BINS)
+all: $(AGENT) $(HELPER_BINS) web
 
 $(OUTPUT) $(OUTPUT)/bpf $(OUTPUT)/src $(OUTPUT)/tests/unit $(OUTPUT)/tests/bpf:
 	$(Q)mkdir -p $@
@@ -146,6 +146,43 @@ $(BPFT_BIN): $(BPFT_OBJS) $(MOD_OBJS)
 $(OUTPUT)/%: tests/helpers/%.c | $(OUTPUT)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) $< -o $@ -lpthread -lm
+
+# ---- the live map's page ---------------------------------------------------
+# Apache ECharts comes from the npm registry at build time, pinned by
+# web/package-lock.json, installed into .output/web/node_modules (never into
+# the source tree); the page files and echarts.min.js are copied to
+# .output/web/, beside the agent, where it looks for them. Without npm or the
+# registry the build goes on: the agent then serves its built-in copy of the
+# page, which says that the map library is missing. `rm .output/web/.npm-stamp`
+# (or `make clean`) to try the registry again.
+NPM       ?= npm
+WEB_OUT   := $(OUTPUT)/web
+WEB_PAGE  := web/index.html web/app.js web/style.css
+
+.PHONY: web
+web: $(patsubst web/%,$(WEB_OUT)/%,$(WEB_PAGE)) $(WEB_OUT)/.npm-stamp
+
+$(WEB_OUT):
+	$(Q)mkdir -p $@
+
+$(WEB_OUT)/%: web/% | $(WEB_OUT)
+	$(Q)cp $< $@
+
+$(WEB_OUT)/.npm-stamp: web/package.json web/package-lock.json | $(WEB_OUT)
+	$(call msg,NPM,$(WEB_OUT)/echarts.min.js)
+	$(Q)cp web/package.json web/package-lock.json $(WEB_OUT)/
+	$(Q)rm -f $(WEB_OUT)/echarts.min.js
+	$(Q)if command -v $(NPM) >/dev/null && (cd $(WEB_OUT) && $(NPM) ci --omit=dev --no-audit \
+		--no-fund --fetch-retries=1 --loglevel=error) >$(WEB_OUT)/npm.log 2>&1; then \
+		cp $(WEB_OUT)/node_modules/echarts/dist/echarts.min.js $(WEB_OUT)/echarts.min.js; \
+	else \
+		echo "  web: Apache ECharts not installed (npm or its registry unavailable, see" \
+			"$(WEB_OUT)/npm.log): the map page will show the tables only" >&2; \
+	fi
+	$(Q)touch $@
+
+# ui.c builds the page files in (.incbin) as the fallback.
+$(OUTPUT)/src/ui.o: $(WEB_PAGE)
 
 # ---- set-up, run, tests ----------------------------------------------------
 
@@ -207,10 +244,15 @@ bench: all
 	$(Q)bench/run.sh
 
 .PHONY: install
-install: $(AGENT)
+install: $(AGENT) web
 	install -D -m 0755 $(AGENT) $(DESTDIR)$(PREFIX)/bin/tcpotel
 	install -D -m 0644 config/tcpotel.yaml $(DESTDIR)/etc/tcpotel/tcpotel.yaml
 	install -D -m 0644 deploy/tcpotel.service $(DESTDIR)/etc/systemd/system/tcpotel.service
+	install -d $(DESTDIR)$(PREFIX)/share/tcpotel/web
+	install -m 0644 $(WEB_OUT)/index.html $(WEB_OUT)/app.js $(WEB_OUT)/style.css \
+		$(DESTDIR)$(PREFIX)/share/tcpotel/web/
+	[ ! -f $(WEB_OUT)/echarts.min.js ] || install -m 0644 $(WEB_OUT)/echarts.min.js \
+		$(DESTDIR)$(PREFIX)/share/tcpotel/web/
 
 .PHONY: fmt check-fmt
 FMT_FILES = $(wildcard src/*.[ch] bpf/*.[ch] tests/unit/*.[ch] tests/bpf/*.c tests/helpers/*.c)

@@ -146,6 +146,19 @@ one_by_one:
 	snap->clock_ns = bpf_ktime_get_ns();
 }
 
+/* Segments in a TCP skb (tcp_skb_pcount(): GSO packs many into one). */
+static __always_inline __u32 skb_tcp_segs(const struct sk_buff *skb)
+{
+	const struct tcp_skb_cb *cb;
+	__u16 segs;
+
+	if (!skb)
+		return 1;
+	cb = (const void *)skb + bpf_core_field_offset(struct sk_buff, cb);
+	segs = BPF_CORE_READ(cb, tcp_gso_segs);
+	return segs ? segs : 1;
+}
+
 /* Smoothed RTT in microseconds, on its own (at close). */
 static __always_inline __u32 sock_srtt_us(const struct sock *sk)
 {

@@ -19,9 +19,9 @@ int BPF_PROG(tp_inet_sock_set_state, struct sock *sk, int oldstate, int newstate
 }
 
 SEC("raw_tp/tcp_retransmit_skb")
-int BPF_PROG(tp_tcp_retransmit_skb, struct sock *sk)
+int BPF_PROG(tp_tcp_retransmit_skb, struct sock *sk, struct sk_buff *skb)
 {
-	on_retransmit(sk);
+	on_retransmit(sk, skb);
 	return 0;
 }
 

@@ -361,13 +361,14 @@ static __always_inline void on_state(struct sock *sk, int oldstate, int newstate
 	}
 }
 
-static __always_inline void on_retransmit(const struct sock *sk)
+/* One call per retransmitted skb, which may carry many segments (GSO). */
+static __always_inline void on_retransmit(const struct sock *sk, const struct sk_buff *skb)
 {
 	__u64 key = (__u64)sk;
 	struct tcpotel_sock *s = bpf_map_lookup_elem(&sockets, &key);
 
 	if (s)
-		__sync_fetch_and_add(&s->retransmits, 1);
+		__sync_fetch_and_add(&s->retransmits, skb_tcp_segs(skb));
 }
 
 static __always_inline void on_reset(const struct sock *sk)

@@ -5,13 +5,16 @@ set -euo pipefail
 
 build=(make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev
 	libcurl4-openssl-dev libjson-c-dev libyaml-dev libmicrohttpd-dev libdeflate-dev)
-test=(python3 iproute2 nftables)
+test=(python3 python3-yaml iproute2 nftables chromium prometheus)
 
 missing=()
 for pkg in "${build[@]}" "${test[@]}"; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
 		missing+=("$pkg")
 done
+# The map page's library and the browser test come from the npm registry:
+# Debian's npm only when the machine has none of its own.
+command -v npm >/dev/null || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

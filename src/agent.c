@@ -4,8 +4,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <libgen.h>
-#include <limits.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -131,32 +129,16 @@ static void seed_listeners(struct agent *a)
 	free(found);
 }
 
-/* The page's files: web/ beside the program (the build copies them there). */
-static void web_dir_of_exe(char *buf, size_t size)
-{
-	char exe[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-
-	if (n <= 0) {
-		buf[0] = '\0';
-		return;
-	}
-	exe[n] = '\0';
-	snprintf(buf, size, "%s/web", dirname(exe));
-}
-
 static int start_ui(struct agent *a)
 {
-	char web[PATH_MAX];
-
 	if (!a->cfg->ui.listen || !*a->cfg->ui.listen)
 		return 0;
 	a->graph = graph__new();
 	if (!a->graph)
 		return -errno;
 	exchanges__set_graph(a->exchanges, a->graph);
-	web_dir_of_exe(web, sizeof(web));
-	a->ui = ui__start(a->cfg->ui.listen, web[0] ? web : NULL);
+	/* NULL: the page from beside the program, PREFIX/share/tcpotel/web, or built in. */
+	a->ui = ui__start(a->cfg->ui.listen, NULL);
 	return a->ui ? 0 : -errno;
 }
 

@@ -66,6 +66,7 @@ struct exporter {
 	char *url_log[SIGNAL__COUNT]; /* without user:password@ */
 	bool gzip;
 	bool to_stdout;
+	uint64_t last_rejected; /* items the last 2xx answer rejected */
 	uint64_t timeout_ms;
 	uint64_t initial_ms, max_ms, max_elapsed_ms;
 
@@ -278,8 +279,11 @@ static void status_message(struct exporter *e, char *out, size_t size)
 	json_object_put(root);
 }
 
-/* 2xx: counts and reports (once per message) what partialSuccess says was rejected. */
-static void partial_success(struct exporter *e, const struct export_batch *b)
+/*
+ * 2xx: counts and reports (once per message) what partialSuccess says was
+ * rejected; returns how many of the batch's items that is.
+ */
+static uint64_t partial_success(struct exporter *e, const struct export_batch *b)
 {
 	struct json_object *root, *ps, *v;
 	const char *field = b->signal == SIGNAL_TRACES ? "rejectedSpans" : "rejectedDataPoints";
@@ -287,10 +291,10 @@ static void partial_success(struct exporter *e, const struct export_batch *b)
 	int64_t rejected = 0;
 
 	if (!e->resp_len)
-		return;
+		return 0;
 	root = json_tokener_parse(e->resp);
 	if (!root)
-		return;
+		return 0;
 	if (!json_object_object_get_ex(root, "partialSuccess", &ps))
 		goto out;
 	/* int64 in OTLP JSON may come as a string or a number; json-c reads both. */
@@ -310,6 +314,7 @@ static void partial_success(struct exporter *e, const struct export_batch *b)
 	}
 out:
 	json_object_put(root);
+	return rejected > 0 ? MIN((uint64_t)rejected, b->n_items) : 0;
 }
 
 static bool curl_retryable(CURLcode rc)
@@ -388,7 +393,7 @@ static enum outcome post(struct exporter *e, const struct export_batch *b,
 	}
 	curl_easy_getinfo(e->curl, CURLINFO_RESPONSE_CODE, &status);
 	if (status >= 200 && status < 300) {
-		partial_success(e, b);
+		e->last_rejected = partial_success(e, b);
 		return OUTCOME_SENT;
 	}
 	stats_add(e, &e->st.failed_requests, 1);
@@ -454,7 +459,8 @@ static void handle(struct exporter *e, struct export_batch *b)
 		e->streak = 0;
 		pthread_mutex_lock(&e->stats_lock);
 		e->st.sent_batches[b->signal]++;
-		e->st.sent_items[b->signal] += b->n_items;
+		/* Sent means accepted: a partial success's rejections are not. */
+		e->st.sent_items[b->signal] += b->n_items - e->last_rejected;
 		pthread_mutex_unlock(&e->stats_lock);
 		export_batch_free(b);
 		e->cur.valid = false;

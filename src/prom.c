@@ -1030,7 +1030,8 @@ int prom_from_otlp_metrics(const char *otlp_json, size_t len, struct jbuf *out)
 		log_ratelimited(LOG_WARN, 60000,
 				"prometheus: %" PRIu64 " metric points left out (type conflicts)",
 				c.dropped);
-	qsort(c.list, c.n, sizeof(*c.list), family_cmp);
+	if (c.n)
+		qsort(c.list, c.n, sizeof(*c.list), family_cmp);
 	for (size_t i = 0; i < c.n; i++)
 		write_family(out, c.list[i]);
 	err = out->failed ? -ENOMEM : 0;

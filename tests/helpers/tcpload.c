@@ -6,6 +6,7 @@
  *   tcpload client --connect ADDR:PORT [--conns C] [--parallel P] [--exchanges E]
  *                  [--req-size SPEC] [--resp-size SPEC] [--short] [--stream-ms MS]
  *                  [--pipeline K] [--idle-ms MS] [--duration-s S] [--rate R]
+ *   both roles: [--tcp-info]
  *
  * Framing: every request is a 24-byte header followed by req_size body bytes;
  * the response is exactly resp_size raw bytes (no header: the client knows how
@@ -19,6 +20,11 @@
  * Both roles print one JSON summary line on stdout. Byte counts are the sum of
  * what send() and recv() returned, headers included, so that client and server
  * summaries agree exactly and can be checked against what an observer saw.
+ *
+ * With --tcp-info each connection reads the kernel's TCP_INFO just before it
+ * closes, and the summary gains a "tcp_info" object: connections read, their
+ * tcpi_rtt (smoothed RTT, microseconds) min/max/mean and the sum of
+ * tcpi_total_retrans. Without the option the summary is unchanged.
  *
  * Blocking sockets and one thread per connection: simple and exact. Only libc
  * and pthreads.
@@ -51,6 +57,18 @@
 #define THREAD_STACK	  (256 * 1024)
 
 static const char *prog = "tcpload";
+
+/* --tcp-info: what TCP_INFO said of each connection just before its close. */
+static struct {
+	bool enabled;
+	pthread_mutex_t lock;
+	uint64_t conns;
+	uint64_t rtt_sum_us;
+	uint32_t rtt_min_us, rtt_max_us;
+	uint64_t total_retrans;
+} tinfo = {
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+};
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -235,6 +253,45 @@ static int set_nodelay(int fd)
 	int one = 1;
 
 	return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/* Adds this connection's TCP_INFO to the --tcp-info summary. */
+static void tcp_info_take(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	if (!tinfo.enabled)
+		return;
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
+		return;
+	pthread_mutex_lock(&tinfo.lock);
+	if (!tinfo.conns || ti.tcpi_rtt < tinfo.rtt_min_us)
+		tinfo.rtt_min_us = ti.tcpi_rtt;
+	if (ti.tcpi_rtt > tinfo.rtt_max_us)
+		tinfo.rtt_max_us = ti.tcpi_rtt;
+	tinfo.rtt_sum_us += ti.tcpi_rtt;
+	tinfo.total_retrans += ti.tcpi_total_retrans;
+	tinfo.conns++;
+	pthread_mutex_unlock(&tinfo.lock);
+}
+
+/* The ",\"tcp_info\":{...}" summary member, or "" without --tcp-info. */
+static const char *tcp_info_json(char *buf, size_t size)
+{
+	buf[0] = '\0';
+	if (!tinfo.enabled)
+		return buf;
+	pthread_mutex_lock(&tinfo.lock);
+	snprintf(buf, size,
+		 ",\"tcp_info\":{\"conns\":%" PRIu64 ",\"rtt_us_min\":%u,\"rtt_us_max\":%u"
+		 ",\"rtt_us_mean\":%.1f,\"total_retrans\":%" PRIu64 "}",
+		 tinfo.conns, tinfo.rtt_min_us, tinfo.rtt_max_us,
+		 tinfo.conns ? (double)tinfo.rtt_sum_us / (double)tinfo.conns : 0.0,
+		 tinfo.total_retrans);
+	pthread_mutex_unlock(&tinfo.lock);
+	return buf;
 }
 
 /* Sends all of buf; adds what each send() returned to *counted. */
@@ -452,6 +509,7 @@ static void *srv_conn(void *arg)
 	}
 out:
 	free(buf);
+	tcp_info_take(fd);
 	close(fd);
 	pthread_mutex_lock(&srv.lock);
 	srv.active--;
@@ -523,6 +581,7 @@ static int server_main(int argc, char **argv)
 	sigset_t set;
 	pthread_t sigt;
 	int one = 1, fd;
+	char tinfo_buf[256];
 
 	for (int i = 0; i < argc; i++) {
 		if (!strcmp(argv[i], "--listen"))
@@ -533,6 +592,8 @@ static int server_main(int argc, char **argv)
 			srv.max_conns = opt_u64(argc, argv, &i);
 		else if (!strcmp(argv[i], "--ready-file"))
 			ready_file = opt_value(argc, argv, &i);
+		else if (!strcmp(argv[i], "--tcp-info"))
+			tinfo.enabled = true;
 		else
 			die("server: unknown option '%s'", argv[i]);
 	}
@@ -630,11 +691,12 @@ static int server_main(int argc, char **argv)
 	}
 	json_print("{\"role\":\"server\",\"port\":%u,\"conns\":%" PRIu64 ",\"exchanges\":%" PRIu64
 		   ",\"bytes_sent\":%" PRIu64 ",\"bytes_received\":%" PRIu64 ",\"errors\":%" PRIu64
-		   ",\"active\":%u}",
+		   ",\"active\":%u%s}",
 		   port, srv.accepted, __atomic_load_n(&srv.exchanges, __ATOMIC_RELAXED),
 		   __atomic_load_n(&srv.bytes_sent, __ATOMIC_RELAXED),
 		   __atomic_load_n(&srv.bytes_received, __ATOMIC_RELAXED),
-		   __atomic_load_n(&srv.errors, __ATOMIC_RELAXED), srv.active);
+		   __atomic_load_n(&srv.errors, __ATOMIC_RELAXED), srv.active,
+		   tcp_info_json(tinfo_buf, sizeof(tinfo_buf)));
 	pthread_mutex_unlock(&srv.lock);
 	/* Connection threads still running (grace expired) are not waited for. */
 	_exit(0);
@@ -864,6 +926,7 @@ static int run_conn(struct worker *w)
 	}
 	if (!err && cli.idle_ms)
 		sleep_until_ns(now_ns() + cli.idle_ms * 1000000ull);
+	tcp_info_take(fd);
 	close(fd);
 	return err;
 }
@@ -925,6 +988,7 @@ static int client_main(int argc, char **argv)
 	uint64_t conns = 0, exch = 0, sent = 0, rcvd = 0, errors = 0, nthreads, end;
 	double elapsed, sum_us = 0;
 	bool parallel_set = false;
+	char tinfo_buf[256];
 
 	for (int i = 0; i < argc; i++) {
 		const char *o = argv[i];
@@ -954,6 +1018,8 @@ static int client_main(int argc, char **argv)
 			cli.pipeline = opt_u64(argc, argv, &i);
 		else if (!strcmp(o, "--idle-ms"))
 			cli.idle_ms = opt_u64(argc, argv, &i);
+		else if (!strcmp(o, "--tcp-info"))
+			tinfo.enabled = true;
 		else if (!strcmp(o, "--duration-s") || !strcmp(o, "--rate")) {
 			const char *v = opt_value(argc, argv, &i);
 			char *e;
@@ -1026,11 +1092,12 @@ static int client_main(int argc, char **argv)
 	json_print("{\"role\":\"client\",\"conns\":%" PRIu64 ",\"exchanges\":%" PRIu64
 		   ",\"bytes_sent\":%" PRIu64 ",\"bytes_received\":%" PRIu64 ",\"errors\":%" PRIu64
 		   ",\"elapsed_s\":%.6f,\"exchanges_per_s\":%.1f"
-		   ",\"latency_us\":{\"p50\":%u,\"p90\":%u,\"p99\":%u,\"max\":%u,\"mean\":%.1f}}",
+		   ",\"latency_us\":{\"p50\":%u,\"p90\":%u,\"p99\":%u,\"max\":%u,\"mean\":%.1f}%s}",
 		   conns, exch, sent, rcvd, errors, elapsed,
 		   elapsed > 0 ? (double)exch / elapsed : 0.0, pct(all.v, all.n, 50),
 		   pct(all.v, all.n, 90), pct(all.v, all.n, 99), all.n ? all.v[all.n - 1] : 0,
-		   all.n ? sum_us / (double)all.n : 0.0);
+		   all.n ? sum_us / (double)all.n : 0.0,
+		   tcp_info_json(tinfo_buf, sizeof(tinfo_buf)));
 	free(all.v);
 	free(ws);
 	freeaddrinfo(cli.ai);
@@ -1041,11 +1108,11 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: tcpload server --listen ADDR:PORT [--threads N] [--max-conns N]\n"
-		"                      [--ready-file FILE]\n"
+		"                      [--ready-file FILE] [--tcp-info]\n"
 		"       tcpload client --connect ADDR:PORT [--conns C] [--parallel P]\n"
 		"                      [--exchanges E] [--req-size SPEC] [--resp-size SPEC]\n"
 		"                      [--short] [--stream-ms MS] [--pipeline K] [--idle-ms MS]\n"
-		"                      [--duration-s S] [--rate R]\n"
+		"                      [--duration-s S] [--rate R] [--tcp-info]\n"
 		"SPEC: a size (64, 10KiB, 10MiB) or a comma list cycled through (1,100,64KiB).\n"
 		"ADDR: IPv4, [IPv6] or a host name. Each role prints one JSON line.\n");
 }

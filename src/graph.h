@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The live service graph behind the agent's own map: nodes are services
+ * (processes grouped by service name and host) and peers outside the host,
+ * edges are client service -> server service with rates over the last
+ * GRAPH_WINDOW_S seconds (bytes each way, exchanges), p50/p99 exchange
+ * latency and srtt.
+ *
+ * Both halves of an exchange seen on this host (client and server here) are
+ * paired the way the Collector's servicegraph connector pairs spans: the
+ * client half under (trace id, client span id), the server half under (trace
+ * id, parent span id = client span id), waiting at most GRAPH_PAIR_WINDOW_NS
+ * in a bounded table. A half left alone is an edge to or from a peer node
+ * named by the peer's address ("addr:port" on the client side, "addr" on the
+ * server side).
+ *
+ * One thread only (the drain thread): graph__add() is O(1) and does not
+ * allocate; graph__render_json() every few seconds also forgets what has
+ * been idle for GRAPH_IDLE_NS.
+ */
+#ifndef TCPOTEL_GRAPH_H
+#define TCPOTEL_GRAPH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "jbuf.h"
+
+#define GRAPH_WINDOW_S 10
+#define GRAPH_PAIR_WINDOW_NS (2ULL * 1000000000ULL)
+#define GRAPH_IDLE_NS (300ULL * 1000000000ULL)
+#define GRAPH_MAX_NODES 2048
+#define GRAPH_MAX_EDGES 8192
+#define GRAPH_MAX_PENDING 65536
+/* Longest service name or peer kept (bytes); longer ones are cut. */
+#define GRAPH_NAME_MAX 128
+/* Distinct pids remembered per service. */
+#define GRAPH_MAX_PIDS 32
+
+enum graph_role {
+	GRAPH_ROLE_CLIENT = 1,
+	GRAPH_ROLE_SERVER = 2,
+};
+
+struct graph_exchange {
+	const char *service;
+	const char *host;
+	uint32_t pid;
+	uint8_t role;                  /* enum graph_role */
+	const uint8_t *trace_id;       /* 16 bytes */
+	const uint8_t *client_span_id; /* 8 bytes: the client span (the server span's parent) */
+	/* The remote end: for a client the server's "addr:port", for a server the client's "addr". */
+	const char *peer;
+	uint64_t request_bytes, response_bytes, duration_ns;
+	uint32_t srtt_us;
+	uint64_t end_mono_ns; /* CLOCK_MONOTONIC */
+};
+
+struct graph_stats {
+	uint64_t exchanges;       /* halves given to graph__add */
+	uint64_t paired;          /* exchanges with both halves on this host */
+	uint64_t unpaired;        /* halves that became edges to or from a peer */
+	uint64_t pending;         /* halves waiting for their other half now */
+	uint64_t pending_overflow; /* halves pushed out of a full pairing table early */
+	uint64_t duplicates;      /* a half whose key was already waiting (replaced) */
+	uint64_t nodes, edges;
+	uint64_t nodes_dropped, edges_dropped; /* exchanges not shown: limits reached */
+};
+
+struct graph;
+
+struct graph *graph__new(void);
+void graph__free(struct graph *g);
+/* Every exchange, before sampling. */
+void graph__add(struct graph *g, const struct graph_exchange *x);
+/*
+ * Writes the map as JSON (see docs/ui.md): {"window_s", "nodes": [...],
+ * "edges": [...], "stats": {...}}. Pairs left alone for the pairing window
+ * are settled first. Returns 0 or -ENOMEM.
+ */
+int graph__render_json(struct graph *g, struct jbuf *out, uint64_t now_mono_ns);
+void graph__stats(const struct graph *g, struct graph_stats *out);
+
+#endif

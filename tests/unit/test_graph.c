@@ -1,0 +1,425 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The service graph: pairing of the two halves of an exchange like the
+ * Collector's servicegraph connector, edges to and from peers for halves
+ * left alone, rates over the sliding window, latency quantiles, idle
+ * removal, and the bounds (nodes, edges, pairing table) with their counts.
+ * Everything is read back from the JSON the map page gets.
+ */
+#include <json-c/json.h>
+#include <math.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "graph.h"
+#include "test.h"
+
+#define SEC 1000000000ULL
+#define MS 1000000ULL
+#define T0 (1000 * SEC)
+
+struct half {
+	const char *service;
+	uint32_t pid;
+	uint8_t role;
+	uint32_t id;
+	const char *peer;
+	uint64_t req, resp, dur;
+	uint32_t srtt_us;
+	uint64_t end;
+};
+
+static void add(struct graph *g, const struct half *h)
+{
+	uint8_t trace[16] = { 0 }, span[8] = { 0 };
+	struct graph_exchange x = {
+		.service = h->service,
+		.host = "node-1",
+		.pid = h->pid,
+		.role = h->role,
+		.trace_id = trace,
+		.client_span_id = span,
+		.peer = h->peer,
+		.request_bytes = h->req,
+		.response_bytes = h->resp,
+		.duration_ns = h->dur,
+		.srtt_us = h->srtt_us,
+		.end_mono_ns = h->end,
+	};
+
+	memcpy(trace, &h->id, sizeof(h->id));
+	trace[15] = 0x5a;
+	memcpy(span, &h->id, sizeof(h->id));
+	span[7] = 0xa5;
+	graph__add(g, &x);
+}
+
+/* One exchange seen by both ends on this host: frontend -> backend. */
+static void add_pair(struct graph *g, uint32_t id, uint64_t end, uint64_t dur, bool server_first)
+{
+	struct half c = { "frontend", 100, GRAPH_ROLE_CLIENT, id, "10.231.0.2:8080", 100, 1000,
+			  dur, 50, end };
+	struct half s = { "backend", 200, GRAPH_ROLE_SERVER, id, "10.231.0.1", 100, 1000,
+			  dur / 2, 40, end - 1000 };
+
+	if (server_first) {
+		add(g, &s);
+		add(g, &c);
+	} else {
+		add(g, &c);
+		add(g, &s);
+	}
+}
+
+static struct json_object *render(struct graph *g, uint64_t now)
+{
+	struct json_object *root;
+	struct jbuf b;
+
+	jbuf_init(&b);
+	if (!ASSERT_OK(graph__render_json(g, &b, now)) || !ASSERT_NOT_NULL(jbuf_cstr(&b))) {
+		jbuf_free(&b);
+		return NULL;
+	}
+	root = json_tokener_parse(b.data);
+	if (!root)
+		test_fail_at(__FILE__, __LINE__, "not JSON: %.300s", b.data);
+	jbuf_free(&b);
+	return root;
+}
+
+static struct json_object *get(struct json_object *o, const char *key)
+{
+	struct json_object *v = NULL;
+
+	json_object_object_get_ex(o, key, &v);
+	return v;
+}
+
+static double num(struct json_object *o, const char *key)
+{
+	struct json_object *v = get(o, key);
+
+	return v && !json_object_is_type(v, json_type_null) ? json_object_get_double(v) : NAN;
+}
+
+static const char *str(struct json_object *o, const char *key)
+{
+	struct json_object *v = get(o, key);
+
+	return v ? json_object_get_string(v) : NULL;
+}
+
+static struct json_object *find(struct json_object *root, const char *list, const char *key,
+				const char *value)
+{
+	struct json_object *a = get(root, list);
+
+	for (size_t i = 0; a && i < json_object_array_length(a); i++) {
+		struct json_object *o = json_object_array_get_idx(a, i);
+		const char *s = str(o, key);
+
+		if (s && !strcmp(s, value))
+			return o;
+	}
+	return NULL;
+}
+
+static struct json_object *find_edge(struct json_object *root, const char *client,
+				     const char *server)
+{
+	struct json_object *a = get(root, "edges");
+
+	for (size_t i = 0; a && i < json_object_array_length(a); i++) {
+		struct json_object *e = json_object_array_get_idx(a, i);
+
+		if (!strcmp(str(e, "client"), client) && !strcmp(str(e, "server"), server))
+			return e;
+	}
+	return NULL;
+}
+
+static size_t count(struct json_object *root, const char *list)
+{
+	struct json_object *a = get(root, list);
+
+	return a ? json_object_array_length(a) : 0;
+}
+
+TEST(graph_pairs_both_halves_in_either_order)
+{
+	struct graph *g = graph__new();
+	struct json_object *r = NULL, *e, *n;
+
+	if (!ASSERT_NOT_NULL(g))
+		return;
+	for (uint32_t i = 0; i < 20; i++)
+		add_pair(g, i, T0 + i * 100 * MS, 2 * MS, i % 2);
+	r = render(g, T0 + 2 * SEC);
+	if (!r)
+		goto out;
+	if (!ASSERT_EQ(count(r, "nodes"), 2) || !ASSERT_EQ(count(r, "edges"), 1))
+		goto out;
+	e = find_edge(r, "frontend", "backend");
+	if (!ASSERT_NOT_NULL(e))
+		goto out;
+	ASSERT_STREQ(str(e, "source"), "svc:frontend@node-1");
+	ASSERT_STREQ(str(e, "target"), "svc:backend@node-1");
+	ASSERT_TRUE(json_object_get_boolean(get(e, "paired")));
+	ASSERT_TRUE(get(e, "peer") == NULL);
+	ASSERT_EQ(num(e, "exchanges"), 20);
+	/* The client's view: 100 bytes out, 1000 back, 2 ms, srtt 50 us. */
+	ASSERT_EQ(num(e, "request_bytes"), 2000);
+	ASSERT_EQ(num(e, "response_bytes"), 20000);
+	ASSERT_DOUBLE_NEAR(num(e, "p50_ms"), 2, 0.25);
+	ASSERT_DOUBLE_NEAR(num(e, "srtt_ms"), 0.05, 1e-9);
+	n = find(r, "nodes", "name", "frontend");
+	if (ASSERT_NOT_NULL(n)) {
+		ASSERT_STREQ(str(n, "host"), "node-1");
+		ASSERT_EQ(num(n, "pids"), 1);
+		ASSERT_FALSE(json_object_get_boolean(get(n, "external")));
+	}
+	ASSERT_EQ(num(get(r, "stats"), "paired"), 20);
+	ASSERT_EQ(num(get(r, "stats"), "pending"), 0);
+	ASSERT_EQ(num(get(r, "stats"), "unpaired"), 0);
+out:
+	json_object_put(r);
+	graph__free(g);
+}
+
+TEST(graph_lone_halves_become_peer_edges_after_the_window)
+{
+	struct graph *g = graph__new();
+	struct half c = { "frontend", 100, GRAPH_ROLE_CLIENT, 1, "10.0.0.9:5432", 10, 20, MS, 0, T0 };
+	struct half s = { "backend", 200, GRAPH_ROLE_SERVER, 2, "10.0.0.5", 30, 40, MS, 0, T0 };
+	struct json_object *r = NULL, *e, *n;
+
+	if (!ASSERT_NOT_NULL(g))
+		return;
+	add(g, &c);
+	add(g, &s);
+	/* Within the pairing window the halves wait: no edge yet. */
+	r = render(g, T0 + GRAPH_PAIR_WINDOW_NS - 1);
+	if (!r || !ASSERT_EQ(count(r, "edges"), 0) ||
+	    !ASSERT_EQ(num(get(r, "stats"), "pending"), 2))
+		goto out;
+	json_object_put(r);
+	r = render(g, T0 + GRAPH_PAIR_WINDOW_NS + 1);
+	if (!r || !ASSERT_EQ(count(r, "edges"), 2) || !ASSERT_EQ(count(r, "nodes"), 4))
+		goto out;
+	e = find_edge(r, "frontend", "10.0.0.9:5432");
+	if (ASSERT_NOT_NULL(e)) {
+		ASSERT_STREQ(str(e, "target"), "peer:10.0.0.9:5432");
+		ASSERT_STREQ(str(e, "peer"), "10.0.0.9:5432");
+		ASSERT_FALSE(json_object_get_boolean(get(e, "paired")));
+		ASSERT_EQ(num(e, "request_bytes"), 10);
+		ASSERT_TRUE(isnan(num(e, "srtt_ms"))); /* no sample: null */
+	}
+	e = find_edge(r, "10.0.0.5", "backend");
+	if (ASSERT_NOT_NULL(e))
+		ASSERT_STREQ(str(e, "peer"), "10.0.0.5");
+	n = find(r, "nodes", "name", "10.0.0.9:5432");
+	if (ASSERT_NOT_NULL(n))
+		ASSERT_TRUE(json_object_get_boolean(get(n, "external")));
+	ASSERT_EQ(num(get(r, "stats"), "unpaired"), 2);
+	ASSERT_EQ(num(get(r, "stats"), "pending"), 0);
+out:
+	json_object_put(r);
+	graph__free(g);
+}
+
+TEST(graph_rates_over_the_sliding_window)
+{
+	struct graph *g = graph__new();
+	struct json_object *r = NULL, *e;
+	uint32_t id = 0;
+
+	if (!ASSERT_NOT_NULL(g))
+		return;
+	/* 50 exchanges a second for 20 s: the window sees the last 10 s only. */
+	for (uint64_t t = 0; t < 20 * SEC; t += 20 * MS)
+		add_pair(g, id++, T0 + t, MS, false);
+	r = render(g, T0 + 20 * SEC);
+	e = r ? find_edge(r, "frontend", "backend") : NULL;
+	if (!ASSERT_NOT_NULL(e))
+		goto out;
+	ASSERT_DOUBLE_NEAR(num(e, "exchanges_per_s"), 50, 5);
+	ASSERT_DOUBLE_NEAR(num(e, "request_bytes_per_s"), 5000, 500);
+	ASSERT_DOUBLE_NEAR(num(e, "response_bytes_per_s"), 50000, 5000);
+	ASSERT_EQ(num(e, "exchanges"), 1000);
+	json_object_put(r);
+
+	/* A young edge is measured over its own life, not the whole window. */
+	graph__free(g);
+	g = graph__new();
+	if (!ASSERT_NOT_NULL(g))
+		goto out_nor;
+	for (uint64_t t = 0; t < 3 * SEC; t += 10 * MS)
+		add_pair(g, id++, T0 + t, MS, false);
+	r = render(g, T0 + 3 * SEC);
+	e = r ? find_edge(r, "frontend", "backend") : NULL;
+	if (!ASSERT_NOT_NULL(e))
+		goto out;
+	ASSERT_DOUBLE_NEAR(num(e, "exchanges_per_s"), 100, 10);
+	json_object_put(r);
+
+	/* Traffic stops: the rates fall to zero, the edge stays until idle long enough. */
+	r = render(g, T0 + 30 * SEC);
+	e = r ? find_edge(r, "frontend", "backend") : NULL;
+	if (!ASSERT_NOT_NULL(e))
+		goto out;
+	ASSERT_EQ(num(e, "exchanges_per_s"), 0);
+	ASSERT_TRUE(isnan(num(e, "p50_ms")));
+	ASSERT_GE(num(e, "idle_s"), 26);
+	json_object_put(r);
+	r = render(g, T0 + 3 * SEC + GRAPH_IDLE_NS + SEC);
+	if (r) {
+		ASSERT_EQ(count(r, "edges"), 0);
+		ASSERT_EQ(count(r, "nodes"), 0);
+	}
+	/* And the map fills again from scratch afterwards. */
+	json_object_put(r);
+	add_pair(g, id++, T0 + GRAPH_IDLE_NS + 5 * SEC, MS, false);
+	r = render(g, T0 + GRAPH_IDLE_NS + 5 * SEC);
+	if (r)
+		ASSERT_EQ(count(r, "edges"), 1);
+out:
+	json_object_put(r);
+out_nor:
+	graph__free(g);
+}
+
+TEST(graph_latency_quantiles)
+{
+	struct graph *g = graph__new();
+	struct json_object *r = NULL, *e;
+
+	if (!ASSERT_NOT_NULL(g))
+		return;
+	for (uint32_t i = 0; i < 100; i++)
+		add_pair(g, i, T0 + i * 10 * MS, i < 98 ? 1 * MS : 100 * MS, false);
+	r = render(g, T0 + SEC + 1);
+	e = r ? find_edge(r, "frontend", "backend") : NULL;
+	if (ASSERT_NOT_NULL(e)) {
+		/* Log buckets are 25% wide: the middle is within 12.5% of any value in it. */
+		ASSERT_DOUBLE_NEAR(num(e, "p50_ms"), 1, 0.125);
+		ASSERT_DOUBLE_NEAR(num(e, "p99_ms"), 100, 12.5);
+	}
+	json_object_put(r);
+	graph__free(g);
+}
+
+TEST(graph_counts_pids_and_duplicates)
+{
+	struct graph *g = graph__new();
+	struct json_object *r = NULL, *n;
+
+	if (!ASSERT_NOT_NULL(g))
+		return;
+	for (uint32_t pid = 1; pid <= 3; pid++) {
+		struct half c = { "worker", pid, GRAPH_ROLE_CLIENT, 7, "10.0.0.1:80", 1, 1, MS, 0,
+				  T0 };
+
+		add(g, &c); /* the same key three times: two replaced */
+	}
+	r = render(g, T0 + 5 * SEC);
+	if (!r)
+		goto out;
+	n = find(r, "nodes", "name", "worker");
+	if (ASSERT_NOT_NULL(n))
+		ASSERT_EQ(num(n, "pids"), 3);
+	ASSERT_EQ(num(get(r, "stats"), "duplicates"), 2);
+	ASSERT_EQ(num(get(r, "stats"), "unpaired"), 1);
+out:
+	json_object_put(r);
+	graph__free(g);
+}
+
+TEST(graph_bounds_are_counted)
+{
+	struct graph *g = graph__new();
+	struct graph_stats st;
+	struct json_object *r = NULL;
+	char name[32];
+	uint32_t id = 0;
+
+	if (!ASSERT_NOT_NULL(g))
+		return;
+	/* A pairing table overrun: the oldest halves are settled early, and counted. */
+	for (uint32_t i = 0; i < GRAPH_MAX_PENDING + 100; i++) {
+		struct half c = { "scanner", 1, GRAPH_ROLE_CLIENT, id++, "10.9.9.9:1", 1, 1, MS, 0,
+				  T0 };
+
+		add(g, &c);
+	}
+	graph__stats(g, &st);
+	ASSERT_EQ(st.pending_overflow, 100);
+	ASSERT_EQ(st.pending, GRAPH_MAX_PENDING);
+	ASSERT_EQ(st.unpaired, 100);
+	/* More services than nodes allowed: the rest are dropped and counted. */
+	for (uint32_t i = 0; i < GRAPH_MAX_NODES + 10; i++) {
+		snprintf(name, sizeof(name), "svc-%u", i);
+		struct half c = { name, i, GRAPH_ROLE_SERVER, id++, "10.1.1.1", 1, 1, MS, 0,
+				  T0 + SEC };
+
+		add(g, &c);
+	}
+	graph__stats(g, &st);
+	ASSERT_EQ(st.nodes, GRAPH_MAX_NODES);
+	ASSERT_GE(st.nodes_dropped, 10);
+	r = render(g, T0 + 10 * SEC);
+	if (r)
+		ASSERT_EQ(count(r, "nodes"), GRAPH_MAX_NODES);
+	graph__stats(g, &st);
+	ASSERT_EQ(st.pending, 0);
+	json_object_put(r);
+	graph__free(g);
+}
+
+TEST(graph_names_are_cut_and_escaped)
+{
+	struct graph *g = graph__new();
+	char long_name[400];
+	struct json_object *r;
+
+	if (!ASSERT_NOT_NULL(g))
+		return;
+	memset(long_name, 'x', sizeof(long_name) - 1);
+	long_name[sizeof(long_name) - 1] = '\0';
+	struct half a = { long_name, 1, GRAPH_ROLE_CLIENT, 1, "\"quoted\"\n:1", 1, 1, MS, 0, T0 };
+	struct half b = { long_name, 2, GRAPH_ROLE_CLIENT, 2, "\"quoted\"\n:1", 1, 1, MS, 0, T0 };
+
+	add(g, &a);
+	add(g, &b); /* the same cut name: the same node */
+	r = render(g, T0 + 3 * SEC);
+	if (r) {
+		ASSERT_EQ(count(r, "nodes"), 2);
+		ASSERT_EQ(count(r, "edges"), 1);
+		ASSERT_NOT_NULL(find(r, "nodes", "name", "\"quoted\"\n:1"));
+		ASSERT_EQ(strlen(str(json_object_array_get_idx(get(r, "nodes"), 0), "name")) +
+				  strlen(str(json_object_array_get_idx(get(r, "nodes"), 1), "name")),
+			  GRAPH_NAME_MAX - 1 + strlen("\"quoted\"\n:1"));
+	}
+	json_object_put(r);
+	graph__free(g);
+}
+
+TEST(graph_add_is_cheap)
+{
+	struct graph *g = graph__new();
+	struct timespec a, b;
+	const uint32_t n = 400000;
+	double ns;
+
+	if (!ASSERT_NOT_NULL(g))
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	for (uint32_t i = 0; i < n / 2; i++)
+		add_pair(g, i, T0 + (uint64_t)i * 5000, MS, false);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	ns = ((double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec)) / n;
+	fprintf(stdout, "    graph__add: %.0f ns per half\n", ns);
+	/* Generous: a sanitizer build is several times slower than the real one. */
+	ASSERT_LT(ns, 4000);
+	graph__free(g);
+}
