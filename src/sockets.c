@@ -254,7 +254,8 @@ static void sweep_one(struct sockets *ss, const struct tcpotel_sock *s, uint64_t
 	}
 	u->generation = ss->generation;
 	account(u, s);
-	if (ss->opts.spans && exchange_open(&s->ex) &&
+	/* end_ns may be later than now: the kernel stamped it after the clock was read. */
+	if (ss->opts.spans && exchange_open(&s->ex) && now_mono_ns > s->ex.end_ns &&
 	    now_mono_ns - s->ex.end_ns > ss->opts.idle_timeout_ns && !already_reported(u, &s->ex)) {
 		report_exchange(ss, u, &s->tuple, &s->ex, s->role, s->flags, s->tgid, s->comm,
 				s->srtt_last_us, mono_to_unix_ns, now_mono_ns);
