@@ -247,7 +247,9 @@ bench: all
 install: $(AGENT) web
 	install -D -m 0755 $(AGENT) $(DESTDIR)$(PREFIX)/bin/tcpotel
 	install -D -m 0644 config/tcpotel.yaml $(DESTDIR)/etc/tcpotel/tcpotel.yaml
-	install -D -m 0644 deploy/tcpotel.service $(DESTDIR)/etc/systemd/system/tcpotel.service
+	install -d $(DESTDIR)/etc/systemd/system
+	sed 's|/usr/local/bin/tcpotel|$(PREFIX)/bin/tcpotel|' deploy/tcpotel.service \
+		> $(DESTDIR)/etc/systemd/system/tcpotel.service
 	install -d $(DESTDIR)$(PREFIX)/share/tcpotel/web
 	install -m 0644 $(WEB_OUT)/index.html $(WEB_OUT)/app.js $(WEB_OUT)/style.css \
 		$(DESTDIR)$(PREFIX)/share/tcpotel/web/

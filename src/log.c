@@ -78,7 +78,8 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 	len = strlen(line);
 	while (len && line[len - 1] == '\n')
 		line[--len] = '\0';
-	log_write(ours, "libbpf: %s", line);
+	/* libbpf starts its own lines with "libbpf: ". */
+	log_write(ours, "%s%s", strncmp(line, "libbpf: ", 8) ? "libbpf: " : "", line);
 	return 0;
 }
 
