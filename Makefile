@@ -202,12 +202,13 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory sanitize-build fuzz-build
 	$(Q)tests/run.sh all
 
-# The unit tier again, built with ASan+UBSan in its own output folder.
+# The unit tier again, and the agent for a LeakSanitizer run, built with
+# ASan+UBSan in their own output folder.
 ASAN_OUT := $(OUTPUT)/asan
 .PHONY: sanitize-build
 sanitize-build:
 	$(Q)$(MAKE) --no-print-directory OUTPUT=$(ASAN_OUT) SANITIZE=address,undefined \
-		$(ASAN_OUT)/unit_tests
+		$(ASAN_OUT)/unit_tests $(ASAN_OUT)/tcpotel
 
 # libFuzzer targets (clang): the configuration loader and the OTLP encoder.
 FUZZ_OUT   := $(OUTPUT)/fuzz

@@ -398,7 +398,7 @@ def test_server_started_before_agent_keeps_roles():
     srv, port = h.tcpload_server(b, "0.0.0.0:0", "backend")
     target = h.hostport(link.ip_b, port)
     early = a.popen(["env", "OTEL_SERVICE_NAME=frontend", h.TCPLOAD, "client",
-                     "--connect", target, "--conns", 1, "--duration-s", 5, "--rate", 40,
+                     "--connect", target, "--conns", 1, "--duration-s", 10, "--rate", 40,
                      "--req-size", 200, "--resp-size", 3000], name="tcpload-early")
     time.sleep(0.7)
     assert early.running(), early.stderr_text()
