@@ -222,10 +222,10 @@ $(FUZZ_OUT)/fuzz_config: tests/fuzz/fuzz_config.c src/config.c src/log.c $(SRC_H
 	$(Q)$(CLANG) $(FUZZ_FLAGS) $(shell $(PKG_CONFIG) --cflags yaml-0.1 libbpf) \
 		tests/fuzz/fuzz_config.c src/config.c src/log.c \
 		$(shell $(PKG_CONFIG) --libs yaml-0.1 libbpf) -o $@
-$(FUZZ_OUT)/fuzz_otlp: tests/fuzz/fuzz_otlp.c src/otlp.c src/jbuf.c $(SRC_HDRS)
+$(FUZZ_OUT)/fuzz_otlp: tests/fuzz/fuzz_otlp.c tests/unit/json_check.h src/otlp.c src/jbuf.c $(SRC_HDRS)
 	$(Q)mkdir -p $(FUZZ_OUT)
 	$(call msg,FUZZ,$@)
-	$(Q)$(CLANG) $(FUZZ_FLAGS) $(shell $(PKG_CONFIG) --cflags json-c) \
+	$(Q)$(CLANG) $(FUZZ_FLAGS) -Itests/unit $(shell $(PKG_CONFIG) --cflags json-c) \
 		tests/fuzz/fuzz_otlp.c src/otlp.c src/jbuf.c \
 		$(shell $(PKG_CONFIG) --libs json-c) -o $@
 # FUZZ_TIME seconds per target (CI runs them for a bounded time through `make test`).

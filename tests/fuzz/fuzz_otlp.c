@@ -4,9 +4,7 @@
  * names, attribute keys and values, span names, trace states and status
  * messages; every body must parse as strict JSON and be valid UTF-8.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Isrc -Ibpf \
- *     $(pkg-config --cflags --libs json-c) tests/fuzz/fuzz_otlp.c src/otlp.c src/jbuf.c \
- *     -o /tmp/fuzz_otlp && /tmp/fuzz_otlp -max_total_time=30
+ *   make fuzz   (builds this target and fuzz_config, runs each for FUZZ_TIME seconds)
  */
 #include <json-c/json.h>
 #include <stdint.h>
@@ -14,53 +12,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json_check.h"
 #include "otlp.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAX_PIECES 8
 
-static bool utf8_valid(const uint8_t *s, size_t n)
-{
-	size_t i = 0;
-
-	while (i < n) {
-		uint8_t c = s[i];
-		size_t need;
-		uint8_t lo = 0x80, hi = 0xbf;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		} else if (c >= 0xc2 && c <= 0xdf) {
-			need = 1;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			need = 2;
-			lo = c == 0xe0 ? 0xa0 : 0x80;
-			hi = c == 0xed ? 0x9f : 0xbf;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			need = 3;
-			lo = c == 0xf0 ? 0x90 : 0x80;
-			hi = c == 0xf4 ? 0x8f : 0xbf;
-		} else {
-			return false;
-		}
-		if (n - i - 1 < need)
-			return false;
-		for (size_t k = 1; k <= need; k++) {
-			if (s[i + k] < lo || s[i + k] > hi)
-				return false;
-			lo = 0x80;
-			hi = 0xbf;
-		}
-		i += need + 1;
-	}
-	return true;
-}
-
 static void check(struct jbuf *b, const char *what, json_type want)
 {
-	struct json_tokener *tok;
 	json_object *obj;
 
 	if (b->failed)
@@ -70,28 +30,16 @@ static void check(struct jbuf *b, const char *what, json_type want)
 		abort();
 	}
 	/* The encoder writes no whitespace, and json-c lets raw control bytes through. */
-	for (size_t i = 0; i < b->len; i++) {
-		if ((uint8_t)b->data[i] < 0x20) {
-			fprintf(stderr, "%s: raw control byte 0x%02x at %zu\n", what,
-				(unsigned int)(uint8_t)b->data[i], i);
-			abort();
-		}
+	if (has_raw_control(b)) {
+		fprintf(stderr, "%s: raw control byte in body\n", what);
+		abort();
 	}
-	if (!jbuf_cstr(b))
-		return;
-	tok = json_tokener_new();
-	if (!tok)
-		return;
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	obj = json_tokener_parse_ex(tok, b->data, (int)b->len + 1);
-	if (json_tokener_get_error(tok) != json_tokener_success ||
-	    json_tokener_get_parse_end(tok) < b->len || !json_object_is_type(obj, want)) {
-		fprintf(stderr, "%s: body does not parse: %s\n%.*s\n", what,
-			json_tokener_error_desc(json_tokener_get_error(tok)), (int)b->len, b->data);
+	obj = parse_strict(b);
+	if (!obj || !json_object_is_type(obj, want)) {
+		fprintf(stderr, "%s: body does not parse\n%.*s\n", what, (int)b->len, b->data);
 		abort();
 	}
 	json_object_put(obj);
-	json_tokener_free(tok);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
