@@ -149,42 +149,40 @@ static struct otlp_attr *res_find(struct res *r, const char *key)
 	return NULL;
 }
 
-/* Sets a string attribute: replaces the value of an existing key in place, else appends. */
-static void res_set_str(struct res *r, const char *key, const char *value)
+/* The attribute of `key`: the existing one (replaced in place), else a new one; NULL if full. */
+static struct otlp_attr *res_slot(struct res *r, const char *key)
 {
 	struct otlp_attr *a = res_find(r, key);
-	const char *v = res_own(r, value);
 
-	if (!v)
+	if (a)
+		return a;
+	if (r->pub.n_attrs >= r->cap_attrs) /* sized by the caller; cannot happen */
+		return NULL;
+	a = &r->pub.attrs[r->pub.n_attrs];
+	a->key = res_own(r, key);
+	if (!a->key)
+		return NULL;
+	r->pub.n_attrs++;
+	return a;
+}
+
+static void res_set_str(struct res *r, const char *key, const char *value)
+{
+	const char *v = res_own(r, value);
+	struct otlp_attr *a = v ? res_slot(r, key) : NULL;
+
+	if (!a)
 		return;
-	if (!a) {
-		if (r->pub.n_attrs >= r->cap_attrs) /* sized by the caller; cannot happen */
-			return;
-		a = &r->pub.attrs[r->pub.n_attrs++];
-		a->key = res_own(r, key);
-		if (!a->key) {
-			r->pub.n_attrs--;
-			return;
-		}
-	}
 	a->type = OTLP_STRING;
 	a->s = v;
 }
 
 static void res_set_int(struct res *r, const char *key, int64_t value)
 {
-	struct otlp_attr *a = res_find(r, key);
+	struct otlp_attr *a = res_slot(r, key);
 
-	if (!a) {
-		if (r->pub.n_attrs >= r->cap_attrs)
-			return;
-		a = &r->pub.attrs[r->pub.n_attrs++];
-		a->key = res_own(r, key);
-		if (!a->key) {
-			r->pub.n_attrs--;
-			return;
-		}
-	}
+	if (!a)
+		return;
 	a->type = OTLP_INT;
 	a->i = value;
 }
