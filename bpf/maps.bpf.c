@@ -4,6 +4,7 @@
 
 sockets_map_t sockets SEC(".maps");
 untracked_map_t untracked SEC(".maps");
+procs_map_t seen_procs SEC(".maps");
 listeners_map_t listeners SEC(".maps");
 netns_map_t netns_allowed SEC(".maps");
 events_map_t events SEC(".maps");

@@ -34,6 +34,21 @@ typedef struct {
 } untracked_map_t;
 extern untracked_map_t untracked SEC(".maps");
 
+/* Processes already announced to user space, by (tgid, start time). */
+struct tcpotel_proc_key {
+	__u32 tgid;
+	__u32 _pad;
+	__u64 start_ns;
+};
+
+typedef struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct tcpotel_proc_key);
+	__type(value, __u8);
+} procs_map_t;
+extern procs_map_t seen_procs SEC(".maps");
+
 /* Listening sockets by (netns, port): owner of accepted connections, and the
  * role of connections that existed before the agent started. */
 typedef struct {

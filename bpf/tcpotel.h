@@ -100,6 +100,7 @@ struct tcpotel_listen {
 enum tcpotel_record_type {
 	TCPOTEL_RECORD_CLOSE = 1,    /* a socket's final numbers (and any open exchange) */
 	TCPOTEL_RECORD_EXCHANGE = 2, /* one finished exchange */
+	TCPOTEL_RECORD_PROCESS = 3,  /* a process seen doing TCP for the first time */
 };
 
 struct tcpotel_record_hdr {
@@ -126,6 +127,16 @@ struct tcpotel_exchange_record {
 	__u16 _pad;
 	__u32 srtt_us; /* srtt when the exchange ended */
 	struct tcpotel_exchange ex;
+};
+
+/* Sent once per process (tgid + start time), at its first send or receive, so
+ * that user space reads its /proc entries while it lives: a short-lived
+ * process is gone by the time its sockets close. */
+struct tcpotel_process_record {
+	struct tcpotel_record_hdr hdr;
+	__u32 tgid;
+	__u32 _pad;
+	char comm[TCPOTEL_COMM_LEN];
 };
 
 /* Per-CPU health counters (index into the `counters` array map). */

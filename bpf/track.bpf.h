@@ -22,6 +22,10 @@
 #define EEXIST 17
 #endif
 
+/* Records never wake the drain up: it collects them on a short timer, so a
+ * busy host pays no wakeup per record (a wakeup costs more than the record). */
+#define RINGBUF_FLAGS BPF_RB_NO_WAKEUP
+
 static __always_inline bool port_excluded(__u16 port)
 {
 	for (int i = 0; i < TCPOTEL_MAX_EXCLUDE_PORTS; i++) {
@@ -75,6 +79,32 @@ static __always_inline void sock_fill_tuple(struct sock *sk, struct tcpotel_sock
 		sock_ignore(s);
 }
 
+/* A process's first socket: tell user space now, while its /proc entries exist. */
+static __always_inline void announce_process(const struct tcpotel_sock *s)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct tcpotel_proc_key key = { .tgid = s->tgid };
+	struct tcpotel_process_record *r;
+	__u8 one = 1;
+
+	key.start_ns = BPF_CORE_READ(task, group_leader, start_time);
+	if (bpf_map_update_elem(&seen_procs, &key, &one, BPF_NOEXIST))
+		return; /* announced before (or the map is busy: the sweep still finds it) */
+	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r) {
+		counter_inc(TCPOTEL_CNT_RINGBUF_LOST);
+		return;
+	}
+	r->hdr.type = TCPOTEL_RECORD_PROCESS;
+	r->hdr.size = sizeof(*r);
+	r->hdr._pad = 0;
+	r->tgid = s->tgid;
+	r->_pad = 0;
+	__builtin_memcpy(r->comm, s->comm, sizeof(r->comm));
+	/* Rare (once per process) and urgent: wake the drain at once. */
+	bpf_ringbuf_submit(r, BPF_RB_FORCE_WAKEUP);
+}
+
 /* The process doing I/O owns the socket; the agent's own sockets are never observed. */
 static __always_inline void sock_set_owner(struct tcpotel_sock *s)
 {
@@ -83,6 +113,8 @@ static __always_inline void sock_set_owner(struct tcpotel_sock *s)
 	s->flags |= TCPOTEL_SOCK_HAS_OWNER;
 	if (s->tgid == cfg_self_tgid)
 		sock_ignore(s);
+	else if (!(s->flags & TCPOTEL_SOCK_IGNORED))
+		announce_process(s);
 }
 
 static __always_inline __u8 role_by_listener(__u32 netns, __u16 port)
@@ -146,10 +178,6 @@ static __always_inline void srtt_sample(struct tcpotel_sock *s, __u32 srtt)
 	s->srtt_sum_us += srtt;
 	s->srtt_hist[srtt_bucket(srtt) & (TCPOTEL_SRTT_BUCKETS - 1)]++;
 }
-
-/* Records never wake the drain up: it collects them on a short timer, so a
- * busy host pays no wakeup per record (a wakeup costs more than the record). */
-#define RINGBUF_FLAGS BPF_RB_NO_WAKEUP
 
 static __always_inline void exchange_emit(const struct tcpotel_sock *s, __u32 srtt)
 {

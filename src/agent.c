@@ -60,6 +60,18 @@ static uint64_t clock_ns(clockid_t id)
 	return (uint64_t)ts.tv_sec * NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
 }
 
+/* Reads a new process's resource now, while /proc still has it: the cache
+ * keeps it for its sockets' records, which may come after it exited. */
+static void note_process(struct agent *a, const struct tcpotel_process_record *r)
+{
+	char comm[TCPOTEL_COMM_LEN + 1];
+
+	memcpy(comm, r->comm, TCPOTEL_COMM_LEN);
+	comm[TCPOTEL_COMM_LEN] = '\0';
+	procinfo__put(a->pi, procinfo__get(a->pi, r->tgid, comm,
+					  clock_ns(CLOCK_MONOTONIC) / NSEC_PER_MSEC));
+}
+
 static int on_record(void *ctx, void *data, size_t size)
 {
 	const struct tcpotel_record_hdr *hdr = data;
@@ -79,6 +91,12 @@ static int on_record(void *ctx, void *data, size_t size)
 	case TCPOTEL_RECORD_CLOSE:
 		if (hdr->size == sizeof(struct tcpotel_close_record)) {
 			sockets__on_close(a->sockets, data, a->mono_to_unix_ns);
+			return 0;
+		}
+		break;
+	case TCPOTEL_RECORD_PROCESS:
+		if (hdr->size == sizeof(struct tcpotel_process_record)) {
+			note_process(a, data);
 			return 0;
 		}
 		break;

@@ -510,3 +510,26 @@ def test_own_export_traffic_never_appears():
                 receiver_side.append((res.get("service.name"), res.get("process.pid")))
     assert seen_workload, "the workload was not seen: the agent watched nothing?"
     note("receiver side of the export connection observed as: %r", sorted(set(receiver_side)))
+
+
+# ---- 8. short-lived processes ------------------------------------------------------
+
+
+def test_short_lived_processes_keep_their_names():
+    """Processes that live for one exchange (no --idle-ms hold) are still named by
+    their own OTEL_SERVICE_NAME: the kernel announces a process at its first send
+    or receive and wakes the drain, which reads /proc before the process exits."""
+    a, b, link = hosts()
+    rcv = h.Receiver()
+    srv, port = h.tcpload_server(b, "0.0.0.0:0", "backend")
+    target = h.hostport(link.ip_b, port)
+    agent = start_agent([a.path, b.path])
+    names = ["short-%02d" % i for i in range(20)]
+    for name in names:
+        h.tcpload_client(a, target, ["--conns", 1, "--exchanges", 1], service=name)
+    settle()
+    h.tcpload_server_stop(srv)
+    stop_agent(agent)
+    seen = {k[0] for k in h.last_values(rcv.requests(), "tcp.io")}
+    missing = [n for n in names if n not in seen]
+    assert not missing, ("named after their executable instead", missing, sorted(seen))
