@@ -132,11 +132,16 @@ struct tcpotel_exchange_record {
 /* Sent once per process (tgid + start time), at its first send or receive, so
  * that user space reads its /proc entries while it lives: a short-lived
  * process is gone by the time its sockets close. */
+#define TCPOTEL_ENV_MAX 4096
+
 struct tcpotel_process_record {
 	struct tcpotel_record_hdr hdr;
 	__u32 tgid;
-	__u32 _pad;
+	__u32 env_len; /* bytes of env[] filled */
 	char comm[TCPOTEL_COMM_LEN];
+	/* The start of its environment (NUL-separated NAME=value strings), for
+	 * OTEL_SERVICE_NAME when the process has exited before /proc is read. */
+	char env[TCPOTEL_ENV_MAX];
 };
 
 /* Per-CPU health counters (index into the `counters` array map). */

@@ -79,6 +79,26 @@ static __always_inline void sock_fill_tuple(struct sock *sk, struct tcpotel_sock
 		sock_ignore(s);
 }
 
+/* Copies the start of the current process's environment; returns the bytes read. */
+static __always_inline __u32 read_environ(struct task_struct *task, char *dst)
+{
+	struct mm_struct *mm = BPF_CORE_READ(task, mm);
+	unsigned long start, end;
+	__u32 len;
+
+	if (!mm)
+		return 0;
+	start = BPF_CORE_READ(mm, env_start);
+	end = BPF_CORE_READ(mm, env_end);
+	if (end <= start)
+		return 0;
+	len = end - start > TCPOTEL_ENV_MAX ? TCPOTEL_ENV_MAX : end - start;
+	/* Environment pages were written at exec: they are resident. */
+	if (bpf_probe_read_user(dst, len, (const void *)start))
+		return 0;
+	return len;
+}
+
 /* A process's first socket: tell user space now, while its /proc entries exist. */
 static __always_inline void announce_process(const struct tcpotel_sock *s)
 {
@@ -99,8 +119,8 @@ static __always_inline void announce_process(const struct tcpotel_sock *s)
 	r->hdr.size = sizeof(*r);
 	r->hdr._pad = 0;
 	r->tgid = s->tgid;
-	r->_pad = 0;
 	__builtin_memcpy(r->comm, s->comm, sizeof(r->comm));
+	r->env_len = read_environ(task, r->env);
 	/* Rare (once per process) and urgent: wake the drain at once. */
 	bpf_ringbuf_submit(r, BPF_RB_FORCE_WAKEUP);
 }

@@ -66,10 +66,16 @@ static void note_process(struct agent *a, const struct tcpotel_process_record *r
 {
 	char comm[TCPOTEL_COMM_LEN + 1];
 
+	struct procinfo_env env = {
+		.data = r->env,
+		.len = MIN(r->env_len, (uint32_t)TCPOTEL_ENV_MAX),
+		.cut = r->env_len >= TCPOTEL_ENV_MAX,
+	};
+
 	memcpy(comm, r->comm, TCPOTEL_COMM_LEN);
 	comm[TCPOTEL_COMM_LEN] = '\0';
-	procinfo__put(a->pi, procinfo__get(a->pi, r->tgid, comm,
-					  clock_ns(CLOCK_MONOTONIC) / NSEC_PER_MSEC));
+	procinfo__put(a->pi, procinfo__get_env(a->pi, r->tgid, comm, &env,
+					      clock_ns(CLOCK_MONOTONIC) / NSEC_PER_MSEC));
 }
 
 static int on_record(void *ctx, void *data, size_t size)

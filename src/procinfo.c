@@ -436,27 +436,21 @@ static char *read_cmdline(const struct procinfo *pi, uint32_t pid)
 	return buf;
 }
 
-/* OTEL_SERVICE_NAME from the process's environment (the first one, as getenv would). */
-static void read_service_env(const struct procinfo *pi, uint32_t pid, char service[NAME_BYTES])
+/*
+ * OTEL_SERVICE_NAME in an environment block (NUL-separated NAME=value, the
+ * first one as getenv would). `cut`: the block was truncated at its end, so
+ * a last entry without its NUL is not trusted.
+ */
+static void env_service(const char *buf, size_t len, bool cut, char service[NAME_BYTES])
 {
 	static const char var[] = "OTEL_SERVICE_NAME=";
-	char path[PATH_MAX];
 	const char *p, *end;
-	ssize_t len;
-	char *buf;
 
 	service[0] = '\0';
-	if (proc_path(pi, pid, "environ", path, sizeof(path)))
-		return;
-	buf = malloc(ENVIRON_MAX);
-	if (!buf)
-		return;
-	len = read_bounded(path, buf, ENVIRON_MAX);
-	for (p = buf, end = buf + MAX(len, 0); p < end;) {
+	for (p = buf, end = buf + len; p < end;) {
 		const char *nul = memchr(p, '\0', (size_t)(end - p));
 
-		/* A last entry cut by the bound is not trusted; an unterminated one at EOF is. */
-		if (!nul && len == ENVIRON_MAX)
+		if (!nul && cut)
 			break;
 		if (!nul)
 			nul = end;
@@ -467,6 +461,23 @@ static void read_service_env(const struct procinfo *pi, uint32_t pid, char servi
 		}
 		p = nul + 1;
 	}
+}
+
+/* OTEL_SERVICE_NAME from the process's environment. */
+static void read_service_env(const struct procinfo *pi, uint32_t pid, char service[NAME_BYTES])
+{
+	char path[PATH_MAX];
+	ssize_t len;
+	char *buf;
+
+	service[0] = '\0';
+	if (proc_path(pi, pid, "environ", path, sizeof(path)))
+		return;
+	buf = malloc(ENVIRON_MAX);
+	if (!buf)
+		return;
+	len = read_bounded(path, buf, ENVIRON_MAX);
+	env_service(buf, (size_t)MAX(len, 0), len == ENVIRON_MAX, service);
 	free(buf);
 }
 
@@ -566,7 +577,7 @@ static int read_process(const struct procinfo *pi, uint32_t pid, const char *kco
  * that identifies it from now on.
  */
 static struct res *load(const struct procinfo *pi, uint32_t pid, const char *kcomm,
-			char comm_out[COMM_LEN])
+			const struct procinfo_env *env, char comm_out[COMM_LEN])
 {
 	struct pinfo p;
 	struct res *r;
@@ -580,6 +591,9 @@ static struct res *load(const struct procinfo *pi, uint32_t pid, const char *kco
 		copy_bounded(p.comm, COMM_LEN, kcomm, COMM_LEN);
 		copy_bounded(p.exe, NAME_BYTES, kcomm[0] ? kcomm : "unknown", NAME_BYTES);
 	}
+	/* Gone, or a zombie whose environ reads empty: the kernel's copy still names it. */
+	if (!p.service[0] && env && env->len)
+		env_service(env->data, env->len, env->cut, p.service);
 	r = res_build(pi, pid, &p);
 	free(p.cmdline);
 	memcpy(comm_out, p.comm, COMM_LEN);
@@ -703,7 +717,7 @@ static struct proc_resource *revalidate(struct procinfo *pi, struct entry *e, co
 		e->checked_ms = now_ms;
 		return res_ref(e->res);
 	}
-	r = load(pi, e->tgid, kcomm, comm);
+	r = load(pi, e->tgid, kcomm, NULL, comm);
 	if (!r) {
 		errno = ENOMEM;
 		return NULL;
@@ -717,6 +731,12 @@ static struct proc_resource *revalidate(struct procinfo *pi, struct entry *e, co
 
 struct proc_resource *procinfo__get(struct procinfo *pi, uint32_t tgid, const char *comm,
 				    uint64_t now_ms)
+{
+	return procinfo__get_env(pi, tgid, comm, NULL, now_ms);
+}
+
+struct proc_resource *procinfo__get_env(struct procinfo *pi, uint32_t tgid, const char *comm,
+					const struct procinfo_env *env, uint64_t now_ms)
 {
 	char kcomm[COMM_LEN], id_comm[COMM_LEN];
 	struct entry *e;
@@ -734,7 +754,7 @@ struct proc_resource *procinfo__get(struct procinfo *pi, uint32_t tgid, const ch
 	}
 
 	e = calloc(1, sizeof(*e));
-	r = e ? load(pi, tgid, kcomm, id_comm) : NULL;
+	r = e ? load(pi, tgid, kcomm, env, id_comm) : NULL;
 	if (!r) {
 		free(e);
 		errno = ENOMEM;

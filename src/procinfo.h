@@ -49,6 +49,17 @@ void procinfo__free(struct procinfo *pi);
  */
 struct proc_resource *procinfo__get(struct procinfo *pi, uint32_t tgid, const char *comm,
 				    uint64_t now_ms);
+/* The start of a process's environment as the kernel saw it (NUL-separated). */
+struct procinfo_env {
+	const char *data;
+	size_t len;
+	bool cut; /* the block goes on past len */
+};
+
+/* procinfo__get, and when /proc no longer has the process, its OTEL_SERVICE_NAME
+ * is taken from `env` (may be NULL). */
+struct proc_resource *procinfo__get_env(struct procinfo *pi, uint32_t tgid, const char *comm,
+					const struct procinfo_env *env, uint64_t now_ms);
 void procinfo__put(struct procinfo *pi, struct proc_resource *res);
 /* Another reference to a resource the caller already holds. */
 struct proc_resource *procinfo__ref(struct proc_resource *res);

@@ -782,3 +782,43 @@ TEST(real_proc_self)
 	procinfo__put(pi, r);
 	procinfo__free(pi);
 }
+
+TEST(gone_process_named_from_kernel_environ)
+{
+	static const char env[] = "PATH=/bin\0OTEL_SERVICE_NAME=checkout\0HOME=/";
+	static const char cut[] = "PATH=/bin\0OTEL_SERVICE_NAME=check";
+	struct procinfo_env whole = { env, sizeof(env), false };
+	struct procinfo_env partial = { cut, sizeof(cut) - 1, true };
+	struct config cfg = { 0 };
+	struct procinfo *pi = open_pi(&cfg, NULL, 16);
+	struct proc_resource *r;
+
+	if (!ASSERT_NOT_NULL(pi))
+		return;
+	/* Pid 9999 is not in the fake /proc: the process has exited. */
+	r = procinfo__get_env(pi, 9999, "curl", &whole, 1);
+	if (ASSERT_NOT_NULL(r)) {
+		ASSERT_STREQ(r->service_name, "checkout");
+		ASSERT_STREQ(attr_str(r, "process.executable.name"), "curl");
+		procinfo__put(pi, r);
+	}
+	/* The cache keeps the name for the socket records that come after. */
+	r = procinfo__get(pi, 9999, "curl", 2);
+	if (ASSERT_NOT_NULL(r)) {
+		ASSERT_STREQ(r->service_name, "checkout");
+		procinfo__put(pi, r);
+	}
+	/* A value cut by the kernel's bound is not trusted. */
+	r = procinfo__get_env(pi, 9998, "curl", &partial, 1);
+	if (ASSERT_NOT_NULL(r)) {
+		ASSERT_STREQ(r->service_name, "curl");
+		procinfo__put(pi, r);
+	}
+	/* A live process's /proc environ comes first. */
+	r = procinfo__get_env(pi, 401, "envoy", &whole, 1);
+	if (ASSERT_NOT_NULL(r)) {
+		ASSERT_STREQ(r->service_name, "edge-proxy");
+		procinfo__put(pi, r);
+	}
+	procinfo__free(pi);
+}
