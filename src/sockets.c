@@ -18,7 +18,10 @@
 
 /* What user space knows of one tracked socket: the last numbers it counted. */
 struct usock {
-	struct hnode node;
+	struct hnode node;   /* by sock_id */
+	struct hnode tnode;  /* by tuple, to find the other end on this host */
+	struct tcpotel_tuple tuple;
+	uint32_t netns;
 	uint64_t sock_id;
 	struct stream *stream;
 	uint32_t tgid;
@@ -41,6 +44,7 @@ struct sockets {
 	struct procinfo *pi;
 	struct exchanges *exchanges;
 	struct htable table;
+	struct htable by_tuple;
 	uint64_t generation;
 	uint64_t retired;
 	__u64 *keys;
@@ -60,7 +64,8 @@ struct sockets *sockets__new(const struct sockets_opts *opts, struct metrics *m,
 	ss->exchanges = x;
 	ss->keys = calloc(SWEEP_BATCH, sizeof(*ss->keys));
 	ss->values = calloc(SWEEP_BATCH, sizeof(*ss->values));
-	if (!ss->keys || !ss->values || htable_init(&ss->table, 1024)) {
+	if (!ss->keys || !ss->values || htable_init(&ss->table, 1024) ||
+	    htable_init(&ss->by_tuple, 1024)) {
 		sockets__free(ss);
 		errno = ENOMEM;
 		return NULL;
@@ -80,6 +85,7 @@ void sockets__free(struct sockets *ss)
 			free(container_of(n, struct usock, node));
 	}
 	htable_free(&ss->table);
+	htable_free(&ss->by_tuple);
 	free(ss->keys);
 	free(ss->values);
 	free(ss);
@@ -101,7 +107,53 @@ static struct usock *usock_find(const struct sockets *ss, uint64_t sock_id)
 static void usock_remove(struct sockets *ss, struct usock *u)
 {
 	htable_remove(&ss->table, &u->node);
+	htable_remove(&ss->by_tuple, &u->tnode);
 	free(u);
+}
+
+/* Hash of the connection as seen from `local` to `remote` (either end). */
+static uint64_t tuple_hash(const uint8_t *local, uint16_t lport, const uint8_t *remote,
+			   uint16_t rport, uint16_t family)
+{
+	uint8_t key[38];
+
+	memcpy(key, local, 16);
+	memcpy(key + 16, remote, 16);
+	memcpy(key + 32, &lport, 2);
+	memcpy(key + 34, &rport, 2);
+	memcpy(key + 36, &family, 2);
+	return hash_bytes(key, sizeof(key), 0);
+}
+
+/* The other end of u's connection, when it is a socket of this host too. */
+static struct usock *usock_peer(const struct sockets *ss, const struct usock *u)
+{
+	const struct tcpotel_tuple *t = &u->tuple;
+	uint64_t h = tuple_hash(t->daddr, t->dport, t->saddr, t->sport, t->family);
+
+	for (struct hnode *n = htable_first(&ss->by_tuple, h); n; n = htable_next_same(n, h)) {
+		struct usock *p = container_of(n, struct usock, tnode);
+
+		if (p == u || p->tuple.sport != t->dport || p->tuple.dport != t->sport ||
+		    memcmp(p->tuple.saddr, t->daddr, 16) || memcmp(p->tuple.daddr, t->saddr, 16))
+			continue;
+		/* The same address at both ends (loopback) only pairs within one namespace. */
+		if (!memcmp(t->saddr, t->daddr, 16) && p->netns != u->netns)
+			continue;
+		return p;
+	}
+	return NULL;
+}
+
+/* peer.service: both ends name each other's service when both are on this host. */
+static void link_peer(struct sockets *ss, struct usock *u)
+{
+	struct usock *p = usock_peer(ss, u);
+
+	if (!p || !p->stream || !u->stream)
+		return;
+	stream_set_peer_service(u->stream, stream_key(p->stream)->res->service_name);
+	stream_set_peer_service(p->stream, stream_key(u->stream)->res->service_name);
 }
 
 /* A socket without an owner yet (accepted, never read or written) is "unknown". */
@@ -166,10 +218,16 @@ static struct usock *usock_new(struct sockets *ss, const struct tcpotel_sock *s,
 		return NULL;
 	u->sock_id = s->sock_id;
 	u->tgid = s->tgid;
+	u->tuple = s->tuple;
+	u->netns = s->netns;
 	u->stream = stream_of(ss, s->tgid, s->comm, &s->tuple, s->role, now_mono_ns);
 	if (u->stream && (s->flags & TCPOTEL_SOCK_OPENED))
 		stream_add_opened(u->stream, 1);
 	htable_insert(&ss->table, &u->node, hash_u64(s->sock_id));
+	htable_insert(&ss->by_tuple, &u->tnode,
+		      tuple_hash(s->tuple.saddr, s->tuple.sport, s->tuple.daddr, s->tuple.dport,
+				 s->tuple.family));
+	link_peer(ss, u);
 	return u;
 }
 

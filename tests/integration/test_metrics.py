@@ -533,3 +533,36 @@ def test_short_lived_processes_keep_their_names():
     seen = {k[0] for k in h.last_values(rcv.requests(), "tcp.io")}
     missing = [n for n in names if n not in seen]
     assert not missing, ("named after their executable instead", missing, sorted(seen))
+
+
+# ---- 9. peer.service ----------------------------------------------------------------
+
+
+def test_peer_service_names_local_peers():
+    """When both ends of a connection are processes this agent sees, each end's
+    streams carry peer.service = the other end's service.name; a peer the agent
+    does not see (here: a namespace outside capture.netns) gets none."""
+    a, b, link = hosts()
+    rcv = h.Receiver()
+    srv, port = h.tcpload_server(b, "0.0.0.0:0", "backend")
+    target = h.hostport(link.ip_b, port)
+    agent = start_agent([a.path, b.path])
+    h.tcpload_client(a, target, ["--conns", 3, "--exchanges", 5] + HOLD)
+    settle()
+    h.tcpload_server_stop(srv)
+    stop_agent(agent)
+    fe, be = io_streams(rcv.requests(), "frontend"), io_streams(rcv.requests(), "backend")
+    assert fe and be, (fe, be)
+    assert all(dict(attrs).get("peer.service") == "backend" for _pid, attrs in fe), fe
+    assert all(dict(attrs).get("peer.service") == "frontend" for _pid, attrs in be), be
+
+    # Only the client's namespace watched: its peer is not a process the agent sees.
+    rcv2 = h.Receiver()
+    srv, port = h.tcpload_server(b, "0.0.0.0:0", "backend")
+    agent = start_agent([a.path], receiver=rcv2, name="client-only")
+    h.tcpload_client(a, h.hostport(link.ip_b, port), ["--conns", 2, "--exchanges", 2] + HOLD)
+    settle()
+    h.tcpload_server_stop(srv)
+    stop_agent(agent)
+    fe = io_streams(rcv2.requests(), "frontend")
+    assert fe and all("peer.service" not in dict(attrs) for _pid, attrs in fe), fe
