@@ -18,7 +18,7 @@
 struct config;
 
 /* Bodies held while the collector is slow or away, at most (besides queue_size batches). */
-#define EXPORT_QUEUE_MAX_BYTES (64u << 20)
+#define EXPORT_QUEUE_MAX_BYTES (32u << 20)
 
 struct exporter_stats {
 	uint64_t sent_batches[SIGNAL__COUNT];
