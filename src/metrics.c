@@ -241,8 +241,8 @@ static void hist_minmax(struct histogram *h, double v_min, double v_max)
 		h->max = v_max;
 }
 
-void stream_add_srtt(struct stream *s, const uint32_t delta[TCPOTEL_SRTT_BUCKETS], uint64_t count,
-		     uint64_t sum_us, uint32_t min_us, uint32_t max_us)
+void stream_add_srtt(struct stream *s, const uint32_t delta[TCPOTEL_SRTT_BUCKETS], uint64_t sum_us,
+		     uint32_t min_us, uint32_t max_us)
 {
 	uint64_t total = 0;
 
@@ -250,10 +250,9 @@ void stream_add_srtt(struct stream *s, const uint32_t delta[TCPOTEL_SRTT_BUCKETS
 		s->srtt_counts[i] += delta[i];
 		total += delta[i];
 	}
+	/* The count comes from the buckets, so that bucketCounts always sum to it. */
 	if (!total)
 		return;
-	/* count comes from the buckets so that bucketCounts always sum to count. */
-	(void)count;
 	hist_minmax(&s->srtt, min_us * 1e-6, max_us * 1e-6);
 	s->srtt.count += total;
 	s->srtt.sum += sum_us * 1e-6;

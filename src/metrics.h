@@ -59,8 +59,8 @@ void stream_add_opened(struct stream *s, uint64_t n);
 void stream_add_active(struct stream *s, int64_t delta);
 void stream_add_retransmits(struct stream *s, uint64_t n);
 /* srtt samples: per-bucket deltas of the kernel's log2 histogram (microseconds). */
-void stream_add_srtt(struct stream *s, const uint32_t delta[TCPOTEL_SRTT_BUCKETS], uint64_t count,
-		     uint64_t sum_us, uint32_t min_us, uint32_t max_us);
+void stream_add_srtt(struct stream *s, const uint32_t delta[TCPOTEL_SRTT_BUCKETS], uint64_t sum_us,
+		     uint32_t min_us, uint32_t max_us);
 void stream_add_exchange(struct stream *s, uint64_t duration_ns);
 const struct stream_key *stream_key(const struct stream *s);
 /* The peer's service name when the peer is a process this agent sees. */

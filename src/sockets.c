@@ -196,9 +196,8 @@ static void account(struct usock *u, const struct tcpotel_sock *s)
 		if (s->srtt_count != u->srtt_count) {
 			for (int i = 0; i < TCPOTEL_SRTT_BUCKETS; i++)
 				delta[i] = s->srtt_hist[i] - u->srtt_hist[i];
-			stream_add_srtt(u->stream, delta, s->srtt_count - u->srtt_count,
-					s->srtt_sum_us - u->srtt_sum_us, s->srtt_min_us,
-					s->srtt_max_us);
+			stream_add_srtt(u->stream, delta, s->srtt_sum_us - u->srtt_sum_us,
+					s->srtt_min_us, s->srtt_max_us);
 		}
 	}
 	u->sent = s->bytes_sent;
