@@ -15,6 +15,9 @@
 #define SWEEP_BATCH 1024
 /* A socket missing from this many sweeps without a close record is retired. */
 #define SWEEPS_BEFORE_RETIRE 2
+/* A closed socket stays known by its tuple for this many sweeps, so that the
+ * other end's close record, which comes right after, still finds its peer. */
+#define SWEEPS_CLOSED_KEPT 2
 
 /* What user space knows of one tracked socket: the last numbers it counted. */
 struct usock {
@@ -31,6 +34,7 @@ struct usock {
 	uint32_t srtt_hist[TCPOTEL_SRTT_BUCKETS];
 	uint64_t srtt_sum_us;
 	uint32_t srtt_count;
+	struct usock *next_closed; /* closed: in the list of recently closed ones */
 	/* The exchange the sweep reported for silence, so that the kernel's
 	 * later record of the same exchange is not reported twice. */
 	bool idle_reported;
@@ -45,6 +49,7 @@ struct sockets {
 	struct exchanges *exchanges;
 	struct htable table;
 	struct htable by_tuple;
+	struct usock *closed_head, *closed_tail; /* oldest first */
 	uint64_t generation;
 	uint64_t retired;
 	__u64 *keys;
@@ -84,6 +89,12 @@ void sockets__free(struct sockets *ss)
 		htable_for_each_safe(&ss->table, i, n, tmp)
 			free(container_of(n, struct usock, node));
 	}
+	while (ss->closed_head) {
+		struct usock *u = ss->closed_head;
+
+		ss->closed_head = u->next_closed;
+		free(u);
+	}
 	htable_free(&ss->table);
 	htable_free(&ss->by_tuple);
 	free(ss->keys);
@@ -109,6 +120,33 @@ static void usock_remove(struct sockets *ss, struct usock *u)
 	htable_remove(&ss->table, &u->node);
 	htable_remove(&ss->by_tuple, &u->tnode);
 	free(u);
+}
+
+/* A closed socket leaves the table but stays findable by tuple for a while. */
+static void usock_closed(struct sockets *ss, struct usock *u)
+{
+	htable_remove(&ss->table, &u->node);
+	u->generation = ss->generation;
+	u->next_closed = NULL;
+	if (ss->closed_tail)
+		ss->closed_tail->next_closed = u;
+	else
+		ss->closed_head = u;
+	ss->closed_tail = u;
+}
+
+static void forget_closed(struct sockets *ss)
+{
+	while (ss->closed_head &&
+	       ss->generation - ss->closed_head->generation >= SWEEPS_CLOSED_KEPT) {
+		struct usock *u = ss->closed_head;
+
+		ss->closed_head = u->next_closed;
+		if (!ss->closed_head)
+			ss->closed_tail = NULL;
+		htable_remove(&ss->by_tuple, &u->tnode);
+		free(u);
+	}
 }
 
 /* Hash of the connection as seen from `local` to `remote` (either end). */
@@ -368,6 +406,7 @@ int sockets__sweep(struct sockets *ss, uint64_t now_mono_ns, uint64_t mono_to_un
 		first = false;
 	}
 	retire_missing(ss);
+	forget_closed(ss);
 	return 0;
 }
 
@@ -392,7 +431,7 @@ void sockets__on_close(struct sockets *ss, const struct tcpotel_close_record *r,
 	if (ss->opts.spans && exchange_open(&s->ex) && !already_reported(u, &s->ex))
 		report_exchange(ss, u, &s->tuple, &s->ex, s->role, s->flags, s->tgid, s->comm,
 				s->srtt_last_us, mono_to_unix_ns, now);
-	usock_remove(ss, u);
+	usock_closed(ss, u);
 }
 
 void sockets__on_exchange(struct sockets *ss, const struct tcpotel_exchange_record *r,
