@@ -115,19 +115,15 @@ static void feed_graph(struct exchanges *x, const struct exchange_end *end,
 		       const struct exchange_ids *ids)
 {
 	const struct tcpotel_tuple *t = end->tuple;
-	char peer[NETADDR_STRLEN + 8];
-	size_t len;
+	char label[NETADDR_STRLEN + 8];
+	const char *peer = label;
 
-	/* The remote end: the server's address:port for a client, the client's address for a server. */
-	if (t->family == AF_INET6)
-		peer[0] = '[';
-	netaddr_format(t->family, t->daddr, peer + (t->family == AF_INET6));
-	len = strlen(peer);
-	if (end->role == TCPOTEL_ROLE_CLIENT)
-		snprintf(peer + len, sizeof(peer) - len, "%s:%u", t->family == AF_INET6 ? "]" : "",
-			 t->dport);
-	else if (t->family == AF_INET6)
-		snprintf(peer + len, sizeof(peer) - len, "]");
+	/* The stream has the label made once; a socket without one formats it here. */
+	if (end->stream)
+		peer = stream_peer_label(end->stream);
+	else
+		netaddr_label(t->family, t->daddr, end->role == TCPOTEL_ROLE_CLIENT ? t->dport : 0,
+			      label, sizeof(label));
 	graph__add(x->graph, &(struct graph_exchange){
 				     .service = end->res->service_name,
 				     .host = resource_attr(end->res, "host.name"),

@@ -44,6 +44,7 @@ struct stream {
 	struct group *group;
 	struct stream *prev, *next; /* in the group */
 	char peer[NETADDR_STRLEN];
+	char peer_label[NETADDR_STRLEN + 8]; /* for the live map: [v6]:port or v4:port */
 	char *peer_service;
 	uint64_t start_unix_ns;
 	uint64_t changed_unix_ns;
@@ -195,6 +196,8 @@ struct stream *metrics__stream(struct metrics *m, const struct stream_key *key)
 	g->head = s;
 	g->n++;
 	netaddr_format(k.family, k.peer, s->peer);
+	netaddr_label(k.family, k.peer, k.role == TCPOTEL_ROLE_CLIENT ? k.port : 0, s->peer_label,
+		      sizeof(s->peer_label));
 	htable_insert(&m->streams, &s->node, h);
 	return s;
 }
@@ -276,6 +279,11 @@ void stream_add_exchange(struct stream *s, uint64_t duration_ns)
 const struct stream_key *stream_key(const struct stream *s)
 {
 	return &s->key;
+}
+
+const char *stream_peer_label(const struct stream *s)
+{
+	return s->peer_label;
 }
 
 void stream_set_peer_service(struct stream *s, const char *name)

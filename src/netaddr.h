@@ -3,6 +3,7 @@
 #ifndef TCPOTEL_NETADDR_H
 #define TCPOTEL_NETADDR_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Long enough for any IPv6 text form. */
@@ -10,6 +11,8 @@
 
 /* Text form of a 4-byte (AF_INET) or 16-byte (AF_INET6) address. */
 void netaddr_format(int family, const uint8_t *addr, char *buf);
+/* "addr:port", "[v6addr]:port", or without ":port" when port is 0. */
+void netaddr_label(int family, const uint8_t *addr, uint16_t port, char *buf, size_t size);
 /* "ipv4" or "ipv6" (network.type). */
 const char *netaddr_type(int family);
 
