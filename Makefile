@@ -240,8 +240,20 @@ test-bpf: $(BPFT_BIN)
 test-integration: all
 	$(Q)tests/run.sh integration
 
+# Micro-benchmarks of the user-space hot paths, linked like the unit tests.
+MICRO_BIN  := $(OUTPUT)/micro
+
+$(OUTPUT)/bench/%.o: bench/%.c $(SRC_HDRS) bpf/tcpotel.h
+	$(Q)mkdir -p $(dir $@)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+$(MICRO_BIN): $(OUTPUT)/bench/micro.o $(MOD_OBJS)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
 .PHONY: bench
-bench: all
+bench: all $(MICRO_BIN)
 	$(Q)bench/run.sh
 
 .PHONY: install
@@ -258,7 +270,8 @@ install: $(AGENT) web
 		$(DESTDIR)$(PREFIX)/share/tcpotel/web/
 
 .PHONY: fmt check-fmt
-FMT_FILES = $(wildcard src/*.[ch] bpf/*.[ch] tests/unit/*.[ch] tests/bpf/*.c tests/helpers/*.c)
+FMT_FILES = $(wildcard src/*.[ch] bpf/*.[ch] tests/unit/*.[ch] tests/bpf/*.c tests/helpers/*.c \
+	bench/*.c)
 fmt:
 	clang-format -i $(FMT_FILES)
 check-fmt:

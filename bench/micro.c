@@ -1,0 +1,677 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Micro-benchmarks of the agent's user-space hot paths, on the project's own
+ * modules: OTLP JSON encoding of spans and metric points, gzip of a span
+ * body, trace id derivation, the exchange-end path, and the socket-table
+ * sweep over a real BPF hash map at 10k and 100k sockets (needs root).
+ *
+ *   micro [--json] [--quick] [BENCH...]     BENCH: span point ids exchange sweep
+ *
+ * Each figure is the best of several repetitions, in ns per item: the
+ * machine is shared, and the fastest repetition is the one least disturbed. The
+ * sweep is timed three ways: the first sweep (every socket new), steady
+ * sweeps (nothing changed) and sweeps after every socket's counters moved,
+ * once by a little and once by a lot, to show that its cost follows the
+ * number of sockets, not the amount of traffic.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <libdeflate.h>
+#include <zlib.h>
+#include <bpf/bpf.h>
+
+#include "abi.h"
+#include "config.h"
+#include "exchange.h"
+#include "jbuf.h"
+#include "log.h"
+#include "metrics.h"
+#include "netaddr.h"
+#include "otlp.h"
+#include "procinfo.h"
+#include "sockets.h"
+#include "traceid.h"
+
+#define REPS 7
+#define SPAN_BATCH 4096 /* EXCHANGE_MAX_BATCH: one traces body */
+#define GZIP_LEVEL 1    /* the exporter's level (libdeflate); zlib shown for comparison */
+#define SWEEP_MAP_MAX 131072
+
+static bool json_out;
+/* Keeps results alive so the compiler cannot drop the timed loops. */
+static volatile uint64_t sink;
+static bool quick;
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double best(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	return v[0];
+}
+
+static void report(const char *name, double ns_per_item, uint64_t items, const char *unit,
+		   const char *note)
+{
+	if (json_out)
+		printf("{\"bench\":\"%s\",\"ns_per_item\":%.1f,\"items\":%" PRIu64
+		       ",\"unit\":\"%s\",\"note\":\"%s\"}\n",
+		       name, ns_per_item, items, unit, note ? note : "");
+	else
+		printf("%-28s %10.1f ns/%-8s (%" PRIu64 " %ss%s%s)\n", name, ns_per_item, unit,
+		       items, unit, note ? ", " : "", note ? note : "");
+	fflush(stdout);
+}
+
+/* A tuple like the kernel's: client 10.1.x.y:port -> server 10.2.0.z:service port. */
+static void fake_tuple(struct tcpotel_tuple *t, uint32_t i, bool client)
+{
+	uint8_t c[4] = { 10, 1, (uint8_t)(i >> 8), (uint8_t)i };
+	uint8_t s[4] = { 10, 2, 0, (uint8_t)(i % 8) };
+	uint16_t cport = (uint16_t)(32768 + i % 28000), sport = (uint16_t)(6379 + i % 4);
+
+	memset(t, 0, sizeof(*t));
+	t->family = AF_INET;
+	memcpy(t->saddr, client ? c : s, 4);
+	memcpy(t->daddr, client ? s : c, 4);
+	t->sport = client ? cport : sport;
+	t->dport = client ? sport : cport;
+}
+
+/* ---- spans ------------------------------------------------------------------------------- */
+
+/* The span exchange.c writes: same name, kind, ids and eleven attributes. */
+static void encode_span(struct jbuf *b, const struct tcpotel_tuple *t, bool client,
+			const struct exchange_ids *ids, uint64_t start, const char *trace_state)
+{
+	char local[NETADDR_STRLEN], remote[NETADDR_STRLEN];
+	struct otlp_attr a[11];
+	struct otlp_span span = {
+		.trace_state = trace_state,
+		.name = "tcp.exchange",
+		.kind = client ? OTLP_SPAN_KIND_CLIENT : OTLP_SPAN_KIND_SERVER,
+		.start_unix_nano = start,
+		.end_unix_nano = start + 123456,
+		.attrs = a,
+		.n_attrs = ARRAY_SIZE(a),
+	};
+
+	netaddr_format(t->family, t->saddr, local);
+	netaddr_format(t->family, t->daddr, remote);
+	a[0] = OTLP_ATTR_STR("network.transport", "tcp");
+	a[1] = OTLP_ATTR_STR("network.type", netaddr_type(t->family));
+	a[2] = OTLP_ATTR_STR("server.address", client ? remote : local);
+	a[3] = OTLP_ATTR_INT("server.port", client ? t->dport : t->sport);
+	a[4] = OTLP_ATTR_STR("client.address", client ? local : remote);
+	a[5] = OTLP_ATTR_INT("client.port", client ? t->sport : t->dport);
+	a[6] = OTLP_ATTR_STR("network.peer.address", remote);
+	a[7] = OTLP_ATTR_INT("network.peer.port", t->dport);
+	a[8] = OTLP_ATTR_INT("tcp.request.size", 64);
+	a[9] = OTLP_ATTR_INT("tcp.response.size", 1024);
+	a[10] = OTLP_ATTR_DOUBLE("tcp.srtt", 31 * 1e-6);
+	memcpy(span.trace_id, ids->trace_id, 16);
+	if (client) {
+		memcpy(span.span_id, ids->client_span_id, 8);
+	} else {
+		memcpy(span.span_id, ids->server_span_id, 8);
+		memcpy(span.parent_span_id, ids->client_span_id, 8);
+	}
+	otlp_span(b, &span);
+}
+
+static const struct otlp_attr res_attrs[] = {
+	OTLP_ATTR_STR("service.name", "redis-server"),
+	OTLP_ATTR_INT("process.pid", 4242),
+	OTLP_ATTR_STR("process.executable.name", "redis-server"),
+	OTLP_ATTR_STR("host.name", "bench-host"),
+};
+
+static int bench_spans(void)
+{
+	int batches = quick ? 5 : 25;
+	double enc[REPS], gz[REPS], zl[REPS];
+	struct libdeflate_compressor *ld = libdeflate_alloc_compressor(GZIP_LEVEL);
+	size_t ld_bytes = 0;
+	struct otlp_resource res = { res_attrs, ARRAY_SIZE(res_attrs) };
+	struct tcpotel_tuple *tuples;
+	struct exchange_ids *ids;
+	size_t body_bytes = 0, gz_bytes = 0;
+	unsigned char *zbuf = NULL;
+	struct jbuf b;
+	z_stream zs;
+	int err = -ENOMEM;
+
+	memset(&zs, 0, sizeof(zs));
+	jbuf_init(&b);
+	tuples = calloc(SPAN_BATCH, sizeof(*tuples));
+	ids = calloc(SPAN_BATCH, sizeof(*ids));
+	if (!tuples || !ids || !ld)
+		goto out;
+	for (uint32_t i = 0; i < SPAN_BATCH; i++) {
+		uint8_t ca[16];
+
+		fake_tuple(&tuples[i], i, i % 2 == 0);
+		traceid_canonical_addr(AF_INET, i % 2 == 0 ? tuples[i].saddr : tuples[i].daddr,
+				       ca);
+		traceid_derive(ca, 40000, i * 7919u, &ids[i]);
+	}
+	if (deflateInit2(&zs, GZIP_LEVEL, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+		goto out;
+	for (int r = 0; r < REPS; r++) {
+		uint64_t t0, t_enc = 0, t_gz = 0, t_zl = 0;
+
+		for (int k = 0; k < batches; k++) {
+			uLong bound;
+
+			t0 = now_ns();
+			jbuf_reset(&b);
+			otlp_traces_begin(&b);
+			otlp_traces_resource_begin(&b, &res);
+			for (uint32_t i = 0; i < SPAN_BATCH; i++)
+				encode_span(&b, &tuples[i], i % 2 == 0, &ids[i],
+					    1700000000000000000ULL + i * 1000ULL, "");
+			otlp_traces_resource_end(&b);
+			otlp_traces_end(&b);
+			t_enc += now_ns() - t0;
+			if (b.failed)
+				goto out;
+			body_bytes = b.len;
+
+			bound = deflateBound(&zs, (uLong)b.len) + 32;
+			if (!zbuf) {
+				zbuf = malloc(bound * 2);
+				if (!zbuf)
+					goto out;
+			}
+			t0 = now_ns();
+			ld_bytes = libdeflate_gzip_compress(ld, b.data, b.len, zbuf, bound * 2);
+			t_gz += now_ns() - t0;
+			if (!ld_bytes) {
+				err = -EIO;
+				goto out;
+			}
+
+			t0 = now_ns();
+			deflateReset(&zs);
+			zs.next_in = (Bytef *)b.data;
+			zs.avail_in = (uInt)b.len;
+			zs.next_out = zbuf;
+			zs.avail_out = (uInt)(bound * 2);
+			if (deflate(&zs, Z_FINISH) != Z_STREAM_END) {
+				err = -EIO;
+				goto out;
+			}
+			gz_bytes = zs.total_out;
+			t_zl += now_ns() - t0;
+		}
+		enc[r] = (double)t_enc / ((double)batches * SPAN_BATCH);
+		gz[r] = (double)t_gz / ((double)batches * SPAN_BATCH);
+		zl[r] = (double)t_zl / ((double)batches * SPAN_BATCH);
+	}
+	{
+		char note[96];
+
+		snprintf(note, sizeof(note), "%zu B/span JSON", body_bytes / SPAN_BATCH);
+		report("otlp_span_encode", best(enc, REPS), (uint64_t)batches * SPAN_BATCH,
+		       "span", note);
+		snprintf(note, sizeof(note), "libdeflate level %d, %.0f B/span gzipped", GZIP_LEVEL,
+			 (double)ld_bytes / SPAN_BATCH);
+		report("span_body_gzip", best(gz, REPS), (uint64_t)batches * SPAN_BATCH, "span",
+		       note);
+		snprintf(note, sizeof(note), "zlib level %d, %.0f B/span gzipped", GZIP_LEVEL,
+			 (double)gz_bytes / SPAN_BATCH);
+		report("span_body_gzip_zlib", best(zl, REPS), (uint64_t)batches * SPAN_BATCH,
+		       "span", note);
+	}
+	err = 0;
+out:
+	deflateEnd(&zs);
+	libdeflate_free_compressor(ld);
+	free(zbuf);
+	free(tuples);
+	free(ids);
+	jbuf_free(&b);
+	return err;
+}
+
+/* ---- ids --------------------------------------------------------------------------------- */
+
+static int bench_ids(void)
+{
+	uint64_t n = quick ? 200000 : 2000000, kept = 0;
+	uint64_t threshold = traceid_threshold(0.1);
+	double d[REPS], s[REPS];
+	uint8_t addr[16];
+	struct exchange_ids ids;
+
+	traceid_canonical_addr(AF_INET, (const uint8_t[]){ 10, 1, 2, 3 }, addr);
+	for (int r = 0; r < REPS; r++) {
+		uint64_t t0 = now_ns();
+
+		for (uint64_t i = 0; i < n; i++) {
+			traceid_derive(addr, (uint16_t)(32768 + (i & 0x3fff)), (uint32_t)i, &ids);
+			kept += ids.trace_id[15];
+		}
+		d[r] = (double)(now_ns() - t0) / (double)n;
+		t0 = now_ns();
+		for (uint64_t i = 0; i < n; i++) {
+			ids.trace_id[15] = (uint8_t)i;
+			ids.trace_id[14] = (uint8_t)(i >> 8);
+			kept += traceid_sampled(ids.trace_id, threshold);
+		}
+		s[r] = (double)(now_ns() - t0) / (double)n;
+	}
+	report("traceid_derive", best(d, REPS), n, "id", NULL);
+	sink += kept;
+	report("traceid_sampled", best(s, REPS), n, "id", NULL);
+	return 0;
+}
+
+/* ---- metric points ----------------------------------------------------------------------- */
+
+static int bench_points(void)
+{
+	size_t n_streams = quick ? 200 : 1000;
+	int reps_inner = quick ? 20 : 100;
+	double raw[REPS], store[REPS];
+	struct otlp_resource res = { res_attrs, ARRAY_SIZE(res_attrs) };
+	struct otlp_metric_desc desc = { "tcp.io", "By", "bytes", OTLP_SUM_MONOTONIC, false };
+	struct procinfo_opts popts = { .proc_root = "/proc", .max_entries = 64,
+				       .revalidate_ms = 5000 };
+	struct config *cfg = config__defaults();
+	struct procinfo *pi = NULL;
+	struct metrics *m = NULL;
+	size_t points = 0;
+	struct jbuf b;
+	int err = -ENOMEM;
+
+	jbuf_init(&b);
+	if (!cfg)
+		goto out;
+	pi = procinfo__new(cfg, &popts);
+	m = pi ? metrics__new(pi, 262144) : NULL;
+	if (!m)
+		goto out;
+	/* A store like a busy host's: streams with io, connections, srtt and exchanges. */
+	for (size_t i = 0; i < n_streams; i++) {
+		struct stream_key key = { .role = i % 2 ? TCPOTEL_ROLE_CLIENT : TCPOTEL_ROLE_SERVER,
+					  .family = AF_INET, .port = (uint16_t)(8000 + i % 50) };
+		uint32_t delta[TCPOTEL_SRTT_BUCKETS] = { 0 };
+		struct stream *s;
+
+		memcpy(key.peer, (const uint8_t[]){ 10, 3, (uint8_t)(i >> 8), (uint8_t)i }, 4);
+		key.res = procinfo__get(pi, (uint32_t)getpid(), "micro", 0);
+		s = key.res ? metrics__stream(m, &key) : NULL;
+		if (!s)
+			goto out;
+		delta[5] = 3;
+		delta[6] = 7;
+		stream_add_io(s, 1000 + i, 5000 + i);
+		stream_add_opened(s, 1);
+		stream_add_active(s, 1);
+		stream_add_srtt(s, delta, 400, 20, 70);
+		stream_add_exchange(s, 250000);
+		stream_add_exchange(s, 2500000);
+	}
+	for (int r = 0; r < REPS; r++) {
+		struct otlp_attr pa[5] = {
+			OTLP_ATTR_STR("network.transport", "tcp"),
+			OTLP_ATTR_STR("network.type", "ipv4"),
+			OTLP_ATTR_STR("tcp.role", "client"),
+			OTLP_ATTR_STR("server.address", "10.3.0.17"),
+			OTLP_ATTR_INT("server.port", 6379),
+		};
+		uint64_t t0 = now_ns();
+		size_t n = 0;
+
+		for (int k = 0; k < reps_inner; k++) {
+			jbuf_reset(&b);
+			otlp_metrics_begin(&b);
+			otlp_metrics_resource_begin(&b, &res);
+			otlp_metric_begin(&b, &desc);
+			for (size_t i = 0; i < n_streams; i++, n++)
+				otlp_point_int(&b, pa, ARRAY_SIZE(pa), 1700000000000000000ULL,
+					       1700000010000000000ULL, (int64_t)(i * 1000));
+			otlp_metric_end(&b);
+			otlp_metrics_resource_end(&b);
+			otlp_metrics_end(&b);
+		}
+		raw[r] = (double)(now_ns() - t0) / (double)n;
+		if (b.failed)
+			goto out;
+
+		t0 = now_ns();
+		n = 0;
+		for (int k = 0; k < reps_inner / 4 + 1; k++) {
+			jbuf_reset(&b);
+			n += metrics__encode(m, &b, 1700000010000000000ULL + (uint64_t)k, NULL);
+		}
+		store[r] = (double)(now_ns() - t0) / (double)n;
+		points = n / (size_t)(reps_inner / 4 + 1);
+		if (b.failed)
+			goto out;
+	}
+	report("otlp_point_int", best(raw, REPS), (uint64_t)n_streams * (uint64_t)reps_inner,
+	       "point", "5 attributes");
+	{
+		char note[96];
+
+		snprintf(note, sizeof(note), "%zu streams -> %zu points/body, histograms included",
+			 n_streams, points);
+		report("metrics_encode", best(store, REPS), points, "point", note);
+	}
+	err = 0;
+out:
+	jbuf_free(&b);
+	metrics__free(m);
+	procinfo__free(pi);
+	config__free(cfg);
+	return err;
+}
+
+/* ---- exchange end: ids, sampling, metric, pending span ----------------------------------- */
+
+static int bench_exchange_ratio(double ratio, const char *name)
+{
+	uint32_t n = 60000; /* below EXCHANGE_MAX_PENDING: nothing dropped */
+	struct procinfo_opts popts = { .proc_root = "/proc", .max_entries = 64,
+				       .revalidate_ms = 5000 };
+	struct config *cfg = config__defaults();
+	struct procinfo *pi = NULL;
+	struct metrics *m = NULL;
+	struct tcpotel_tuple *tuples = NULL;
+	struct stream *s = NULL;
+	struct stream_key key = { .role = TCPOTEL_ROLE_CLIENT, .family = AF_INET, .port = 6379 };
+	double v[REPS];
+	int err = -ENOMEM;
+
+	if (!cfg)
+		goto out;
+	cfg->spans.enabled = true;
+	cfg->spans.sampling_ratio = ratio;
+	pi = procinfo__new(cfg, &popts);
+	m = pi ? metrics__new(pi, 1024) : NULL;
+	tuples = calloc(n, sizeof(*tuples));
+	if (!m || !tuples)
+		goto out;
+	key.res = procinfo__get(pi, (uint32_t)getpid(), "micro", 0);
+	s = key.res ? metrics__stream(m, &key) : NULL;
+	if (!s)
+		goto out;
+	for (uint32_t i = 0; i < n; i++)
+		fake_tuple(&tuples[i], i, true);
+	for (int r = 0; r < REPS; r++) {
+		struct exchanges *x = exchanges__new(cfg, pi, NULL);
+		uint64_t t0;
+
+		if (!x)
+			goto out;
+		t0 = now_ns();
+		for (uint32_t i = 0; i < n; i++) {
+			struct tcpotel_exchange ex = {
+				.start_ns = 1000000 + i * 1000ULL,
+				.end_ns = 1000000 + i * 1000ULL + 400,
+				.request_bytes = 64,
+				.response_bytes = 64,
+				.request_seq = i * 2654435761u,
+				.phase = TCPOTEL_PHASE_RESPONSE,
+			};
+			struct exchange_end end = {
+				.tuple = &tuples[i],
+				.ex = &ex,
+				.role = TCPOTEL_ROLE_CLIENT,
+				.srtt_us = 30,
+				.res = stream_key(s)->res,
+				.stream = s,
+			};
+
+			exchanges__end(x, &end, 1700000000000000000ULL);
+		}
+		v[r] = (double)(now_ns() - t0) / n;
+		exchanges__free(x);
+	}
+	report(name, best(v, REPS), n, "exchange", NULL);
+	err = 0;
+out:
+	free(tuples);
+	metrics__free(m);
+	procinfo__free(pi);
+	config__free(cfg);
+	return err;
+}
+
+static int bench_exchange(void)
+{
+	int err = bench_exchange_ratio(1.0, "exchange_end_sampled_1.0");
+
+	return err ?: bench_exchange_ratio(0.1, "exchange_end_sampled_0.1");
+}
+
+/* ---- socket-table sweep ------------------------------------------------------------------ */
+
+static int fill_map(int fd, uint32_t from, uint32_t to, uint64_t add_bytes)
+{
+	struct tcpotel_sock *v = calloc(1024, sizeof(*v));
+	__u64 *k = calloc(1024, sizeof(*k));
+	uint32_t tgid = (uint32_t)getpid();
+	int err = 0;
+
+	if (!v || !k) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t base = from; base < to; base += 1024) {
+		__u32 count = MIN(1024u, to - base);
+
+		memset(v, 0, sizeof(*v) * 1024);
+		for (uint32_t j = 0; j < count; j++) {
+			uint32_t i = base + j;
+			struct tcpotel_sock *s = &v[j];
+			bool client = i % 2 == 0;
+
+			/* Kernel pointers as keys: spread like slab addresses. */
+			k[j] = 0xffff888000000000ULL + (uint64_t)i * 2048;
+			s->sock_id = i + 1;
+			fake_tuple(&s->tuple, i / 64, client); /* a few peers, 64 sockets each */
+			s->tgid = tgid;
+			s->netns = 4026531840u;
+			strcpy(s->comm, "micro");
+			s->role = client ? TCPOTEL_ROLE_CLIENT : TCPOTEL_ROLE_SERVER;
+			s->flags = TCPOTEL_SOCK_HAS_TUPLE | TCPOTEL_SOCK_HAS_OWNER |
+				   TCPOTEL_SOCK_OPENED;
+			s->bytes_sent = 1000 + add_bytes;
+			s->bytes_received = 2000 + 2 * add_bytes;
+			s->srtt_last_us = 40;
+			s->srtt_min_us = 20;
+			s->srtt_max_us = 90;
+			s->srtt_count = 5 + (uint32_t)(add_bytes / 64);
+			s->srtt_sum_us = 200 + add_bytes;
+			s->srtt_hist[6] = s->srtt_count;
+		}
+		{
+			LIBBPF_OPTS(bpf_map_batch_opts, opts);
+
+			if (bpf_map_update_batch(fd, k, v, &count, &opts)) {
+				err = -errno;
+				goto out;
+			}
+		}
+	}
+out:
+	free(v);
+	free(k);
+	return err;
+}
+
+static int sweep_once(struct sockets *ss, double *ns)
+{
+	uint64_t t0 = now_ns();
+	int err = sockets__sweep(ss, t0, 1700000000000000000ULL);
+
+	*ns = (double)(now_ns() - t0);
+	return err;
+}
+
+static int bench_sweep_size(uint32_t n)
+{
+	struct procinfo_opts popts = { .proc_root = "/proc", .max_entries = 64,
+				       .revalidate_ms = 5000 };
+	struct config *cfg = config__defaults();
+	struct sockets_opts sopts = { .idle_timeout_ns = 5 * NSEC_PER_SEC, .spans = false };
+	struct procinfo *pi = NULL;
+	struct metrics *m = NULL;
+	struct sockets *ss = NULL;
+	double first, steady[REPS], small[REPS], big[REPS];
+	uint64_t add = 0;
+	char name[64], note[96];
+	int fd, err;
+
+	fd = bpf_map_create(BPF_MAP_TYPE_HASH, "micro_socks", sizeof(__u64),
+			    sizeof(struct tcpotel_sock), SWEEP_MAP_MAX, NULL);
+	if (fd < 0) {
+		err = -errno;
+		fprintf(stderr, "micro: cannot create a BPF hash map (root needed): %s\n",
+			strerror(errno));
+		return err;
+	}
+	err = -ENOMEM;
+	if (!cfg)
+		goto out;
+	cfg->spans.enabled = false;
+	pi = procinfo__new(cfg, &popts);
+	m = pi ? metrics__new(pi, 262144) : NULL;
+	sopts.map_fd = fd;
+	ss = m ? sockets__new(&sopts, m, pi, NULL) : NULL;
+	if (!ss)
+		goto out;
+	err = fill_map(fd, 0, n, 0);
+	if (err)
+		goto out;
+	err = sweep_once(ss, &first);
+	if (err)
+		goto out;
+	if (sockets__tracked(ss) != n) {
+		fprintf(stderr, "micro: the sweep tracks %zu sockets, %u expected\n",
+			sockets__tracked(ss), n);
+		err = -EINVAL;
+		goto out;
+	}
+	for (int r = 0; r < REPS && !err; r++)
+		err = sweep_once(ss, &steady[r]);
+	/* Every socket moved by one small exchange, or by a gigabyte: the same work per
+	 * socket. Interleaved, so that both see the same disturbance. */
+	for (int r = 0; r < REPS && !err; r++) {
+		add += 128;
+		err = fill_map(fd, 0, n, add);
+		err = err ?: sweep_once(ss, &small[r]);
+		add += 1ULL << 30;
+		err = err ?: fill_map(fd, 0, n, add);
+		err = err ?: sweep_once(ss, &big[r]);
+	}
+	if (err)
+		goto out;
+	snprintf(name, sizeof(name), "sweep_first_%uk", n / 1000);
+	report(name, first / n, n, "socket", "every socket new: streams created");
+	snprintf(name, sizeof(name), "sweep_steady_%uk", n / 1000);
+	snprintf(note, sizeof(note), "nothing changed, %.2f ms per sweep",
+		 best(steady, REPS) / 1e6);
+	report(name, best(steady, REPS) / n, n, "socket", note);
+	snprintf(name, sizeof(name), "sweep_traffic_small_%uk", n / 1000);
+	report(name, best(small, REPS) / n, n, "socket", "every socket +128 B since last sweep");
+	snprintf(name, sizeof(name), "sweep_traffic_big_%uk", n / 1000);
+	report(name, best(big, REPS) / n, n, "socket", "every socket +1 GiB since last sweep");
+out:
+	sockets__free(ss);
+	metrics__free(m);
+	procinfo__free(pi);
+	config__free(cfg);
+	close(fd);
+	return err;
+}
+
+static int bench_sweep(void)
+{
+	int err = bench_sweep_size(10000);
+
+	return err ?: bench_sweep_size(quick ? 50000 : 100000);
+}
+
+/* ---- main -------------------------------------------------------------------------------- */
+
+static const struct {
+	const char *name;
+	int (*fn)(void);
+} benches[] = {
+	{ "span", bench_spans },   { "point", bench_points }, { "ids", bench_ids },
+	{ "exchange", bench_exchange }, { "sweep", bench_sweep },
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: micro [--json] [--quick] [span|point|ids|exchange|sweep]...\n"
+		     "ns per item of the agent's user-space hot paths (sweep needs root)\n");
+}
+
+int main(int argc, char **argv)
+{
+	bool selected[ARRAY_SIZE(benches)] = { false };
+	bool any = false;
+	int failed = 0;
+
+	log_set_level(LOG_ERROR);
+	for (int i = 1; i < argc; i++) {
+		bool known = false;
+
+		if (!strcmp(argv[i], "--json")) {
+			json_out = true;
+			continue;
+		}
+		if (!strcmp(argv[i], "--quick")) {
+			quick = true;
+			continue;
+		}
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			usage(stdout);
+			return 0;
+		}
+		for (size_t j = 0; j < ARRAY_SIZE(benches); j++) {
+			if (!strcmp(argv[i], benches[j].name)) {
+				selected[j] = known = any = true;
+			}
+		}
+		if (!known) {
+			usage(stderr);
+			return 2;
+		}
+	}
+	for (size_t j = 0; j < ARRAY_SIZE(benches); j++) {
+		int err;
+
+		if (any && !selected[j])
+			continue;
+		err = benches[j].fn();
+		if (err) {
+			fprintf(stderr, "micro: %s: %s\n", benches[j].name, strerror(-err));
+			failed++;
+		}
+	}
+	return failed ? 1 : 0;
+}

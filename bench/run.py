@@ -1,0 +1,1146 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""tcpotel overhead benchmark (`make bench`).
+
+Runs loopback workloads (redis-benchmark against redis-server, wrk against
+nginx with keep-alive, tcpload ping-pong, iperf3 bulk) alternately without and
+with the agent, in three agent configurations (metrics only; metrics + spans
+at 10 %; metrics + spans at 100 %), the agent exporting to the project's OTLP
+receiver on loopback. Then the agent's peak RSS with 10k live sockets, and the
+micro-benchmarks (.output/micro). Prints the table and writes it with the
+date and machine to docs/PERFORMANCE.md (quick mode: .output/bench/).
+
+Environment: BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_QUICK=1 (a smoke run
+of about two minutes), BENCH_WORKLOADS (redis,nginx,tcpload,iperf3),
+BENCH_CONFIGS (metrics,spans10,spans100), BENCH_DOC (output path),
+BENCH_SKIP_RSS=1, BENCH_SKIP_MICRO=1, BENCH_FROM_RAW=FILE (summarize the
+workload runs of an earlier .output/bench/runs.jsonl; live sockets and
+micro-benchmarks run again), BENCH_QUIET_BUDGET (seconds, in all, to
+wait for other agents' programs to leave the hooks before runs: 60).
+
+Every server binds 127.0.0.1, every run is bounded in time, and everything
+started is stopped (and kernel.bpf_stats_enabled restored) on any exit,
+Ctrl-C included. Python 3 standard library only; needs root.
+"""
+
+import datetime
+import glob
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, ".output")
+AGENT = os.path.join(OUT, "tcpotel")
+TCPLOAD = os.path.join(OUT, "tcpload")
+MICRO = os.path.join(OUT, "micro")
+RECEIVER = os.path.join(ROOT, "tests", "receiver", "otlp_receiver.py")
+DOC_HEADER = os.path.join(ROOT, "bench", "doc_header.md")
+BPF_STATS = "/proc/sys/kernel/bpf_stats_enabled"
+# The agent's per-call hooks, as bpftool and fdinfo name them (15 characters kept).
+HOOKS = ("tp_sock_send_length", "tp_sock_recv_length")
+HOOK_PREFIXES = tuple(h[:15] for h in HOOKS)
+
+CONFIGS = {
+    "metrics": {"label": "metrics only", "spans": False, "ratio": 1.0},
+    "spans10": {"label": "metrics + spans 10 %", "spans": True, "ratio": 0.1},
+    "spans100": {"label": "metrics + spans 100 %", "spans": True, "ratio": 1.0},
+}
+WORKLOADS = ("redis", "nginx", "tcpload", "iperf3")
+UNITS = {"redis": "req/s", "nginx": "req/s", "tcpload": "exch/s", "iperf3": "Gbit/s"}
+METRICS_INTERVAL = "5s"
+
+
+def env_int(name, default):
+    v = os.environ.get(name, "")
+    return int(v) if v.strip() else default
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+class Stop(Exception):
+    pass
+
+
+def on_signal(signum, frame):
+    raise Stop(f"signal {signum}")
+
+
+# ---- processes -----------------------------------------------------------------------------
+
+
+class Procs:
+    """Every process the benchmark starts, each in its own process group.
+
+    Process groups, not sessions: a new session is a new scheduler autogroup,
+    and on this kernel a mostly-sleeping agent alone in its autogroup is
+    starved for seconds by busy workloads in theirs (its ring buffer then
+    overflows); under systemd or Kubernetes, cgroup weights decide instead.
+    """
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, argv, **kw):
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        p = subprocess.Popen(argv, process_group=0, **kw)
+        self.procs.append(p)
+        return p
+
+    def stop(self, p, sig=signal.SIGTERM, timeout=15):
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait()
+        else:
+            # The leader is gone; stragglers of its group (nginx workers) are not.
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if p in self.procs:
+            self.procs.remove(p)
+
+    def stop_all(self):
+        for p in reversed(list(self.procs)):
+            self.stop(p, timeout=5)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode} at start")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def run_bounded(argv, timeout):
+    """Runs a client to completion within timeout seconds; returns its stdout."""
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, process_group=0)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+        raise RuntimeError(f"{argv[0]} did not finish in {timeout} s")
+    except BaseException:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+        raise
+    if p.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed ({p.returncode}): {err.strip()[-500:]}")
+    return out
+
+
+# ---- /proc and BPF statistics --------------------------------------------------------------
+
+
+def proc_cpu_s(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # utime, stime: fields 14 and 15 (1-based) of the whole line.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_run_ns(pid):
+    """CPU time of every live thread, in ns (schedstat: finer than clock ticks)."""
+    total = 0
+    for path in glob.glob(f"/proc/{pid}/task/*/schedstat"):
+        try:
+            with open(path) as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def proc_status_kib(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def prog_names():
+    """id -> name of every loaded BPF program (bpftool)."""
+    try:
+        out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True,
+                             text=True, timeout=30).stdout
+        return {p["id"]: p.get("name", "") for p in json.loads(out or "[]")}
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return {}
+
+
+def foreign_hooks(ours=()):
+    """Programs on the per-call hooks that the benchmark did not load (others' agents)."""
+    return sum(1 for i, n in prog_names().items() if n.startswith(HOOK_PREFIXES)
+               and i not in ours)
+
+
+def wait_quiet(ctx, per_run_s):
+    """Waits a little for other agents' programs to leave the hooks, within a total budget."""
+    t0 = time.monotonic()
+    deadline = t0 + min(per_run_s, ctx["quiet_left"])
+    n = foreign_hooks(ctx["our_progs"])
+    while n and time.monotonic() < deadline:
+        time.sleep(0.5)
+        n = foreign_hooks(ctx["our_progs"])
+    ctx["quiet_left"] -= time.monotonic() - t0
+    return n
+
+
+def agent_progs(pid):
+    """prog id -> (run_time_ns, run_cnt) of the BPF programs the agent holds open."""
+    progs = {}
+    for fd in glob.glob(f"/proc/{pid}/fd/*"):
+        try:
+            if os.readlink(fd) != "anon_inode:bpf-prog":
+                continue
+            with open(f"/proc/{pid}/fdinfo/{os.path.basename(fd)}") as f:
+                info = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
+            continue
+        pid_ = int(info.get("prog_id", "0").strip())
+        if pid_:
+            progs[pid_] = (int(info.get("run_time_ns", "0").strip() or 0),
+                           int(info.get("run_cnt", "0").strip() or 0))
+    return progs
+
+
+def agent_counters(pid):
+    """The agent's kernel health counters (per-CPU array `counters`), summed over CPUs."""
+    ids = []
+    for fd in glob.glob(f"/proc/{pid}/fd/*"):
+        try:
+            if os.readlink(fd) != "anon_inode:bpf-map":
+                continue
+            with open(f"/proc/{pid}/fdinfo/{os.path.basename(fd)}") as f:
+                info = dict(line.split(":", 1) for line in f if ":" in line)
+            ids.append(int(info.get("map_id", "0").strip()))
+        except (OSError, ValueError):
+            continue
+    out = {}
+    try:
+        show = subprocess.run(["bpftool", "-j", "map", "show"], capture_output=True, text=True,
+                              timeout=30)
+        names = {m["id"]: m.get("name", "") for m in json.loads(show.stdout or "[]")}
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return out
+    for map_id in ids:
+        if names.get(map_id) != "counters":
+            continue
+        try:
+            r = subprocess.run(["bpftool", "-j", "map", "dump", "id", str(map_id)],
+                               capture_output=True, text=True, timeout=30)
+            for e in json.loads(r.stdout or "[]"):
+                key = e.get("key")
+                idx = int.from_bytes(bytes(int(b, 16) for b in key), "little") \
+                    if isinstance(key, list) else int(key)
+                vals = e.get("values") or []
+                total = 0
+                for v in vals:
+                    val = v.get("value")
+                    total += int.from_bytes(bytes(int(b, 16) for b in val), "little") \
+                        if isinstance(val, list) else int(val)
+                out[idx] = total
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            continue
+    return out
+
+
+def hook_stats(before, after, names):
+    """BPF ns and calls on the send/recv hooks between two agent_progs() readings."""
+    ns = calls = 0
+    per_hook = {}
+    for pid_, (t1, c1) in after.items():
+        name = names.get(pid_, "")
+        if not name.startswith(HOOK_PREFIXES):
+            continue
+        t0, c0 = before.get(pid_, (0, 0))
+        ns += t1 - t0
+        calls += c1 - c0
+        per_hook[name] = {"ns": t1 - t0, "calls": c1 - c0}
+    return ns, calls, per_hook
+
+
+def read_sysctl(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def write_sysctl(path, value):
+    with open(path, "w") as f:
+        f.write(str(value))
+
+
+# ---- the machine ---------------------------------------------------------------------------
+
+
+def machine():
+    info = {"kernel": platform.release(), "cpu": "unknown", "cores": os.cpu_count(),
+            "host": platform.node()}
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in out.splitlines():
+            k, _, v = line.partition(":")
+            if k.strip() == "Model name":
+                info["cpu"] = v.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    try:
+        with open("/proc/meminfo") as f:
+            info["mem_gib"] = round(int(f.readline().split()[1]) / 1048576, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    for tool, argv in (("redis", ["redis-server", "--version"]), ("nginx", ["nginx", "-v"]),
+                       ("wrk", ["wrk", "--version"]), ("iperf3", ["iperf3", "--version"])):
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            info[tool] = (r.stdout + r.stderr).strip().splitlines()[0][:60]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            info[tool] = "?"
+    return info
+
+
+# ---- workloads -----------------------------------------------------------------------------
+
+
+class Workload:
+    name = ""
+
+    def __init__(self, procs, tmp, seconds):
+        self.procs, self.tmp, self.seconds = procs, tmp, seconds
+        self.server = None
+
+    def stop(self):
+        if self.server:
+            self.procs.stop(self.server, signal.SIGTERM)
+            self.server = None
+
+
+class Redis(Workload):
+    name = "redis"
+
+    def start(self):
+        self.port = free_port()
+        d = os.path.join(self.tmp, "redis")
+        os.makedirs(d, exist_ok=True)
+        self.server = self.procs.start(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--protected-mode", "yes", "--save", "", "--appendonly", "no", "--dir", d,
+             "--daemonize", "no", "--logfile", os.path.join(d, "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port, self.server)
+        # No duration option: size -n from a short calibration run.
+        rps = self.bench(20000, 60)
+        self.n = max(20000, int(rps * self.seconds / 2))
+        log(f"redis: {rps:.0f} req/s in calibration, -n {self.n} per test")
+
+    def bench(self, n, timeout):
+        out = run_bounded(["redis-benchmark", "-h", "127.0.0.1", "-p", str(self.port),
+                           "-c", "50", "-n", str(n), "-t", "get,set", "-q", "--csv"],
+                          timeout)
+        rates = []
+        for line in out.splitlines():
+            cells = [c.strip('"') for c in line.split(",")]
+            if len(cells) > 1 and cells[0] in ("GET", "SET"):
+                rates.append(float(cells[1]))
+        if len(rates) != 2:
+            raise RuntimeError(f"redis-benchmark: unexpected output {out[:200]!r}")
+        # Both tests run n requests: the combined rate is 2n over the summed times.
+        return 2 / sum(1 / r for r in rates)
+
+    def run(self):
+        return self.bench(self.n, self.seconds * 4 + 30)
+
+
+NGINX_CONF = """\
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_timeout 65;
+    keepalive_requests 100000000;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        root {tmp}/html;
+        location / {{ }}
+    }}
+}}
+"""
+
+
+class Nginx(Workload):
+    name = "nginx"
+
+    def start(self):
+        self.port = free_port()
+        d = os.path.join(self.tmp, "nginx")
+        os.makedirs(os.path.join(d, "html"), exist_ok=True)
+        # Workers drop to an unprivileged user: they must reach the file.
+        for p in (self.tmp, d, os.path.join(d, "html")):
+            os.chmod(p, 0o755)
+        with open(os.path.join(d, "html", "index.html"), "w") as f:
+            f.write("<html><body>" + "tcpotel " * 120 + "</body></html>\n")  # ~1 KiB
+        conf = os.path.join(d, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(NGINX_CONF.format(tmp=d, port=self.port))
+        self.server = self.procs.start(["nginx", "-p", d, "-c", conf, "-g", "daemon off;"],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port, self.server)
+
+    def run(self):
+        out = run_bounded(["wrk", "-t2", "-c50", f"-d{self.seconds}s",
+                           f"http://127.0.0.1:{self.port}/index.html"], self.seconds + 30)
+        m = re.search(r"Requests/sec:\s+([0-9.]+)", out)
+        if not m or re.search(r"Non-2xx", out):
+            raise RuntimeError(f"wrk: unexpected output {out[-300:]!r}")
+        return float(m.group(1))
+
+
+class Tcpload(Workload):
+    name = "tcpload"
+
+    def start(self):
+        self.port = free_port()
+        self.server = self.procs.start([TCPLOAD, "server", "--listen", f"127.0.0.1:{self.port}"],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port, self.server)
+
+    def run(self):
+        out = run_bounded([TCPLOAD, "client", "--connect", f"127.0.0.1:{self.port}",
+                           "--conns", "8", "--parallel", "8", "--req-size", "64",
+                           "--resp-size", "64", "--duration-s", str(self.seconds)],
+                          self.seconds + 30)
+        r = json.loads(out.strip().splitlines()[-1])
+        if r.get("errors"):
+            raise RuntimeError(f"tcpload: {r['errors']} errors")
+        return float(r["exchanges_per_s"])
+
+
+class Iperf3(Workload):
+    name = "iperf3"
+
+    def start(self):
+        self.port = free_port()
+        self.server = self.procs.start(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(self.port)],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port, self.server)
+        time.sleep(0.2)  # the probe connection above must be gone before a test starts
+
+    def run(self):
+        out = run_bounded(["iperf3", "-c", "127.0.0.1", "-p", str(self.port),
+                           "-t", str(self.seconds), "-J"], self.seconds + 30)
+        r = json.loads(out)
+        return r["end"]["sum_received"]["bits_per_second"] / 1e9
+
+
+WORKLOAD_CLASSES = {c.name: c for c in (Redis, Nginx, Tcpload, Iperf3)}
+
+
+# ---- the agent -----------------------------------------------------------------------------
+
+
+AGENT_CONF = """\
+capture:
+  backend: auto
+spans:
+  enabled: {spans}
+  sampling_ratio: {ratio}
+  idle_timeout: 5s
+metrics:
+  enabled: true
+  interval: {interval}
+exporter:
+  otlp:
+    endpoint: http://127.0.0.1:{port}
+    compression: gzip
+ui:
+  listen: ""
+log:
+  level: info
+"""
+
+
+class Agent:
+    def __init__(self, procs, tmp, sink_port, cfg_name):
+        cfg = CONFIGS[cfg_name]
+        self.procs = procs
+        self.path = os.path.join(tmp, f"agent-{cfg_name}.yaml")
+        with open(self.path, "w") as f:
+            f.write(AGENT_CONF.format(spans="true" if cfg["spans"] else "false",
+                                      ratio=cfg["ratio"], interval=METRICS_INTERVAL,
+                                      port=sink_port))
+        self.log_path = os.path.join(tmp, f"agent-{cfg_name}.log")
+        self.proc = None
+
+    def start(self, timeout=30):
+        self.t_start = time.monotonic()
+        self.logf = open(self.log_path, "w")
+        self.proc = self.procs.start([AGENT, "--config", self.path], stdout=subprocess.DEVNULL,
+                                     stderr=self.logf)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(self.log_path) as f:
+                text = f.read()
+            if re.search(r"tcpotel \S+ running", text):
+                self.startup_cpu = proc_cpu_s(self.proc.pid)
+                self.names = prog_names()
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the agent exited at start:\n{text[-2000:]}")
+            time.sleep(0.05)
+        raise RuntimeError("the agent did not log ' running' in time")
+
+    def snapshot(self):
+        pid = self.proc.pid
+        return {"t": time.monotonic(), "cpu": proc_run_ns(pid) / 1e9, "progs": agent_progs(pid)}
+
+    def stop(self):
+        """SIGTERM, wait; returns lifetime CPU (from rusage) and the final export line."""
+        os.kill(self.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        ru = None
+        while time.monotonic() < deadline:
+            wpid, status, ru = os.wait4(self.proc.pid, os.WNOHANG)
+            if wpid:
+                self.proc.returncode = os.waitstatus_to_exitcode(status)
+                break
+            time.sleep(0.02)
+        else:
+            self.procs.stop(self.proc, signal.SIGKILL)
+            raise RuntimeError("the agent did not stop within 30 s")
+        if self.proc in self.procs.procs:
+            self.procs.procs.remove(self.proc)
+        self.logf.close()
+        with open(self.log_path) as f:
+            text = f.read()
+        m = re.search(r"sent (\d+) spans and (\d+) metric points; dropped (\d+) spans and "
+                      r"(\d+) metric points", text)
+        res = {"cpu_total": ru.ru_utime + ru.ru_stime, "maxrss_kib": ru.ru_maxrss,
+               "lifetime": time.monotonic() - self.t_start,
+               "exit": self.proc.returncode, "log_tail": text[-1500:]}
+        if m:
+            res.update(spans_sent=int(m.group(1)), points_sent=int(m.group(2)),
+                       spans_dropped=int(m.group(3)), points_dropped=int(m.group(4)))
+        res["span_buffer_full"] = "span buffer full" in text
+        return res
+
+
+def receiver_bytes(path, t0, t1):
+    """Compressed and decoded bytes of traces the receiver took between two Unix times."""
+    comp = dec = reqs = 0
+    try:
+        with open(path) as f:
+            for line in f:
+                try:
+                    e = json.loads(line)
+                except ValueError:
+                    continue
+                if e.get("path") == "/v1/traces" and t0 <= e.get("t", 0) <= t1:
+                    comp += e.get("bytes", 0)
+                    dec += e.get("decoded_bytes", 0)
+                    reqs += 1
+    except OSError:
+        pass
+    return {"traces_requests": reqs, "traces_bytes": comp, "traces_decoded_bytes": dec}
+
+
+# ---- one measured run ----------------------------------------------------------------------
+
+
+def measure(ctx, wl, cfg_name):
+    foreign = wait_quiet(ctx, ctx["quiet_wait"])
+    rec = {"workload": wl.name, "config": cfg_name or "baseline",
+           "load1": round(os.getloadavg()[0], 2), "foreign_hooks": foreign}
+    if not cfg_name:
+        t0 = time.monotonic()
+        rec["throughput"] = wl.run()
+        rec["elapsed"] = time.monotonic() - t0
+        return rec
+    agent = Agent(ctx["procs"], ctx["tmp"], ctx["sink_port"], cfg_name)
+    write_sysctl(BPF_STATS, 1)
+    try:
+        agent.start()
+        ctx["our_progs"].update(agent_progs(agent.proc.pid))
+        time.sleep(0.3)
+        unix0 = time.time()
+        s0 = agent.snapshot()
+        rec["throughput"] = wl.run()
+        rec["run_s"] = time.monotonic() - s0["t"]
+        time.sleep(0.3)  # the last spans leave within 200 ms
+        s1 = agent.snapshot()
+        unix1 = time.time()
+        rec["vmhwm_kib"] = proc_status_kib(agent.proc.pid, "VmHWM")
+        rec["vmrss_kib"] = proc_status_kib(agent.proc.pid, "VmRSS")
+        cnt = agent_counters(agent.proc.pid)
+        rec["ringbuf_lost"] = cnt.get(1)
+        rec["sock_untracked"] = cnt.get(0)
+        fin = agent.stop()
+    finally:
+        if agent.proc and agent.proc.poll() is None:
+            ctx["procs"].stop(agent.proc)
+        write_sysctl(BPF_STATS, ctx["stats_off"])
+    ns, calls, per_hook = hook_stats(s0["progs"], s1["progs"], agent.names)
+    window = s1["t"] - s0["t"]
+    rec.update(window=window, bpf_ns=ns, calls=calls, per_hook=per_hook,
+               cpu_window=s1["cpu"] - s0["cpu"], startup_cpu=agent.startup_cpu)
+    rec["cpu_after_start"] = fin["cpu_total"] - agent.startup_cpu
+    lifetime = fin["cpu_total"]
+    for k in ("spans_sent", "points_sent", "spans_dropped", "points_dropped", "exit",
+              "span_buffer_full"):
+        rec[k] = fin.get(k)
+    rec["foreign_hooks_end"] = foreign_hooks(ctx["our_progs"])
+    rec["lifetime_cpu"] = lifetime
+    rec["lifetime"] = fin["lifetime"]
+    rec.update(receiver_bytes(ctx["receiver_log"], unix0, unix1 + 5))
+    if fin.get("spans_sent") is None:
+        rec["agent_log_tail"] = fin["log_tail"]
+    if ctx["bpf_probe_warned"] is False and not calls:
+        log("warning: no BPF statistics from the agent's send/recv hooks")
+        ctx["bpf_probe_warned"] = True
+    return rec
+
+
+def describe(rec):
+    if rec["config"] == "baseline":
+        return f"{rec['throughput']:.1f}"
+    per_call = rec["bpf_ns"] / rec["calls"] if rec["calls"] else float("nan")
+    return (f"{rec['throughput']:.1f}, bpf {per_call:.0f} ns/call, {rec['calls']} calls, "
+            f"cpu {rec['cpu_window']:.2f} s, spans {rec.get('spans_sent')}, "
+            f"hwm {rec['vmhwm_kib'] / 1024:.1f} MiB")
+
+
+# ---- 10k live sockets ----------------------------------------------------------------------
+
+
+def hold_connections(n_conns):
+    """In a forked child: n_conns loopback connections, both ends held, each having
+    exchanged a few bytes once. Returns (pid, pipe): the child writes one byte when
+    they are up and closes them when the pipe's write end closes."""
+    ready_r, ready_w = os.pipe()
+    hold_r, hold_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.close(ready_r)
+            os.close(hold_w)
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            ls = socket.socket()
+            ls.bind(("127.0.0.1", 0))
+            ls.listen(4096)
+            conns = []
+            for _ in range(n_conns):
+                c = socket.create_connection(ls.getsockname(), timeout=5)
+                a, _ = ls.accept()
+                c.sendall(b"ping0000")
+                a.recv(8)
+                a.sendall(b"pong0000")
+                c.recv(8)
+                conns += (c, a)
+            os.write(ready_w, b"r")
+            os.read(hold_r, 1)  # EOF when the parent is done (or gone)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(ready_w)
+    os.close(hold_r)
+    return pid, ready_r, hold_w
+
+
+def rss_with_sockets(ctx, n_sockets, hold_s):
+    """Peak RSS of a metrics-only agent while n_sockets loopback sockets live."""
+    agent = Agent(ctx["procs"], ctx["tmp"], ctx["sink_port"], "metrics")
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # Several holders, each within the descriptor limit (it cannot be raised here).
+    per_child = max(1000, min(8000, (hard - 256) // 2))
+    n_conns = n_sockets // 2
+    children = []
+    try:
+        agent.start()
+        base = proc_status_kib(agent.proc.pid, "VmHWM")
+        left = n_conns
+        while left > 0:
+            k = min(per_child, left)
+            children.append(hold_connections(k))
+            left -= k
+        for pid, ready_r, _ in children:
+            if os.read(ready_r, 1) != b"r":
+                raise RuntimeError("a connection holder failed (descriptor limit?)")
+        time.sleep(hold_s)  # sweeps (1 s) and one metrics export
+        res = {"sockets": n_conns * 2, "vmhwm_kib": proc_status_kib(agent.proc.pid, "VmHWM"),
+               "vmrss_kib": proc_status_kib(agent.proc.pid, "VmRSS"), "idle_vmhwm_kib": base,
+               "holders": len(children)}
+        agent.stop()
+        return res
+    finally:
+        for pid, ready_r, hold_w in children:
+            os.close(hold_w)
+            os.close(ready_r)
+        for pid, _, _ in children:
+            try:
+                if os.waitpid(pid, os.WNOHANG) == (0, 0):
+                    time.sleep(0.5)
+                    if os.waitpid(pid, os.WNOHANG) == (0, 0):
+                        os.kill(pid, signal.SIGKILL)
+                        os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        if agent.proc and agent.proc.poll() is None:
+            ctx["procs"].stop(agent.proc)
+
+
+# ---- micro-benchmarks ----------------------------------------------------------------------
+
+
+def run_micro(quick):
+    if not os.access(MICRO, os.X_OK):
+        log(f"{MICRO} missing: micro-benchmarks skipped")
+        return []
+    argv = [MICRO, "--json"] + (["--quick"] if quick else [])
+    out = run_bounded(argv, 300)
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+# ---- summary -------------------------------------------------------------------------------
+
+
+def med(v):
+    v = [x for x in v if x is not None]
+    return statistics.median(v) if v else None
+
+
+def fmt(v, spec, none="n/a"):
+    return none if v is None else format(v, spec)
+
+
+def summarize(runs, configs, workloads):
+    """Per workload and configuration: ratios against the flanking baselines, medians."""
+    rows = []
+    for wl in workloads:
+        seq = [r for r in runs if r["workload"] == wl]
+        base_all = [r["throughput"] for r in seq if r["config"] == "baseline"]
+        for cfg in configs:
+            ratios, per_call, cpu_m, spans_s, points_s, cpu_span, cpu_span_net = \
+                [], [], [], [], [], [], []
+            hwm, calls_s, drops, foreign, loads, cover, lost = [], [], [], [], [], [], []
+            for i, r in enumerate(seq):
+                if r["config"] != cfg:
+                    continue
+                # The nearest baseline before and after it, in the same round.
+                before = next((x for x in reversed(seq[:i]) if x["config"] == "baseline"
+                               and x["round"] == r["round"]), None)
+                after = next((x for x in seq[i + 1:] if x["config"] == "baseline"
+                              and x["round"] == r["round"]), None)
+                flank = [x["throughput"] for x in (before, after) if x]
+                if flank:
+                    ratios.append(r["throughput"] / statistics.mean(flank))
+                if r["calls"]:
+                    per_call.append(r["bpf_ns"] / r["calls"])
+                    cpu_m.append(r["cpu_window"] / r["calls"] * 1e6)
+                    calls_s.append(r["calls"] / r["window"])
+                if r.get("spans_sent") is not None:
+                    spans_s.append(r["spans_sent"] / r["window"])
+                    points_s.append(r["points_sent"] / r["lifetime"])
+                    drops.append(r["spans_dropped"])
+                    if cfg != "metrics" and wl in ("redis", "nginx", "tcpload"):
+                        # One request/response = one exchange = a CLIENT and a SERVER span.
+                        want = 2 * r["throughput"] * r["run_s"] * CONFIGS[cfg]["ratio"]
+                        cover.append(r["spans_sent"] / want if want else None)
+                    # A handful of spans (bulk transfer) makes no per-span figure.
+                    if r["spans_sent"] >= 1000:
+                        cpu_span.append(r["cpu_after_start"] / r["spans_sent"] * 1e6)
+                        # Net of what metrics only costs per TCP call in the same round.
+                        m = next((x for x in seq if x["config"] == "metrics"
+                                  and x["round"] == r["round"] and x["calls"]), None)
+                        if m and cfg != "metrics":
+                            net = r["cpu_after_start"] - m["cpu_window"] / m["calls"] * r["calls"]
+                            cpu_span_net.append(net / r["spans_sent"] * 1e6)
+                hwm.append(r["vmhwm_kib"] / 1024)
+                if r.get("ringbuf_lost") is not None:
+                    lost.append(r["ringbuf_lost"])
+                foreign.append(max(r["foreign_hooks"], r.get("foreign_hooks_end", 0)))
+                loads.append(r["load1"])
+            rows.append({
+                "workload": wl, "config": cfg, "n": len(ratios),
+                "baseline": med(base_all),
+                "ratio": med(ratios), "ratio_min": min(ratios) if ratios else None,
+                "ratio_max": max(ratios) if ratios else None,
+                "bpf_ns_call": med(per_call), "calls_s": med(calls_s),
+                "cpu_per_mcall": med(cpu_m), "spans_s": med(spans_s),
+                "points_s": med(points_s), "us_per_span": med(cpu_span) if cfg != "metrics"
+                else None,
+                "us_per_span_net": med(cpu_span_net), "rss_mib": max(hwm) if hwm else None,
+                "spans_dropped": sum(drops) if drops else None, "span_cover": med(cover),
+                "ringbuf_lost": sum(lost) if lost else None,
+                "foreign_hooks": max(foreign) if foreign else 0,
+                "load1": max(loads) if loads else None,
+            })
+    return rows
+
+
+def weighted_bpf(runs, cfgs, workloads=None):
+    ns = calls = 0
+    for r in runs:
+        if r["config"] in cfgs and (workloads is None or r["workload"] in workloads):
+            ns += r.get("bpf_ns", 0)
+            calls += r.get("calls", 0)
+    return ns / calls if calls else None
+
+
+def targets(rows, runs, rss, micro, configs):
+    """[(target, measured, met)]: met is True, False or None (not measured)."""
+    out = []
+    by = {(r["workload"], r["config"]): r for r in rows}
+    rr = ("redis", "nginx", "tcpload")
+
+    span_cfgs = [c for c in ("spans10", "spans100") if c in configs]
+    if span_cfgs:
+        avg = weighted_bpf(runs, span_cfgs)
+        worst = max((r["bpf_ns_call"] for r in rows if r["config"] in span_cfgs
+                     and r["bpf_ns_call"] is not None), default=None)
+        out.append(("BPF time <= 150 ns per hooked call (send/recv, exchange tracking on)",
+                    f"{fmt(avg, '.0f')} ns weighted over all spans runs; worst workload "
+                    f"median {fmt(worst, '.0f')} ns",
+                    None if avg is None else avg <= 150))
+    if "metrics" in configs:
+        avg = weighted_bpf(runs, ["metrics"])
+        out.append(("(for reference) BPF time, metrics only", f"{fmt(avg, '.0f')} ns", None))
+        for wl in rr:
+            r = by.get((wl, "metrics"))
+            if r and r["ratio"] is not None:
+                out.append((f"metrics only: throughput ratio >= 0.95 ({wl})",
+                            f"{r['ratio']:.3f} ({r['ratio_min']:.3f}..{r['ratio_max']:.3f})",
+                            r["ratio"] >= 0.95))
+        cpu = [r["cpu_per_mcall"] for r in rows if r["config"] == "metrics"
+               and r["cpu_per_mcall"] is not None and r["workload"] in rr]
+        if cpu:
+            out.append(("metrics only: user-space CPU <= 0.05 s per million TCP calls",
+                        f"worst {max(cpu):.3f} s (redis, nginx, tcpload)", max(cpu) <= 0.05))
+    if "spans10" in configs:
+        for wl in rr:
+            r = by.get((wl, "spans10"))
+            if r and r["ratio"] is not None:
+                out.append((f"spans 10 %: throughput ratio >= 0.93 ({wl})",
+                            f"{r['ratio']:.3f} ({r['ratio_min']:.3f}..{r['ratio_max']:.3f})",
+                            r["ratio"] >= 0.93))
+    for cfg in span_cfgs:
+        v = [r["us_per_span"] for r in rows if r["config"] == cfg and r["workload"] in rr
+             and r["us_per_span"] is not None]
+        n = [r["us_per_span_net"] for r in rows if r["config"] == cfg and r["workload"] in rr
+             and r["us_per_span_net"] is not None]
+        if v:
+            out.append((f"{CONFIGS[cfg]['label']}: user-space CPU <= 2 us per exported span",
+                        f"worst {max(v):.2f} us raw, {fmt(max(n) if n else None, '.2f')} us net "
+                        f"of metrics-only cost", (max(n) if n else max(v)) <= 2.0))
+    for r in rss:
+        if r["target"]:
+            out.append((f"peak RSS <= 32 MiB with {r['sockets'] // 1000}k live sockets",
+                        f"{r['vmhwm_kib'] / 1024:.1f} MiB", r["vmhwm_kib"] <= 32 * 1024))
+    mm = {m["bench"]: m["ns_per_item"] for m in micro}
+    small = [k for k in mm if k.startswith("sweep_steady_") and k.endswith("_10k")]
+    big = [k for k in mm if k.startswith("sweep_steady_") and not k.endswith("_10k")]
+    if small and big:
+        a, b = mm[small[0]], mm[big[0]]
+        out.append(("sweep cost linear in sockets (ns/socket at the large size <= 2x at 10k)",
+                    f"{a:.0f} -> {b:.0f} ns/socket ({b / a:.2f}x)", b <= 2 * a))
+        for size in ("10k", big[0].rsplit("_", 1)[1]):
+            s = mm.get(f"sweep_traffic_small_{size}")
+            g = mm.get(f"sweep_traffic_big_{size}")
+            if s and g:
+                out.append((f"sweep cost independent of traffic ({size}: +1 GiB vs +128 B "
+                            f"per socket within 1.5x)", f"{s:.0f} vs {g:.0f} ns/socket",
+                            max(s, g) <= 1.5 * min(s, g)))
+    return out
+
+
+def render(info, rows, runs, rss, micro, tgt, params, notes):
+    L = []
+    L.append(f"## Results: {info['date']}")
+    L.append("")
+    L.append(f"- machine: {info['cpu']}, {info['cores']} cores, "
+             f"{info.get('mem_gib', '?')} GiB; kernel {info['kernel']}")
+    L.append(f"- tools: {info['redis']}; {info['nginx']}; {info['wrk']}; {info['iperf3']}")
+    L.append(f"- run: {params}")
+    for n in notes:
+        L.append(f"- {n}")
+    L.append("")
+    L.append("### Workloads")
+    L.append("")
+    L.append("| workload | config | baseline | ratio median (min..max) | BPF ns/call | "
+             "TCP calls/s | CPU s / 1M calls | spans/s | points/s | CPU µs/span raw | "
+             "CPU µs/span net | peak RSS MiB | spans / expected | spans dropped | records lost |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        base = r["baseline"]
+        base_s = "n/a" if base is None else (f"{base:.2f} {UNITS[r['workload']]}"
+                                            if r["workload"] == "iperf3"
+                                            else f"{base:,.0f} {UNITS[r['workload']]}")
+        ratio = "n/a" if r["ratio"] is None else \
+            f"{r['ratio']:.3f} ({r['ratio_min']:.3f}..{r['ratio_max']:.3f})"
+        L.append(f"| {r['workload']} | {CONFIGS[r['config']]['label']} | {base_s} | {ratio} | "
+                 f"{fmt(r['bpf_ns_call'], '.0f')} | {fmt(r['calls_s'], ',.0f')} | "
+                 f"{fmt(r['cpu_per_mcall'], '.3f')} | {fmt(r['spans_s'], ',.0f', '-')} | "
+                 f"{fmt(r['points_s'], ',.1f')} | {fmt(r['us_per_span'], '.2f', '-')} | "
+                 f"{fmt(r['us_per_span_net'], '.2f', '-')} | {fmt(r['rss_mib'], '.1f')} | "
+                 f"{fmt(r['span_cover'], '.2f', '-')} | "
+                 f"{fmt(r['spans_dropped'], 'd', '-')} | {fmt(r['ringbuf_lost'], 'd', '-')} |")
+    L.append("")
+    if rss:
+        L.append("### Live sockets (metrics only)")
+        L.append("")
+        L.append("| live sockets | peak RSS (VmHWM) MiB | RSS now MiB | idle agent VmHWM MiB |")
+        L.append("|---|---|---|---|")
+        for r in rss:
+            L.append(f"| {r['sockets']:,} | {r['vmhwm_kib'] / 1024:.1f} | "
+                     f"{r['vmrss_kib'] / 1024:.1f} | {r['idle_vmhwm_kib'] / 1024:.1f} |")
+        L.append("")
+    if micro:
+        L.append("### Micro-benchmarks (`.output/micro`)")
+        L.append("")
+        L.append("| benchmark | ns per item | item | items | note |")
+        L.append("|---|---|---|---|---|")
+        for m in micro:
+            L.append(f"| {m['bench']} | {m['ns_per_item']:.1f} | {m['unit']} | "
+                     f"{m['items']:,} | {m['note']} |")
+        L.append("")
+    L.append("### Targets")
+    L.append("")
+    L.append("| target | measured | |")
+    L.append("|---|---|---|")
+    for name, value, met in tgt:
+        L.append(f"| {name} | {value} | {'met' if met else 'MISSED' if met is False else ''} |")
+    L.append("")
+    return "\n".join(L)
+
+
+# ---- main ----------------------------------------------------------------------------------
+
+
+def main():
+    quick = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+    rounds = env_int("BENCH_ROUNDS", 1 if quick else 3)
+    seconds = env_int("BENCH_SECONDS", 3 if quick else 10)
+    workloads = [w for w in os.environ.get("BENCH_WORKLOADS", ",".join(WORKLOADS)).split(",")
+                 if w]
+    configs = [c for c in os.environ.get("BENCH_CONFIGS", ",".join(CONFIGS)).split(",") if c]
+    doc = os.environ.get("BENCH_DOC") or (os.path.join(OUT, "bench", "PERFORMANCE.md") if quick
+                                         else os.path.join(ROOT, "docs", "PERFORMANCE.md"))
+    for w in workloads:
+        if w not in WORKLOAD_CLASSES:
+            sys.exit(f"bench: unknown workload {w!r} (known: {', '.join(WORKLOADS)})")
+    for c in configs:
+        if c not in CONFIGS:
+            sys.exit(f"bench: unknown config {c!r} (known: {', '.join(CONFIGS)})")
+    if os.geteuid() != 0:
+        sys.exit("bench: needs root (BPF programs, kernel.bpf_stats_enabled)")
+    for tool in [AGENT, TCPLOAD]:
+        if not os.access(tool, os.X_OK):
+            sys.exit(f"bench: {tool} missing: run make first")
+    need = {"redis": ["redis-server", "redis-benchmark"], "nginx": ["nginx", "wrk"],
+            "iperf3": ["iperf3"], "tcpload": []}
+    for w in workloads:
+        for t in need[w]:
+            if not shutil.which(t):
+                sys.exit(f"bench: {t} missing: run scripts/install-bench-deps.sh")
+    if not shutil.which("bpftool"):
+        sys.exit("bench: bpftool missing")
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    procs = Procs()
+    tmp = tempfile.mkdtemp(prefix="tcpotel-bench.")
+    stats_before = read_sysctl(BPF_STATS)
+    os.makedirs(os.path.join(OUT, "bench"), exist_ok=True)
+    raw_path = os.path.join(OUT, "bench", "runs.jsonl")
+    info = machine()
+    info["date"] = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    params = (f"{rounds} round(s) of {seconds} s per run, workloads {', '.join(workloads)}, "
+              f"configs {', '.join(configs)}, metrics interval {METRICS_INTERVAL}"
+              + (" (quick mode)" if quick else ""))
+    runs, rss, micro, wls, notes = [], [], [], [], []
+    status = 0
+    t_start = time.monotonic()
+    from_raw = ""
+    try:
+        stats_off = stats_before if stats_before in ("0", "1") else "0"
+        write_sysctl(BPF_STATS, stats_off)
+        receiver_log = os.path.join(tmp, "receiver.jsonl")
+        sink_port = free_port()
+        sink = procs.start([sys.executable, RECEIVER, "--listen", f"127.0.0.1:{sink_port}",
+                            "--light", "--log", receiver_log],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(sink_port, sink)
+        ctx = {"procs": procs, "tmp": tmp, "sink_port": sink_port,
+               "receiver_log": receiver_log, "bpf_probe_warned": False,
+               "stats_off": stats_off, "our_progs": set(),
+               "quiet_wait": 2 if quick else 5,
+               "quiet_left": env_int("BENCH_QUIET_BUDGET", 10 if quick else 60)}
+        log(f"{params}; load average {os.getloadavg()[0]:.2f}")
+        from_raw = os.environ.get("BENCH_FROM_RAW", "")
+        if from_raw:
+            # Re-render the workload part of an earlier run; the rest runs again.
+            with open(from_raw) as f:
+                runs = [r for r in map(json.loads, f) if "workload" in r]
+            workloads = list(dict.fromkeys(r["workload"] for r in runs))
+            configs = [c for c in CONFIGS if any(r["config"] == c for r in runs)]
+            rounds = 1 + max(r["round"] for r in runs)
+            params = (f"{rounds} round(s), workloads {', '.join(workloads)}, configs "
+                      f"{', '.join(configs)}, metrics interval {METRICS_INTERVAL} "
+                      f"(re-rendered from {os.path.basename(from_raw)})")
+            raw_path = os.path.join(OUT, "bench", "runs-rerender.jsonl")
+            info["date"] = os.environ.get("BENCH_DATE", info["date"])
+        with open(raw_path, "w") as raw:
+            for r in runs:
+                raw.write(json.dumps(r) + "\n")
+            for w in ([] if from_raw else workloads):
+                wl = WORKLOAD_CLASSES[w](procs, tmp, seconds)
+                wl.start()
+                wls.append(wl)
+                wl.run()  # warm-up, not counted
+            for rnd in range(0 if from_raw else rounds):
+                for wl in wls:
+                    # Each agent run between two baselines; the order turns each round.
+                    order = configs[rnd % len(configs):] + configs[:rnd % len(configs)]
+                    seq = [None]
+                    for c in order:
+                        seq += [c, None]
+                    for c in seq:
+                        rec = measure(ctx, wl, c)
+                        rec["round"] = rnd
+                        runs.append(rec)
+                        raw.write(json.dumps(rec) + "\n")
+                        raw.flush()
+                        log(f"round {rnd + 1}/{rounds} {wl.name} {rec['config']}: "
+                            f"{describe(rec)} (load {rec['load1']}, "
+                            f"foreign hooks {rec['foreign_hooks']})")
+            for wl in wls:
+                wl.stop()
+            wls = []
+            if os.environ.get("BENCH_SKIP_RSS", "") in ("", "0"):
+                sizes = [10000] if quick else [10000, 50000]
+                for n in sizes:
+                    try:
+                        r = rss_with_sockets(ctx, n, 7)
+                    except (OSError, RuntimeError) as e:
+                        log(f"{n} live sockets: failed: {e}")
+                        notes.append(f"live-sockets step at {n}: failed: {e}")
+                        continue
+                    r["target"] = n == 10000
+                    rss.append(r)
+                    raw.write(json.dumps({"rss": r}) + "\n")
+                    log(f"{r['sockets']} live sockets: peak RSS {r['vmhwm_kib'] / 1024:.1f} MiB")
+        if os.environ.get("BENCH_SKIP_MICRO", "") in ("", "0"):
+            try:
+                micro = run_micro(quick)
+            except (OSError, RuntimeError, ValueError) as e:
+                log(f"micro-benchmarks failed: {e}")
+                notes.append(f"micro-benchmarks failed: {e}")
+    except Stop as e:
+        log(f"interrupted ({e}): cleaning up")
+        status = 130
+    except Exception as e:  # noqa: BLE001 -- reported, then cleaned up
+        log(f"failed: {e}")
+        status = 1
+    finally:
+        for wl in wls:
+            wl.stop()
+        procs.stop_all()
+        if stats_before is not None:
+            try:
+                write_sysctl(BPF_STATS, stats_before)
+            except OSError as e:
+                log(f"cannot restore kernel.bpf_stats_enabled={stats_before}: {e}")
+        shutil.rmtree(tmp, ignore_errors=True)
+    if status:
+        return status
+
+    loads = [r["load1"] for r in runs]
+    if loads:
+        notes.append(f"load average (1 min) before runs: median {statistics.median(loads):.2f}, "
+                     f"max {max(loads):.2f} on {info['cores']} cores"
+                     + ("; other work was running: ratios are noisy"
+                        if max(loads) > 1.5 else ""))
+    foreign = sum(1 for r in runs if r["foreign_hooks"] or r.get("foreign_hooks_end"))
+    if foreign:
+        notes.append(f"{foreign} of {len(runs)} runs had another agent's programs attached to "
+                     f"the same hooks (tests running in parallel): those runs are slower on "
+                     f"both sides")
+    rows = summarize(runs, configs, [w.name for w in map(WORKLOAD_CLASSES.get, workloads)])
+    tgt = targets(rows, runs, rss, micro, configs)
+    if from_raw:
+        notes.append("workload table re-rendered from the raw records of the run dated above; "
+                     "live sockets and micro-benchmarks measured again at "
+                     + datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"))
+    else:
+        notes.append(f"wall time {(time.monotonic() - t_start) / 60:.1f} min; "
+                     f"raw per-run records in .output/bench/runs.jsonl")
+    table = render(info, rows, runs, rss, micro, tgt, params, notes)
+    print(table)
+    header = ""
+    try:
+        with open(DOC_HEADER) as f:
+            header = f.read().rstrip() + "\n\n"
+    except OSError:
+        pass
+    os.makedirs(os.path.dirname(doc), exist_ok=True)
+    with open(doc, "w") as f:
+        f.write(header + table)
+    log(f"wrote {os.path.relpath(doc, ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
