@@ -355,6 +355,28 @@ static __always_inline void sock_close(struct sock *sk)
 	bpf_ringbuf_submit(r, RINGBUF_FLAGS);
 }
 
+/* tcp_destroy_sock: the socket is gone; if its close was missed, it closes now. */
+static __always_inline void on_destroy(struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+
+	sock_close(sk);
+	bpf_map_delete_elem(&untracked, &key);
+}
+
+/*
+ * A new socket at the address of one whose close and destruction were both
+ * missed: hand the old one's numbers over as closed, then start afresh.
+ */
+static __always_inline void sock_forget_stale(struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+	struct tcpotel_sock *s = bpf_map_lookup_elem(&sockets, &key);
+
+	if (s && (s->flags & TCPOTEL_SOCK_HAS_TUPLE))
+		sock_close(sk);
+}
+
 /* inet_sock_set_state: opens (with the role), listeners, and closes. */
 static __always_inline void on_state(struct sock *sk, int oldstate, int newstate)
 {
@@ -368,6 +390,7 @@ static __always_inline void on_state(struct sock *sk, int oldstate, int newstate
 	if (newstate == TCP_SYN_SENT && oldstate == TCP_CLOSE) {
 		/* connect() runs in the process that owns the socket; the ports
 		 * are not chosen yet, so the tuple waits for ESTABLISHED. */
+		sock_forget_stale(sk);
 		s = sock_insert(sk);
 		if (s && !(s->flags & TCPOTEL_SOCK_HAS_OWNER))
 			sock_set_owner(s);
@@ -377,6 +400,9 @@ static __always_inline void on_state(struct sock *sk, int oldstate, int newstate
 	    (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV)) {
 		__u8 role = oldstate == TCP_SYN_SENT ? TCPOTEL_ROLE_CLIENT : TCPOTEL_ROLE_SERVER;
 
+		/* An accepted socket is new: whatever sits at its address is stale. */
+		if (role == TCPOTEL_ROLE_SERVER)
+			sock_forget_stale(sk);
 		s = bpf_map_lookup_elem(&sockets, &key);
 		if (!s)
 			s = sock_insert(sk);

@@ -207,6 +207,11 @@ static void touch(struct stream *s)
 	s->exported_since_change = false;
 }
 
+void stream_touch(struct stream *s)
+{
+	touch(s);
+}
+
 void stream_add_io(struct stream *s, uint64_t sent, uint64_t received)
 {
 	if (!sent && !received)

@@ -63,6 +63,8 @@ void stream_add_srtt(struct stream *s, const uint32_t delta[TCPOTEL_SRTT_BUCKETS
 		     uint32_t min_us, uint32_t max_us);
 void stream_add_exchange(struct stream *s, uint64_t duration_ns);
 const struct stream_key *stream_key(const struct stream *s);
+/* Counts as a change: the stream is not forgotten as idle for a while. */
+void stream_touch(struct stream *s);
 /* The peer as the live map names it: "addr:port" for a client's server, "addr" for a server's client. */
 const char *stream_peer_label(const struct stream *s);
 /* The peer's service name when the peer is a process this agent sees. */

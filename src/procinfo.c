@@ -693,8 +693,13 @@ static void entry_set(struct entry *e, struct res *r, const char comm[COMM_LEN],
 }
 
 /* A cached entry whose trust ran out or whose comm is new: still the same process? */
+/*
+ * Re-reads a cached process. `env` is set when the kernel announced a new
+ * process with this pid: then a cached entry is a previous process's (pid
+ * reuse) unless /proc proves it is the same one.
+ */
 static struct proc_resource *revalidate(struct procinfo *pi, struct entry *e, const char *kcomm,
-					uint64_t now_ms)
+					const struct procinfo_env *env, uint64_t now_ms)
 {
 	char comm[COMM_LEN];
 	uint64_t start_time;
@@ -707,7 +712,7 @@ static struct proc_resource *revalidate(struct procinfo *pi, struct entry *e, co
 		 * Gone: what we knew is still the best name for it, unless we only
 		 * ever had a comm and this event carries another one.
 		 */
-		if (e->res->pub.start_time != 0 || comm_known(e, kcomm)) {
+		if (!env && (e->res->pub.start_time != 0 || comm_known(e, kcomm))) {
 			comm_remember(e, kcomm);
 			e->checked_ms = now_ms;
 			return res_ref(e->res);
@@ -717,7 +722,7 @@ static struct proc_resource *revalidate(struct procinfo *pi, struct entry *e, co
 		e->checked_ms = now_ms;
 		return res_ref(e->res);
 	}
-	r = load(pi, e->tgid, kcomm, NULL, comm);
+	r = load(pi, e->tgid, kcomm, env, comm);
 	if (!r) {
 		errno = ENOMEM;
 		return NULL;
@@ -747,10 +752,10 @@ struct proc_resource *procinfo__get_env(struct procinfo *pi, uint32_t tgid, cons
 	if (e) {
 		lru_unlink(pi, e);
 		lru_push_front(pi, e);
-		if (now_ms >= e->checked_ms && now_ms - e->checked_ms < pi->revalidate_ms &&
+		if (!env && now_ms >= e->checked_ms && now_ms - e->checked_ms < pi->revalidate_ms &&
 		    comm_known(e, kcomm))
 			return res_ref(e->res);
-		return revalidate(pi, e, kcomm, now_ms);
+		return revalidate(pi, e, kcomm, env, now_ms);
 	}
 
 	e = calloc(1, sizeof(*e));

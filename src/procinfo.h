@@ -56,8 +56,12 @@ struct procinfo_env {
 	bool cut; /* the block goes on past len */
 };
 
-/* procinfo__get, and when /proc no longer has the process, its OTEL_SERVICE_NAME
- * is taken from `env` (may be NULL). */
+/*
+ * procinfo__get for a process the kernel has just announced as new: a cached
+ * entry for its pid is checked against /proc (it may be a previous process's,
+ * the pid reused), and when /proc no longer has the process its
+ * OTEL_SERVICE_NAME is taken from `env`. env NULL: plain procinfo__get.
+ */
 struct proc_resource *procinfo__get_env(struct procinfo *pi, uint32_t tgid, const char *comm,
 					const struct procinfo_env *env, uint64_t now_ms);
 void procinfo__put(struct procinfo *pi, struct proc_resource *res);

@@ -2,6 +2,7 @@
 #include "sockets.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <bpf/bpf.h>
@@ -16,8 +17,12 @@
 /* A socket missing from this many sweeps without a close record is retired. */
 #define SWEEPS_BEFORE_RETIRE 2
 /* A closed socket stays known by its tuple for this many sweeps, so that the
- * other end's close record, which comes right after, still finds its peer. */
+ * other end's close record, which comes right after, still finds its peer;
+ * at most this many are kept (a burst of short connections). */
 #define SWEEPS_CLOSED_KEPT 2
+#define CLOSED_KEPT_MAX 16384
+/* After a sweep that freed this many entries, memory goes back to the system. */
+#define FREED_BEFORE_TRIM 16384
 
 /* What user space knows of one tracked socket: the last numbers it counted. */
 struct usock {
@@ -34,12 +39,21 @@ struct usock {
 	uint32_t srtt_hist[TCPOTEL_SRTT_BUCKETS];
 	uint64_t srtt_sum_us;
 	uint32_t srtt_count;
-	struct usock *next_closed; /* closed: in the list of recently closed ones */
 	/* The exchange the sweep reported for silence, so that the kernel's
 	 * later record of the same exchange is not reported twice. */
 	bool idle_reported;
 	uint32_t idle_seq;
 	uint64_t idle_start_ns;
+};
+
+/* What is kept of a closed socket: enough to name it to the other end. */
+struct closed_end {
+	struct hnode tnode;
+	struct tcpotel_tuple tuple;
+	uint32_t netns;
+	struct stream *stream;
+	uint64_t generation;
+	struct closed_end *next;
 };
 
 struct sockets {
@@ -49,7 +63,9 @@ struct sockets {
 	struct exchanges *exchanges;
 	struct htable table;
 	struct htable by_tuple;
-	struct usock *closed_head, *closed_tail; /* oldest first */
+	struct htable closed_by_tuple;
+	struct closed_end *closed_head, *closed_tail; /* oldest first */
+	uint64_t freed;
 	uint64_t generation;
 	uint64_t retired;
 	__u64 *keys;
@@ -70,7 +86,7 @@ struct sockets *sockets__new(const struct sockets_opts *opts, struct metrics *m,
 	ss->keys = calloc(SWEEP_BATCH, sizeof(*ss->keys));
 	ss->values = calloc(SWEEP_BATCH, sizeof(*ss->values));
 	if (!ss->keys || !ss->values || htable_init(&ss->table, 1024) ||
-	    htable_init(&ss->by_tuple, 1024)) {
+	    htable_init(&ss->by_tuple, 1024) || htable_init(&ss->closed_by_tuple, 1024)) {
 		sockets__free(ss);
 		errno = ENOMEM;
 		return NULL;
@@ -90,13 +106,14 @@ void sockets__free(struct sockets *ss)
 			free(container_of(n, struct usock, node));
 	}
 	while (ss->closed_head) {
-		struct usock *u = ss->closed_head;
+		struct closed_end *c = ss->closed_head;
 
-		ss->closed_head = u->next_closed;
-		free(u);
+		ss->closed_head = c->next;
+		free(c);
 	}
 	htable_free(&ss->table);
 	htable_free(&ss->by_tuple);
+	htable_free(&ss->closed_by_tuple);
 	free(ss->keys);
 	free(ss->values);
 	free(ss);
@@ -120,33 +137,7 @@ static void usock_remove(struct sockets *ss, struct usock *u)
 	htable_remove(&ss->table, &u->node);
 	htable_remove(&ss->by_tuple, &u->tnode);
 	free(u);
-}
-
-/* A closed socket leaves the table but stays findable by tuple for a while. */
-static void usock_closed(struct sockets *ss, struct usock *u)
-{
-	htable_remove(&ss->table, &u->node);
-	u->generation = ss->generation;
-	u->next_closed = NULL;
-	if (ss->closed_tail)
-		ss->closed_tail->next_closed = u;
-	else
-		ss->closed_head = u;
-	ss->closed_tail = u;
-}
-
-static void forget_closed(struct sockets *ss)
-{
-	while (ss->closed_head &&
-	       ss->generation - ss->closed_head->generation >= SWEEPS_CLOSED_KEPT) {
-		struct usock *u = ss->closed_head;
-
-		ss->closed_head = u->next_closed;
-		if (!ss->closed_head)
-			ss->closed_tail = NULL;
-		htable_remove(&ss->by_tuple, &u->tnode);
-		free(u);
-	}
+	ss->freed++;
 }
 
 /* Hash of the connection as seen from `local` to `remote` (either end). */
@@ -163,22 +154,39 @@ static uint64_t tuple_hash(const uint8_t *local, uint16_t lport, const uint8_t *
 	return hash_bytes(key, sizeof(key), 0);
 }
 
-/* The other end of u's connection, when it is a socket of this host too. */
-static struct usock *usock_peer(const struct sockets *ss, const struct usock *u)
+static bool is_mirror(const struct tcpotel_tuple *a, uint32_t a_netns,
+		      const struct tcpotel_tuple *b, uint32_t b_netns)
 {
-	const struct tcpotel_tuple *t = &u->tuple;
-	uint64_t h = tuple_hash(t->daddr, t->dport, t->saddr, t->sport, t->family);
+	if (a->sport != b->dport || a->dport != b->sport || memcmp(a->saddr, b->daddr, 16) ||
+	    memcmp(a->daddr, b->saddr, 16))
+		return false;
+	/* The same address at both ends (loopback) only pairs within one namespace. */
+	return memcmp(b->saddr, b->daddr, 16) || a_netns == b_netns;
+}
 
-	for (struct hnode *n = htable_first(&ss->by_tuple, h); n; n = htable_next_same(n, h)) {
+static uint64_t mirror_hash(const struct tcpotel_tuple *t)
+{
+	return tuple_hash(t->daddr, t->dport, t->saddr, t->sport, t->family);
+}
+
+/* The stream of the other end of u's connection, when that end is on this host too
+ * (open, or closed within the last sweeps). */
+static struct stream *peer_stream(const struct sockets *ss, const struct usock *u)
+{
+	uint64_t h = mirror_hash(&u->tuple);
+	struct hnode *n;
+
+	for (n = htable_first(&ss->by_tuple, h); n; n = htable_next_same(n, h)) {
 		struct usock *p = container_of(n, struct usock, tnode);
 
-		if (p == u || p->tuple.sport != t->dport || p->tuple.dport != t->sport ||
-		    memcmp(p->tuple.saddr, t->daddr, 16) || memcmp(p->tuple.daddr, t->saddr, 16))
-			continue;
-		/* The same address at both ends (loopback) only pairs within one namespace. */
-		if (!memcmp(t->saddr, t->daddr, 16) && p->netns != u->netns)
-			continue;
-		return p;
+		if (p != u && is_mirror(&p->tuple, p->netns, &u->tuple, u->netns))
+			return p->stream;
+	}
+	for (n = htable_first(&ss->closed_by_tuple, h); n; n = htable_next_same(n, h)) {
+		struct closed_end *c = container_of(n, struct closed_end, tnode);
+
+		if (is_mirror(&c->tuple, c->netns, &u->tuple, u->netns))
+			return c->stream;
 	}
 	return NULL;
 }
@@ -186,12 +194,64 @@ static struct usock *usock_peer(const struct sockets *ss, const struct usock *u)
 /* peer.service: both ends name each other's service when both are on this host. */
 static void link_peer(struct sockets *ss, struct usock *u)
 {
-	struct usock *p = usock_peer(ss, u);
+	struct stream *p = u->stream ? peer_stream(ss, u) : NULL;
 
-	if (!p || !p->stream || !u->stream)
+	if (!p)
 		return;
-	stream_set_peer_service(u->stream, stream_key(p->stream)->res->service_name);
-	stream_set_peer_service(p->stream, stream_key(u->stream)->res->service_name);
+	stream_set_peer_service(u->stream, stream_key(p)->res->service_name);
+	stream_set_peer_service(p, stream_key(u->stream)->res->service_name);
+}
+
+static void forget_oldest_closed(struct sockets *ss)
+{
+	struct closed_end *c = ss->closed_head;
+
+	ss->closed_head = c->next;
+	if (!ss->closed_head)
+		ss->closed_tail = NULL;
+	htable_remove(&ss->closed_by_tuple, &c->tnode);
+	free(c);
+	ss->freed++;
+}
+
+/* A closed socket leaves the table; a small record of it stays findable by tuple. */
+static void usock_closed(struct sockets *ss, struct usock *u)
+{
+	struct closed_end *c = malloc(sizeof(*c));
+
+	if (c) {
+		if (ss->closed_by_tuple.count >= CLOSED_KEPT_MAX)
+			forget_oldest_closed(ss);
+		c->tuple = u->tuple;
+		c->netns = u->netns;
+		c->stream = u->stream;
+		/* The record points at the stream: it must outlive the record. */
+		if (c->stream)
+			stream_touch(c->stream);
+		c->generation = ss->generation;
+		c->next = NULL;
+		if (ss->closed_tail)
+			ss->closed_tail->next = c;
+		else
+			ss->closed_head = c;
+		ss->closed_tail = c;
+		htable_insert(&ss->closed_by_tuple, &c->tnode,
+			      tuple_hash(u->tuple.saddr, u->tuple.sport, u->tuple.daddr,
+					 u->tuple.dport, u->tuple.family));
+	}
+	usock_remove(ss, u);
+}
+
+static void forget_closed(struct sockets *ss)
+{
+	while (ss->closed_head &&
+	       ss->generation - ss->closed_head->generation >= SWEEPS_CLOSED_KEPT)
+		forget_oldest_closed(ss);
+	/* A burst of short connections leaves the heap full of holes. */
+	if (ss->freed >= FREED_BEFORE_TRIM) {
+		malloc_trim(0);
+		ss->freed = 0;
+	}
 }
 
 /* A socket without an owner yet (accepted, never read or written) is "unknown". */
