@@ -30,7 +30,9 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.parse
@@ -48,6 +50,23 @@ SPAN_KIND_SERVER = 2
 SPAN_KIND_CLIENT = 3
 SPAN_KIND_PRODUCER = 4
 SPAN_KIND_CONSUMER = 5
+
+
+def note(fmt, *args):
+    """A measured figure, printed when TCPOTEL_VERBOSE is set."""
+    if os.environ.get("TCPOTEL_VERBOSE"):
+        sys.stderr.write("    # " + (fmt % args if args else fmt) + "\n")
+        sys.stderr.flush()
+
+
+def free_port():
+    """A loopback TCP port nothing listens on now (for a collector started later)."""
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
 
 
 class Skip(Exception):

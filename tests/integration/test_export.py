@@ -13,8 +13,6 @@ TCPOTEL_VERBOSE=1 prints the measured intervals to stderr.
 
 import os
 import re
-import socket
-import sys
 import time
 
 import harness as h
@@ -32,19 +30,10 @@ EARLY_TOLERANCE = 0.02
 LATE_TOLERANCE = 1.0
 
 
-def note(fmt, *args):
-    if os.environ.get("TCPOTEL_VERBOSE"):
-        sys.stderr.write("    # " + (fmt % args if args else fmt) + "\n")
-        sys.stderr.flush()
+note = h.note
 
 
-def free_port():
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
+free_port = h.free_port
 
 
 class FixedReceiver(h.Receiver):

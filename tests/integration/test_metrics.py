@@ -12,8 +12,6 @@ TCPOTEL_VERBOSE=1 prints the measured figures (bytes, RTTs, retransmits) to
 stderr.
 """
 
-import os
-import sys
 import time
 
 import harness as h
@@ -23,10 +21,7 @@ V6 = ("fd00:231::1/64", "fd00:231::2/64")
 INTERVAL = "1s"
 
 
-def note(fmt, *args):
-    if os.environ.get("TCPOTEL_VERBOSE"):
-        sys.stderr.write("    # " + (fmt % args if args else fmt) + "\n")
-        sys.stderr.flush()
+note = h.note
 
 
 def hosts():

@@ -30,9 +30,7 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -70,10 +68,7 @@ SHUTDOWN_MARGIN_S = 2.0
 SHUTDOWN_RATE = 10000
 
 
-def note(fmt, *args):
-    if os.environ.get("TCPOTEL_VERBOSE"):
-        sys.stderr.write("    # " + (fmt % args if args else fmt) + "\n")
-        sys.stderr.flush()
+note = h.note
 
 
 def hosts():
@@ -102,13 +97,7 @@ def stop_agent(agent, timeout=20):
     assert rc == 0, "agent exited %s on SIGTERM\n%s" % (rc, agent.log()[-3000:])
 
 
-def free_port():
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
+free_port = h.free_port
 
 
 # ---- the agent's process ------------------------------------------------------------

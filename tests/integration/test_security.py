@@ -56,19 +56,10 @@ srv.serve_forever()
 '''
 
 
-def note(fmt, *args):
-    if os.environ.get("TCPOTEL_VERBOSE"):
-        sys.stderr.write("    # " + (fmt % args if args else fmt) + "\n")
-        sys.stderr.flush()
+note = h.note
 
 
-def free_port():
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
+free_port = h.free_port
 
 
 def quiet_netns():

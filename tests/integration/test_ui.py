@@ -27,7 +27,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -46,18 +45,10 @@ CHROMIUM = "/usr/bin/chromium"
 RATE, SECONDS, REQ, RESP = 200, 8, 200, 2000
 
 
-def note(fmt, *args):
-    if os.environ.get("TCPOTEL_VERBOSE"):
-        sys.stderr.write("    # " + (fmt % args if args else fmt) + "\n")
-        sys.stderr.flush()
+note = h.note
 
 
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+free_port = h.free_port
 
 
 def hosts():
