@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * The handlers every back-end calls: on_io() for each send and receive,
- * on_state() for TCP state changes, on_retransmit() and on_reset().
+ * on_state() for TCP state changes, on_destroy(), on_retransmit() and
+ * on_reset().
  *
  * on_io() is the hottest code of the project. Its common path is one hash
- * lookup keyed by the socket pointer, one CO-RE read (srtt), a clock read
- * and a few stores; the tuple, netns, role and owner are read once, at the
- * socket's first sight, and nothing goes to user space per call: a record
- * leaves only when an exchange ends or a socket closes.
+ * lookup keyed by the socket pointer, one kernel read of tcp_sock (srtt, send
+ * sequence and the socket's own clock: sock_snap()) and a few stores; the
+ * tuple, netns, role and owner are read once, at the socket's first sight,
+ * and nothing goes to user space per call: a record leaves only when an
+ * exchange ends, a socket closes, or a process is seen for the first time.
  */
 #ifndef TCPOTEL_TRACK_BPF_H
 #define TCPOTEL_TRACK_BPF_H
