@@ -566,6 +566,21 @@ def hostport(ip, port):
     return ("[%s]:%d" % (ip, port)) if ":" in ip else ("%s:%d" % (ip, port))
 
 
+def wait_ready_port(proc, ready, what, timeout=10):
+    """The port a server wrote to its --ready-file; AssertionError if it exits first."""
+
+    def port():
+        if proc.poll() is not None:
+            raise AssertionError("%s exited (%s)\n%s" % (what, proc.poll(), proc.stderr_text()))
+        try:
+            with open(ready) as f:
+                return int(f.read().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    return wait_for(port, timeout, 0.02, what + " to listen")
+
+
 def tcpload_server(ns, listen="0.0.0.0:0", service="backend", args=(), timeout=10):
     """Starts `tcpload server` (in ns, or the root namespace when ns is None) and waits
     until it listens. Returns (proc, port). Stop it with tcpload_server_stop(proc)."""
@@ -575,17 +590,7 @@ def tcpload_server(ns, listen="0.0.0.0:0", service="backend", args=(), timeout=1
             "--ready-file", ready] + list(args)
     proc = ns.popen(argv, name="tcpload-server") if ns else Proc(argv, name="tcpload-server")
 
-    def port():
-        if proc.poll() is not None:
-            raise AssertionError("tcpload server exited (%s)\n%s"
-                                 % (proc.poll(), proc.stderr_text()))
-        try:
-            with open(ready) as f:
-                return int(f.read().strip() or 0)
-        except (OSError, ValueError):
-            return 0
-
-    return proc, wait_for(port, timeout, 0.02, "tcpload server to listen on " + listen)
+    return proc, wait_ready_port(proc, ready, "tcpload server", timeout)
 
 
 def tcpload_server_stop(proc, timeout=20):
@@ -660,14 +665,16 @@ def tcpload_expected(conns, exchanges, req_spec, resp_spec, short=False):
 
 
 class Receiver:
-    """The Collector-shaped OTLP/HTTP JSON receiver, on 127.0.0.1 with an OS-chosen port."""
+    """The Collector-shaped OTLP/HTTP JSON receiver on 127.0.0.1: on an OS-chosen port,
+    or on `port` chosen beforehand (an agent may point at it before it listens),
+    with extra command-line options `args`."""
 
-    def __init__(self, timeout=10):
+    def __init__(self, timeout=10, port=0, args=()):
         if not os.path.exists(RECEIVER):
             raise AssertionError("receiver missing: " + RECEIVER)
         self.log_path = os.path.join(workdir(), "receiver-%d.jsonl" % _next_id())
-        self.proc = Proc(["python3", RECEIVER, "--listen", "127.0.0.1:0", "--log", self.log_path,
-                          "--control"], name="receiver")
+        self.proc = Proc(["python3", RECEIVER, "--listen", "127.0.0.1:%d" % port, "--log",
+                          self.log_path, "--control"] + [str(a) for a in args], name="receiver")
 
         def listening():
             if self.proc.poll() is not None:
@@ -677,6 +684,7 @@ class Receiver:
             return m and (m.group(1), int(m.group(2)))
 
         self.host, self.port = wait_for(listening, timeout, 0.05, "receiver to listen")
+        assert not port or self.port == port, (self.port, port)
         self.endpoint = "http://%s:%d" % (self.host, self.port)
         _st()["receivers"].append(self)
 

@@ -36,28 +36,6 @@ note = h.note
 free_port = h.free_port
 
 
-class FixedReceiver(h.Receiver):
-    """The test receiver on a port chosen beforehand (the agent is pointed at it
-    before anything listens there), with extra command-line options."""
-
-    def __init__(self, port, args=(), timeout=10):
-        self.log_path = os.path.join(h.workdir(), "receiver-fixed-%d.jsonl" % port)
-        self.proc = h.Proc(["python3", h.RECEIVER, "--listen", "127.0.0.1:%d" % port,
-                            "--log", self.log_path, "--control"] + [str(a) for a in args],
-                           name="receiver")
-
-        def listening():
-            if self.proc.poll() is not None:
-                raise AssertionError("receiver exited (%s)\n%s"
-                                     % (self.proc.poll(), self.proc.stderr_text()))
-            m = re.search(r"listening on (\S+):(\d+)", self.proc.stdout_text())
-            return m and (m.group(1), int(m.group(2)))
-
-        self.host, self.port = h.wait_for(listening, timeout, 0.05, "receiver to listen")
-        assert self.port == port, (self.port, port)
-        self.endpoint = "http://%s:%d" % (self.host, self.port)
-
-
 def hosts():
     h.require_root()
     h.require_built(h.TCPLOAD)
@@ -150,7 +128,7 @@ def test_collector_absent_then_unavailable_then_slow():
                      re.I), agent.log()[-2000:]
 
     t_up = time.time()
-    rcv = FixedReceiver(port, ["--mode", "unavailable", "--retry-after", RETRY_AFTER])
+    rcv = h.Receiver(port=port, args=["--mode", "unavailable", "--retry-after", RETRY_AFTER])
     rcv.wait_for(lambda reqs: sum(1 for r in reqs if r.get("status") == 503) >= 3, 15,
                  "three 503 answers")
     rcv.set_mode("slow", delay=0.5, count=3)

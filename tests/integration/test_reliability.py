@@ -250,17 +250,7 @@ def connhold_server(ns):
     proc = ns.popen([CONNHOLD, "server", "--listen", "0.0.0.0:0", "--ready-file", ready],
                     name="connhold-server")
 
-    def port():
-        if proc.poll() is not None:
-            raise AssertionError("connhold server exited (%s)\n%s"
-                                 % (proc.poll(), proc.stderr_text()))
-        try:
-            with open(ready) as f:
-                return int(f.read().strip() or 0)
-        except (OSError, ValueError):
-            return 0
-
-    return proc, h.wait_for(port, 10, 0.02, "connhold server to listen")
+    return proc, h.wait_ready_port(proc, ready, "connhold server")
 
 
 def connhold_clients(a, link, ports, conns):
@@ -538,28 +528,6 @@ test_full_socket_table_counts_untracked.timeout = 90
 # ---- 3. the collector away for a minute ----------------------------------------------------
 
 
-class FixedReceiver(h.Receiver):
-    """The test receiver on a port chosen beforehand (the agent points at it while
-    nothing listens there), with extra command-line options."""
-
-    def __init__(self, port, args=(), timeout=10):
-        self.log_path = os.path.join(h.workdir(), "receiver-fixed-%d.jsonl" % port)
-        self.proc = h.Proc(["python3", h.RECEIVER, "--listen", "127.0.0.1:%d" % port,
-                            "--log", self.log_path, "--control"] + [str(a) for a in args],
-                           name="receiver")
-
-        def listening():
-            if self.proc.poll() is not None:
-                raise AssertionError("receiver exited (%s)\n%s"
-                                     % (self.proc.poll(), self.proc.stderr_text()))
-            m = re.search(r"listening on (\S+):(\d+)", self.proc.stdout_text())
-            return m and (m.group(1), int(m.group(2)))
-
-        self.host, self.port = h.wait_for(listening, timeout, 0.05, "receiver to listen")
-        assert self.port == port, (self.port, port)
-        self.endpoint = "http://%s:%d" % (self.host, self.port)
-
-
 def body_time(r):
     """When an accepted metrics body was made: the latest timeUnixNano of its points, in s."""
     ts = [t for _res, _a, _p, t in h.metric_points([r], "tcpotel.export.failures")]
@@ -618,7 +586,7 @@ def test_collector_outage_bounded_queue():
     client = load.json()
     assert agent.running(), agent.log()[-3000:]
 
-    rcv = FixedReceiver(port, ["--mode", "unavailable", "--retry-after", 1, "--count", 3])
+    rcv = h.Receiver(port=port, args=["--mode", "unavailable", "--retry-after", 1, "--count", 3])
     t_up = time.time()
     rcv.wait_for(lambda reqs: len([r for r in metrics_accepted(reqs)
                                    if (body_time(r) or 0) > t_up + 2]) >= 2, 40,
