@@ -77,8 +77,8 @@ AGENT      := $(OUTPUT)/tcpotel
 UNIT_SRCS  := $(wildcard tests/unit/*.c)
 UNIT_OBJS  := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/unit/%.o,$(UNIT_SRCS))
 UNIT_BIN   := $(OUTPUT)/unit_tests
-BPFT_SRCS  := $(wildcard tests/bpf/*.c) tests/unit/runner.c
-BPFT_OBJS  := $(patsubst tests/%.c,$(OUTPUT)/tests/%.o,$(wildcard tests/bpf/*.c)) $(OUTPUT)/tests/unit/runner.o
+BPFT_SRCS  := $(filter-out %.bpf.c,$(wildcard tests/bpf/*.c)) tests/unit/runner.c
+BPFT_OBJS  := $(patsubst tests/%.c,$(OUTPUT)/tests/%.o,$(BPFT_SRCS))
 BPFT_BIN   := $(OUTPUT)/bpf_tests
 HELPER_SRCS := $(wildcard tests/helpers/*.c)
 HELPER_BINS := $(patsubst tests/helpers/%.c,$(OUTPUT)/%,$(HELPER_SRCS))
@@ -133,6 +133,19 @@ $(OUTPUT)/tests/%.o: tests/%.c $(SRC_HDRS) $(wildcard tests/unit/*.h) bpf/tcpote
 	$(Q)mkdir -p $(dir $@)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -Itests/unit -c $< -o $@
+
+# tests/bpf/*.bpf.c: BPF programs of the bpf tier, each with its own skeleton.
+$(OUTPUT)/tests/bpf/%.bpf.o: tests/bpf/%.bpf.c $(BPF_HDRS) $(OUTPUT)/vmlinux.h
+	$(Q)mkdir -p $(dir $@)
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) $(CLANG_BPF_SYS_INCLUDES) -c $< -o $@
+	$(Q)$(LLVM_STRIP) -g $@
+
+$(OUTPUT)/ids_test.skel.h: $(OUTPUT)/tests/bpf/ids_test.bpf.o
+	$(call msg,SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name ids_test_bpf > $@
+
+$(OUTPUT)/tests/bpf/test_ids.o: $(OUTPUT)/ids_test.skel.h
 
 $(UNIT_BIN): $(UNIT_OBJS) $(MOD_OBJS)
 	$(call msg,LD,$@)

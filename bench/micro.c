@@ -535,7 +535,7 @@ static int bench_sweep_size(uint32_t n)
 	struct procinfo_opts popts = { .proc_root = "/proc", .max_entries = 64,
 				       .revalidate_ms = 5000 };
 	struct config *cfg = config__defaults();
-	struct sockets_opts sopts = { .idle_timeout_ns = 5 * NSEC_PER_SEC, .spans = false };
+	struct sockets_opts sopts = { .idle_timeout_ns = 5 * NSEC_PER_SEC, .records = false };
 	struct procinfo *pi = NULL;
 	struct metrics *m = NULL;
 	struct sockets *ss = NULL;

@@ -13,11 +13,11 @@ sendmsg_args_map_t sendmsg_args SEC(".maps");
 
 const volatile __u32 cfg_self_tgid = 0;
 const volatile __u64 cfg_idle_timeout_ns = 5000000000ULL;
-const volatile __u8 cfg_spans_enabled = 1;
+const volatile __u8 cfg_exchange_records = 1;
+const volatile __u64 cfg_sample_threshold = 0;
 const volatile __u8 cfg_netns_filter = 0;
 const volatile __u16 cfg_exclude_ports[TCPOTEL_MAX_EXCLUDE_PORTS] = {};
 const volatile __u32 cfg_n_exclude_ports = 0;
-const volatile __u64 cfg_wakeup_bytes = 1024 * 1024;
 
 __u64 next_sock_id = 0;
 

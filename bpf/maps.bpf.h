@@ -96,13 +96,15 @@ extern sendmsg_args_map_t sendmsg_args SEC(".maps");
 /* Load-time knobs, written by user space into .rodata before load. */
 extern const volatile __u32 cfg_self_tgid;
 extern const volatile __u64 cfg_idle_timeout_ns;
-extern const volatile __u8 cfg_spans_enabled;
+/* Exchanges go to user space one record each (spans, live map); off: they
+ * are only counted in the socket's histogram. */
+extern const volatile __u8 cfg_exchange_records;
+/* Consistent sampling threshold (traceid_threshold()): only exchanges whose
+ * trace id passes it get a record; 0 keeps every one. */
+extern const volatile __u64 cfg_sample_threshold;
 extern const volatile __u8 cfg_netns_filter;
 extern const volatile __u16 cfg_exclude_ports[TCPOTEL_MAX_EXCLUDE_PORTS];
 extern const volatile __u32 cfg_n_exclude_ports;
-/* Ring-buffer fill (bytes) above which a record wakes the drain up at once;
- * below it the drain picks records up on its next tick. */
-extern const volatile __u64 cfg_wakeup_bytes;
 
 /* Source of sock_id values (never reused, unlike kernel pointers). */
 extern __u64 next_sock_id;

@@ -14,6 +14,14 @@
  * (bucket 0: <= 1 us); the last bucket also takes everything above. */
 #define TCPOTEL_SRTT_BUCKETS 32
 #define TCPOTEL_MAX_EXCLUDE_PORTS 16
+/* tcp.exchange.duration histogram: bucket k counts exchanges that lasted at
+ * most TCPOTEL_EXCHANGE_BOUNDS_NS[k] and more than the bound before it; the
+ * last bucket takes everything above 60 s. */
+#define TCPOTEL_EXCHANGE_BUCKETS 19
+#define TCPOTEL_EXCHANGE_BOUNDS_NS                                                           \
+	{ 100000ULL, 250000ULL, 500000ULL, 1000000ULL, 2500000ULL, 5000000ULL, 10000000ULL,  \
+	  25000000ULL, 50000000ULL, 100000000ULL, 250000000ULL, 500000000ULL, 1000000000ULL, \
+	  2500000000ULL, 5000000000ULL, 10000000000ULL, 30000000000ULL, 60000000000ULL }
 
 /* Roles of a connection. */
 enum tcpotel_role {
@@ -61,6 +69,17 @@ struct tcpotel_exchange {
 	__u8 _pad[3];
 };
 
+/* Every exchange a socket finished (one whose end the kernel saw: the next
+ * request, a call after idle_timeout of silence, or the close). */
+struct tcpotel_exchange_hist {
+	__u64 count;
+	__u64 sum_ns;
+	__u64 min_ns;
+	__u64 max_ns;
+	__u32 buckets[TCPOTEL_EXCHANGE_BUCKETS];
+	__u32 _pad;
+};
+
 /* Value of the socket table, keyed by the kernel's struct sock pointer. */
 struct tcpotel_sock {
 	__u64 sock_id; /* unique per tracked socket, never reused (pointers are) */
@@ -81,6 +100,7 @@ struct tcpotel_sock {
 	__u64 srtt_sum_us;
 	__u32 srtt_hist[TCPOTEL_SRTT_BUCKETS];
 	struct tcpotel_exchange ex;
+	struct tcpotel_exchange_hist done;
 };
 
 /* Listening sockets, to give accepted connections their owner and to class
@@ -150,6 +170,7 @@ enum tcpotel_counter {
 	TCPOTEL_CNT_RINGBUF_LOST = 1,     /* ring buffer full: record lost */
 	TCPOTEL_CNT_LISTEN_UNTRACKED = 2, /* listener table full */
 	TCPOTEL_CNT_SOCK_IGNORED = 3,     /* sockets filtered out (own, port, netns) */
+	TCPOTEL_CNT_SAMPLED_OUT = 4,      /* exchanges ended with no record (sampling) */
 	TCPOTEL_CNT__MAX = 8,
 };
 

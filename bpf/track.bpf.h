@@ -8,8 +8,9 @@
  * lookup keyed by the socket pointer, one kernel read of tcp_sock (srtt, send
  * sequence and the socket's own clock: sock_snap()) and a few stores; the
  * tuple, netns, role and owner are read once, at the socket's first sight,
- * and nothing goes to user space per call: a record leaves only when an
- * exchange ends, a socket closes, or a process is seen for the first time.
+ * and nothing goes to user space per call: a record leaves only when a
+ * sampled exchange ends, a socket closes, or a process is seen for the first
+ * time. Every exchange is counted in the socket's own duration histogram.
  */
 #ifndef TCPOTEL_TRACK_BPF_H
 #define TCPOTEL_TRACK_BPF_H
@@ -19,6 +20,7 @@
 #include "tcpotel.h"
 #include "maps.bpf.h"
 #include "sock.bpf.h"
+#include "ids.bpf.h"
 
 #ifndef EEXIST
 #define EEXIST 17
@@ -226,6 +228,54 @@ static __always_inline void exchange_emit(const struct tcpotel_sock *s, __u32 sr
 	bpf_ringbuf_submit(r, RINGBUF_FLAGS);
 }
 
+static const __u64 exchange_bounds_ns[TCPOTEL_EXCHANGE_BUCKETS - 1] = TCPOTEL_EXCHANGE_BOUNDS_NS;
+
+/* Bucket of a duration: how many bounds it exceeds (unrolled, no branches). */
+static __always_inline __u32 exchange_bucket(__u64 ns)
+{
+	__u32 k = 0;
+
+#pragma unroll
+	for (int i = 0; i < TCPOTEL_EXCHANGE_BUCKETS - 1; i++)
+		k += ns > exchange_bounds_ns[i];
+	return k;
+}
+
+/* Adds the socket's current exchange, now finished, to its histogram. */
+static __always_inline void exchange_count(struct tcpotel_sock *s)
+{
+	struct tcpotel_exchange_hist *h = &s->done;
+	__u64 d = s->ex.end_ns - s->ex.start_ns;
+	__u32 k = exchange_bucket(d);
+
+	if (!h->count || d < h->min_ns)
+		h->min_ns = d;
+	if (d > h->max_ns)
+		h->max_ns = d;
+	h->count++;
+	h->sum_ns += d;
+	if (k < TCPOTEL_EXCHANGE_BUCKETS)
+		h->buckets[k]++;
+}
+
+/*
+ * An exchange ended: it is counted in the socket's histogram (which the
+ * sweep turns into tcp.exchange.duration), and only an exchange that is
+ * kept by sampling goes to user space as a record. The sampling decision is
+ * the one user space and the other end make (ids.bpf.h), so that unsampled
+ * exchanges cost neither a ring-buffer record nor user-space time.
+ */
+static __always_inline void exchange_end(struct tcpotel_sock *s, __u32 srtt)
+{
+	exchange_count(s);
+	if (!cfg_exchange_records)
+		return;
+	if (exchange_sampled(&s->tuple, s->role, s->ex.request_seq, cfg_sample_threshold))
+		exchange_emit(s, srtt);
+	else
+		counter_inc(TCPOTEL_CNT_SAMPLED_OUT);
+}
+
 /*
  * One step of the exchange state machine (DESIGN.md, "Exchanges"). The
  * request direction is send for a client and receive for a server; an
@@ -243,12 +293,12 @@ static __always_inline void exchange_step(struct sock *sk, struct tcpotel_sock *
 
 	if ((phase == TCPOTEL_PHASE_REQUEST || phase == TCPOTEL_PHASE_RESPONSE) &&
 	    now - ex->end_ns > cfg_idle_timeout_ns && now > ex->end_ns) {
-		exchange_emit(s, snap->srtt_us);
+		exchange_end(s, snap->srtt_us);
 		phase = TCPOTEL_PHASE_IDLE;
 	}
 	if (is_request) {
 		if (phase == TCPOTEL_PHASE_RESPONSE) {
-			exchange_emit(s, snap->srtt_us);
+			exchange_end(s, snap->srtt_us);
 			phase = TCPOTEL_PHASE_IDLE;
 		}
 		if (phase == TCPOTEL_PHASE_IDLE || phase == TCPOTEL_PHASE_SKIP_RESPONSE) {
@@ -302,8 +352,7 @@ static __always_inline void on_io(struct sock *sk, __u32 bytes, bool is_send)
 		__sync_fetch_and_add(&s->bytes_received, bytes);
 	sock_snap(sk, &snap);
 	srtt_sample(s, snap.srtt_us);
-	if (cfg_spans_enabled)
-		exchange_step(sk, s, is_send, bytes, &snap);
+	exchange_step(sk, s, is_send, bytes, &snap);
 }
 
 static __always_inline void listener_add(const struct sock *sk)
@@ -341,6 +390,9 @@ static __always_inline void sock_close(struct sock *sk)
 		bpf_map_delete_elem(&sockets, &key);
 		return;
 	}
+	/* The exchange in progress ends with the connection (the record carries it). */
+	if (s->ex.phase == TCPOTEL_PHASE_REQUEST || s->ex.phase == TCPOTEL_PHASE_RESPONSE)
+		exchange_count(s);
 	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
 	if (!r) {
 		counter_inc(TCPOTEL_CNT_RINGBUF_LOST);

@@ -20,6 +20,7 @@
 #include "privdrop.h"
 #include "procinfo.h"
 #include "sockets.h"
+#include "traceid.h"
 #include "ui.h"
 
 /* How often the socket table is read (deltas, silent exchanges). */
@@ -153,13 +154,26 @@ static void seed_listeners(struct agent *a)
 	free(found);
 }
 
+static bool ui_enabled(const struct config *cfg)
+{
+	return cfg->ui.listen && *cfg->ui.listen;
+}
+
+/* Exchanges go to user space one by one (the sampled ones) for spans and the live map. */
+static bool exchange_records(const struct config *cfg)
+{
+	return cfg->spans.enabled || ui_enabled(cfg);
+}
+
 static int start_ui(struct agent *a)
 {
-	if (!a->cfg->ui.listen || !*a->cfg->ui.listen)
+	if (!ui_enabled(a->cfg))
 		return 0;
 	a->graph = graph__new();
 	if (!a->graph)
 		return -errno;
+	/* Drawn from the sampled exchanges, scaled back up to every exchange. */
+	graph__set_sampling(a->graph, a->cfg->spans.sampling_ratio);
 	exchanges__set_graph(a->exchanges, a->graph);
 	/* NULL: the page from beside the program, PREFIX/share/tcpotel/web, or built in. */
 	a->ui = ui__start(a->cfg->ui.listen, NULL);
@@ -177,7 +191,8 @@ struct agent *agent__start(const struct config *cfg, enum capture_backend backen
 		.backend = backend,
 		.max_sockets = cfg->capture.max_sockets,
 		.self_tgid = (uint32_t)getpid(),
-		.spans = cfg->spans.enabled,
+		.exchange_records = exchange_records(cfg),
+		.sample_threshold = traceid_threshold(cfg->spans.sampling_ratio),
 		.idle_timeout_ns = cfg->spans.idle_timeout_ms * NSEC_PER_MSEC,
 		.exclude_ports = cfg->capture.exclude_ports,
 		.n_exclude_ports = cfg->capture.n_exclude_ports,
@@ -190,7 +205,7 @@ struct agent *agent__start(const struct config *cfg, enum capture_backend backen
 	};
 	struct sockets_opts sopts = {
 		.idle_timeout_ns = cfg->spans.idle_timeout_ms * NSEC_PER_MSEC,
-		.spans = cfg->spans.enabled,
+		.records = exchange_records(cfg),
 	};
 	uint32_t *netns = NULL;
 	struct agent *a;
@@ -260,8 +275,8 @@ static void collect_self(struct agent *a, struct self_stats *st)
 	exporter__stats(a->exporter, &es);
 	exchanges__stats(a->exchanges, &xs);
 	st->sockets_tracked = sockets__tracked(a->sockets);
-	st->exchanges = xs.exchanges;
-	st->spans_sampled_out = xs.sampled_out;
+	st->exchanges = sockets__exchanges(a->sockets);
+	st->spans_sampled_out = xs.sampled_out + st->kernel_counters[TCPOTEL_CNT_SAMPLED_OUT];
 	st->spans_dropped = xs.dropped;
 	for (int i = 0; i < SIGNAL__COUNT; i++) {
 		st->sent_items[i] = es.sent_items[i];

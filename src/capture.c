@@ -81,7 +81,8 @@ static void set_knobs(struct tcpotel_bpf *skel, const struct capture_opts *opts)
 
 	ro->cfg_self_tgid = opts->self_tgid;
 	ro->cfg_idle_timeout_ns = opts->idle_timeout_ns;
-	ro->cfg_spans_enabled = opts->spans;
+	ro->cfg_exchange_records = opts->exchange_records;
+	ro->cfg_sample_threshold = opts->sample_threshold;
 	ro->cfg_netns_filter = opts->n_netns > 0;
 	ro->cfg_n_exclude_ports = MIN(opts->n_exclude_ports, TCPOTEL_MAX_EXCLUDE_PORTS);
 	for (size_t i = 0; i < ro->cfg_n_exclude_ports; i++)

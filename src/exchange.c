@@ -148,9 +148,6 @@ void exchanges__end(struct exchanges *x, const struct exchange_end *end, uint64_
 	uint8_t client_addr[16];
 	uint16_t client_port;
 
-	x->stats.exchanges++;
-	if (end->stream)
-		stream_add_exchange(end->stream, ex->end_ns - ex->start_ns);
 	if (!x->spans && !x->graph)
 		return;
 	client_endpoint(end->tuple, end->role, client_addr, &client_port);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Ended exchanges -> tcp.exchange.duration and synthetic spans: CLIENT on
+ * Ended exchanges (the sampled ones the kernel hands over, and those the
+ * sweep ends) -> the live map and synthetic spans: CLIENT on
  * the client's resource, SERVER on the server's, with the ids of traceid.h
  * and consistent sampling. Spans wait at most spans_flush_ms in a bounded
  * buffer, then go out grouped by resource in one OTLP traces body.
@@ -38,8 +39,7 @@ struct exchange_end {
 };
 
 struct exchange_stats {
-	uint64_t exchanges;
-	uint64_t sampled_out;
+	uint64_t sampled_out; /* by user space (exchanges it ended); the kernel counts its own */
 	uint64_t dropped;
 	uint64_t spans;
 };

@@ -101,6 +101,7 @@ struct graph {
 	uint32_t head, count; /* ring occupancy, settled halves included until they reach the head */
 	uint32_t waiting;     /* halves still waiting for their other half */
 	uint64_t clock;
+	double ratio, scale; /* spans.sampling_ratio, and what a sampled exchange stands for */
 	struct graph_stats st;
 };
 
@@ -118,11 +119,24 @@ struct graph *graph__new(void)
 	g->pend_idx = calloc(PENDING_INDEX, sizeof(*g->pend_idx));
 	if (!g->nodes || !g->edges || !g->node_idx || !g->edge_idx || !g->ring || !g->pend_idx)
 		goto fail;
+	g->ratio = g->scale = 1;
 	return g;
 fail:
 	graph__free(g);
 	errno = ENOMEM;
 	return NULL;
+}
+
+void graph__set_sampling(struct graph *g, double ratio)
+{
+	g->ratio = ratio;
+	g->scale = ratio > 0 && ratio < 1 ? 1 / ratio : 1;
+}
+
+/* A count of sampled exchanges (or their bytes) as an estimate of all of them. */
+static uint64_t scaled(const struct graph *g, uint64_t n)
+{
+	return g->scale == 1 ? n : (uint64_t)((double)n * g->scale + 0.5);
 }
 
 void graph__free(struct graph *g)
@@ -648,20 +662,20 @@ static void render_edge(struct graph *g, struct jbuf *b, const struct gedge *e, 
 	}
 	jbuf_puts(b, e->paired ? ",\"paired\":true" : ",\"paired\":false");
 	jbuf_puts(b, ",\"request_bytes_per_s\":");
-	jbuf_double(b, (double)req / span);
+	jbuf_double(b, (double)req * g->scale / span);
 	jbuf_puts(b, ",\"response_bytes_per_s\":");
-	jbuf_double(b, (double)resp / span);
+	jbuf_double(b, (double)resp * g->scale / span);
 	jbuf_puts(b, ",\"exchanges_per_s\":");
-	jbuf_double(b, (double)n / span);
+	jbuf_double(b, (double)n * g->scale / span);
 	put_ms_or_null(b, "p50_ms", hn, hn ? quantile_ms(h[0], h[1], hn, 0.5) : 0);
 	put_ms_or_null(b, "p99_ms", hn, hn ? quantile_ms(h[0], h[1], hn, 0.99) : 0);
 	put_ms_or_null(b, "srtt_ms", srtt_n, srtt_n ? (double)srtt_sum / (double)srtt_n / 1e3 : 0);
 	jbuf_puts(b, ",\"exchanges\":");
-	jbuf_u64(b, e->total_n);
+	jbuf_u64(b, scaled(g, e->total_n));
 	jbuf_puts(b, ",\"request_bytes\":");
-	jbuf_u64(b, e->total_req);
+	jbuf_u64(b, scaled(g, e->total_req));
 	jbuf_puts(b, ",\"response_bytes\":");
-	jbuf_u64(b, e->total_resp);
+	jbuf_u64(b, scaled(g, e->total_resp));
 	jbuf_puts(b, ",\"idle_s\":");
 	jbuf_u64(b, now > e->last_seen ? (now - e->last_seen) / NSEC_PER_SEC : 0);
 	jbuf_putc(b, '}');
@@ -688,6 +702,8 @@ int graph__render_json(struct graph *g, struct jbuf *out, uint64_t now_mono_ns)
 
 	jbuf_puts(out, "{\"window_s\":");
 	jbuf_u64(out, GRAPH_WINDOW_S);
+	jbuf_puts(out, ",\"sampling_ratio\":");
+	jbuf_double(out, g->ratio);
 	jbuf_puts(out, ",\"nodes\":[");
 	for (uint32_t i = 0; i < GRAPH_MAX_NODES; i++) {
 		const struct gnode *n = &g->nodes[i];

@@ -74,6 +74,9 @@ struct graph *graph__new(void);
 void graph__free(struct graph *g);
 /* Every exchange, before sampling. */
 void graph__add(struct graph *g, const struct graph_exchange *x);
+/* Exchanges reach the map sampled (spans.sampling_ratio): rates and totals
+ * are scaled back up by 1/ratio, estimates of every exchange. */
+void graph__set_sampling(struct graph *g, double ratio);
 /*
  * Writes the map as JSON (see docs/ui.md): {"window_s", "nodes": [...],
  * "edges": [...], "stats": {...}}. Pairs left alone for the pairing window

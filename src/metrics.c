@@ -13,7 +13,7 @@
 #include "otlp.h"
 #include "procinfo.h"
 
-#define EXCHANGE_BUCKETS 19
+#define EXCHANGE_BUCKETS TCPOTEL_EXCHANGE_BUCKETS
 
 const double metrics_srtt_bounds[TCPOTEL_SRTT_BUCKETS - 1] = {
 	1e-6,	      2e-6,	     4e-6,	    8e-6,	   16e-6,	  32e-6,
@@ -29,6 +29,8 @@ const double metrics_exchange_bounds[EXCHANGE_BUCKETS - 1] = {
 	0.1,	0.25,	 0.5,	 1,	2.5,	5,     10,   30,    60,
 };
 const size_t metrics_n_exchange_bounds = EXCHANGE_BUCKETS - 1;
+/* The same bounds as the kernel counts with (bpf/tcpotel.h); test_metrics checks they agree. */
+const uint64_t metrics_exchange_bounds_ns[EXCHANGE_BUCKETS - 1] = TCPOTEL_EXCHANGE_BOUNDS_NS;
 
 struct histogram {
 	uint64_t count;
@@ -267,18 +269,39 @@ void stream_add_srtt(struct stream *s, const uint32_t delta[TCPOTEL_SRTT_BUCKETS
 	touch(s);
 }
 
+unsigned metrics_exchange_bucket(uint64_t duration_ns)
+{
+	unsigned k = 0;
+
+	while (k < EXCHANGE_BUCKETS - 1 && duration_ns > metrics_exchange_bounds_ns[k])
+		k++;
+	return k;
+}
+
+void stream_add_exchanges(struct stream *s, const uint32_t delta[TCPOTEL_EXCHANGE_BUCKETS],
+			  uint64_t sum_ns, uint64_t min_ns, uint64_t max_ns)
+{
+	uint64_t total = 0;
+
+	for (int i = 0; i < EXCHANGE_BUCKETS; i++) {
+		s->exchange_counts[i] += delta[i];
+		total += delta[i];
+	}
+	/* The count comes from the buckets, so that bucketCounts always sum to it. */
+	if (!total)
+		return;
+	hist_minmax(&s->exchange, min_ns * 1e-9, max_ns * 1e-9);
+	s->exchange.count += total;
+	s->exchange.sum += sum_ns * 1e-9;
+	touch(s);
+}
+
 void stream_add_exchange(struct stream *s, uint64_t duration_ns)
 {
-	double v = duration_ns * 1e-9;
-	size_t i = 0;
+	uint32_t delta[TCPOTEL_EXCHANGE_BUCKETS] = { 0 };
 
-	while (i < EXCHANGE_BUCKETS - 1 && v > metrics_exchange_bounds[i])
-		i++;
-	s->exchange_counts[i]++;
-	hist_minmax(&s->exchange, v, v);
-	s->exchange.count++;
-	s->exchange.sum += v;
-	touch(s);
+	delta[metrics_exchange_bucket(duration_ns)] = 1;
+	stream_add_exchanges(s, delta, duration_ns, duration_ns, duration_ns);
 }
 
 const struct stream_key *stream_key(const struct stream *s)

@@ -61,7 +61,12 @@ void stream_add_retransmits(struct stream *s, uint64_t n);
 /* srtt samples: per-bucket deltas of the kernel's log2 histogram (microseconds). */
 void stream_add_srtt(struct stream *s, const uint32_t delta[TCPOTEL_SRTT_BUCKETS], uint64_t sum_us,
 		     uint32_t min_us, uint32_t max_us);
+/* Exchanges: per-bucket deltas of a socket's kernel histogram (bpf/tcpotel.h), or one. */
+void stream_add_exchanges(struct stream *s, const uint32_t delta[TCPOTEL_EXCHANGE_BUCKETS],
+			  uint64_t sum_ns, uint64_t min_ns, uint64_t max_ns);
 void stream_add_exchange(struct stream *s, uint64_t duration_ns);
+/* The tcp.exchange.duration bucket of a duration, as the kernel picks it. */
+unsigned metrics_exchange_bucket(uint64_t duration_ns);
 const struct stream_key *stream_key(const struct stream *s);
 /* Counts as a change: the stream is not forgotten as idle for a while. */
 void stream_touch(struct stream *s);
@@ -85,6 +90,7 @@ uint64_t metrics__streams_dropped(const struct metrics *m);
 /* Explicit bounds (seconds) of the two histograms, for docs and tests. */
 extern const double metrics_srtt_bounds[TCPOTEL_SRTT_BUCKETS - 1];
 extern const double metrics_exchange_bounds[];
+extern const uint64_t metrics_exchange_bounds_ns[];
 extern const size_t metrics_n_exchange_bounds;
 
 #endif

@@ -39,11 +39,17 @@ struct usock {
 	uint32_t srtt_hist[TCPOTEL_SRTT_BUCKETS];
 	uint64_t srtt_sum_us;
 	uint32_t srtt_count;
-	/* The exchange the sweep reported for silence, so that the kernel's
-	 * later record of the same exchange is not reported twice. */
+	uint64_t ex_count, ex_sum_ns;
+	uint32_t ex_buckets[TCPOTEL_EXCHANGE_BUCKETS];
+	/* The exchange the sweep ended for silence, so that the kernel's later
+	 * record of the same exchange is not reported twice... */
 	bool idle_reported;
 	uint32_t idle_seq;
 	uint64_t idle_start_ns;
+	/* ...and, until the kernel's histogram counts it too, its duration
+	 * (counted ahead: taken back out of the kernel's next delta). */
+	bool ahead;
+	uint64_t ahead_ns;
 };
 
 /* What is kept of a closed socket: enough to name it to the other end. */
@@ -68,6 +74,7 @@ struct sockets {
 	uint64_t freed;
 	uint64_t generation;
 	uint64_t retired;
+	uint64_t exchanges_counted;
 	__u64 *keys;
 	struct tcpotel_sock *values;
 };
@@ -283,8 +290,59 @@ static struct stream *stream_of(struct sockets *ss, uint32_t tgid, const char *c
 	return metrics__stream(ss->metrics, &key);
 }
 
+static bool exchange_open(const struct tcpotel_exchange *ex)
+{
+	return ex->phase == TCPOTEL_PHASE_REQUEST || ex->phase == TCPOTEL_PHASE_RESPONSE;
+}
+
+static bool already_reported(const struct usock *u, const struct tcpotel_exchange *ex)
+{
+	return u && u->idle_reported && u->idle_seq == ex->request_seq &&
+	       u->idle_start_ns == ex->start_ns;
+}
+
+/* Takes one exchange of `ns` out of a histogram delta (it was counted ahead). */
+static void take_back(uint32_t delta[TCPOTEL_EXCHANGE_BUCKETS], uint64_t *sum_ns, uint64_t ns)
+{
+	unsigned k = metrics_exchange_bucket(ns);
+
+	/* The kernel saw the same start and end, so the same bucket; should a
+	 * late packet have stretched its copy, any counted bucket will do. */
+	for (unsigned i = 0; !delta[k] && i < TCPOTEL_EXCHANGE_BUCKETS; i++)
+		k = i;
+	if (delta[k])
+		delta[k]--;
+	*sum_ns -= MIN(*sum_ns, ns);
+}
+
+/* Finished exchanges since the last look; `closed`: the kernel counted the open one too. */
+static void account_exchanges(struct sockets *ss, struct usock *u, const struct tcpotel_sock *s,
+			      bool closed)
+{
+	const struct tcpotel_exchange_hist *h = &s->done;
+	uint32_t delta[TCPOTEL_EXCHANGE_BUCKETS];
+	uint64_t sum_ns, n = h->count - u->ex_count;
+
+	if (!n)
+		return;
+	for (int i = 0; i < TCPOTEL_EXCHANGE_BUCKETS; i++)
+		delta[i] = h->buckets[i] - u->ex_buckets[i];
+	sum_ns = h->sum_ns - u->ex_sum_ns;
+	if (u->ahead && (closed || !exchange_open(&s->ex) || !already_reported(u, &s->ex))) {
+		take_back(delta, &sum_ns, u->ahead_ns);
+		u->ahead = false;
+		n--;
+	}
+	ss->exchanges_counted += n;
+	if (u->stream && n)
+		stream_add_exchanges(u->stream, delta, sum_ns, h->min_ns, h->max_ns);
+	u->ex_count = h->count;
+	u->ex_sum_ns = h->sum_ns;
+	memcpy(u->ex_buckets, h->buckets, sizeof(u->ex_buckets));
+}
+
 /* Adds what changed since `u` last saw the socket, and remembers the new numbers. */
-static void account(struct usock *u, const struct tcpotel_sock *s)
+static void account(struct sockets *ss, struct usock *u, const struct tcpotel_sock *s, bool closed)
 {
 	uint32_t delta[TCPOTEL_SRTT_BUCKETS];
 
@@ -298,6 +356,7 @@ static void account(struct usock *u, const struct tcpotel_sock *s)
 					s->srtt_min_us, s->srtt_max_us);
 		}
 	}
+	account_exchanges(ss, u, s, closed);
 	u->sent = s->bytes_sent;
 	u->received = s->bytes_received;
 	u->retransmits = s->retransmits;
@@ -340,17 +399,6 @@ static void usock_follow_owner(struct sockets *ss, struct usock *u, const struct
 	u->stream = stream_of(ss, s->tgid, s->comm, &s->tuple, s->role, now_mono_ns);
 	if (u->stream)
 		stream_add_active(u->stream, 1);
-}
-
-static bool exchange_open(const struct tcpotel_exchange *ex)
-{
-	return ex->phase == TCPOTEL_PHASE_REQUEST || ex->phase == TCPOTEL_PHASE_RESPONSE;
-}
-
-static bool already_reported(const struct usock *u, const struct tcpotel_exchange *ex)
-{
-	return u && u->idle_reported && u->idle_seq == ex->request_seq &&
-	       u->idle_start_ns == ex->start_ns;
 }
 
 static void report_exchange(struct sockets *ss, struct usock *u, const struct tcpotel_tuple *t,
@@ -408,15 +456,23 @@ static void sweep_one(struct sockets *ss, const struct tcpotel_sock *s, uint64_t
 		usock_follow_owner(ss, u, s, now_mono_ns);
 	}
 	u->generation = ss->generation;
-	account(u, s);
+	account(ss, u, s, false);
 	/* end_ns may be later than now: the kernel stamped it after the clock was read. */
-	if (ss->opts.spans && exchange_open(&s->ex) && now_mono_ns > s->ex.end_ns &&
+	if (exchange_open(&s->ex) && now_mono_ns > s->ex.end_ns &&
 	    now_mono_ns - s->ex.end_ns > ss->opts.idle_timeout_ns && !already_reported(u, &s->ex)) {
-		report_exchange(ss, u, &s->tuple, &s->ex, s->role, s->flags, s->tgid, s->comm,
-				s->srtt_last_us, mono_to_unix_ns, now_mono_ns);
+		uint64_t ns = s->ex.end_ns - s->ex.start_ns;
+
 		u->idle_reported = true;
 		u->idle_seq = s->ex.request_seq;
 		u->idle_start_ns = s->ex.start_ns;
+		u->ahead = true;
+		u->ahead_ns = ns;
+		ss->exchanges_counted++;
+		if (u->stream)
+			stream_add_exchange(u->stream, ns);
+		if (ss->opts.records)
+			report_exchange(ss, u, &s->tuple, &s->ex, s->role, s->flags, s->tgid,
+					s->comm, s->srtt_last_us, mono_to_unix_ns, now_mono_ns);
 	}
 }
 
@@ -487,8 +543,8 @@ void sockets__on_close(struct sockets *ss, const struct tcpotel_close_record *r,
 		if (u->stream)
 			stream_add_active(u->stream, -1);
 	}
-	account(u, s);
-	if (ss->opts.spans && exchange_open(&s->ex) && !already_reported(u, &s->ex))
+	account(ss, u, s, true);
+	if (ss->opts.records && exchange_open(&s->ex) && !already_reported(u, &s->ex))
 		report_exchange(ss, u, &s->tuple, &s->ex, s->role, s->flags, s->tgid, s->comm,
 				s->srtt_last_us, mono_to_unix_ns, now);
 	usock_closed(ss, u);
@@ -513,4 +569,9 @@ size_t sockets__tracked(const struct sockets *ss)
 uint64_t sockets__retired(const struct sockets *ss)
 {
 	return ss->retired;
+}
+
+uint64_t sockets__exchanges(const struct sockets *ss)
+{
+	return ss->exchanges_counted;
 }

@@ -26,7 +26,7 @@ static struct capture *load(enum capture_backend backend)
 	struct capture_opts opts = {
 		.backend = backend,
 		.max_sockets = 4096,
-		.spans = true,
+		.exchange_records = true,
 		.idle_timeout_ns = 5000000000ULL,
 	};
 

@@ -50,7 +50,7 @@ static struct capture *attach_tracepoint(void)
 	struct capture_opts opts = {
 		.backend = BACKEND_TRACEPOINT,
 		.max_sockets = 4096,
-		.spans = true,
+		.exchange_records = true,
 		.idle_timeout_ns = 5000000000ULL,
 	};
 	struct capture *c = capture__load(&opts);
