@@ -683,6 +683,37 @@ def test_exchange_duration_histogram_counts_every_exchange():
     report("K=%d counts %s", k, hc)
 
 
+def test_idle_exchanges_are_counted_once():
+    """An exchange that ends in silence is counted by the agent's sweep (the
+    kernel only learns of its end at the connection's next call or close),
+    and taken back out of the kernel's count when that catches up. 2
+    keep-alive connections do 4 exchanges each, 1.6 s apart (idle_timeout
+    1 s: every exchange first ends by silence, then the kernel ends it again
+    at the next request), then stay open and silent: while they are silent
+    the tcp.exchange.duration counts are already K on both sides, and after
+    the close they are still K, with K paired spans and no duplicate."""
+    hs = Hosts({"idle_timeout": "1s"})
+    srv, port = hs.server()
+    cli = hs.client_proc(hs.v4(port), ["--conns", 2, "--parallel", 2, "--exchanges", 4,
+                                       "--rate", 1.25, "--idle-ms", 5000])
+    k = 8
+    # The last exchange starts at ~5.6 s and is counted by silence 1-2 s after
+    # its end; the next metrics export (1 s) carries it.
+    time.sleep(9.5)
+    assert cli.running(), "the client closed too early: " + cli.stderr_text()
+    silent = histogram_counts(hs.rcv.requests())
+    finish_client(cli)
+    stop_server(srv)
+    reqs = hs.stop_agents()
+    closed = histogram_counts(reqs)
+    for hc in (silent, closed):
+        assert hc.get(("frontend", "client")) == k, (silent, closed, k)
+        assert hc.get(("backend", "server")) == k, (silent, closed, k)
+    cl, sv = split(h.spans(reqs))
+    check_all_pair(cl, sv, k)
+    report("K=%d counted while silent %s, after the close %s", k, silent, closed)
+
+
 def test_busy_connections_keep_whole_exchanges():
     """Exchanges that are busy when the agents sweep their socket tables (once
     a second) are not cut: 4 keep-alive connections fetch responses of

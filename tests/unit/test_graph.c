@@ -289,6 +289,32 @@ out_nor:
 	graph__free(g);
 }
 
+/* At spans.sampling_ratio 0.25 each exchange that reaches the map stands for four. */
+TEST(graph_scales_sampled_exchanges_back_up)
+{
+	struct graph *g = graph__new();
+	struct json_object *r, *e;
+
+	if (!ASSERT_NOT_NULL(g))
+		return;
+	graph__set_sampling(g, 0.25);
+	/* 10 sampled exchanges a second for 10 s. */
+	for (uint32_t i = 0; i < 100; i++)
+		add_pair(g, i, T0 + i * 100 * MS, MS, false);
+	r = render(g, T0 + 10 * SEC);
+	e = r ? find_edge(r, "frontend", "backend") : NULL;
+	if (ASSERT_NOT_NULL(e)) {
+		ASSERT_DOUBLE_NEAR(num(r, "sampling_ratio"), 0.25, 1e-9);
+		ASSERT_EQ(num(e, "exchanges"), 400);
+		ASSERT_EQ(num(e, "request_bytes"), 40000);
+		ASSERT_EQ(num(e, "response_bytes"), 400000);
+		ASSERT_DOUBLE_NEAR(num(e, "exchanges_per_s"), 40, 4);
+		ASSERT_DOUBLE_NEAR(num(e, "request_bytes_per_s"), 4000, 400);
+	}
+	json_object_put(r);
+	graph__free(g);
+}
+
 TEST(graph_latency_quantiles)
 {
 	struct graph *g = graph__new();
