@@ -39,6 +39,7 @@ struct exchanges {
 	uint64_t threshold;
 	char trace_state[32];
 	struct pending_span *pending;
+	uint32_t *order; /* pending spans grouped by resource, by index */
 	size_t n_pending;
 	uint64_t oldest_mono_ns; /* end of the first pending exchange */
 	struct jbuf body;
@@ -61,7 +62,10 @@ struct exchanges *exchanges__new(const struct config *cfg, struct procinfo *pi,
 	jbuf_init(&x->body);
 	if (x->spans) {
 		x->pending = calloc(EXCHANGE_MAX_PENDING, sizeof(*x->pending));
-		if (!x->pending) {
+		x->order = calloc(EXCHANGE_MAX_PENDING, sizeof(*x->order));
+		if (!x->pending || !x->order) {
+			free(x->pending);
+			free(x->order);
 			free(x);
 			errno = ENOMEM;
 			return NULL;
@@ -83,6 +87,7 @@ void exchanges__free(struct exchanges *x)
 		return;
 	release_pending(x);
 	free(x->pending);
+	free(x->order);
 	jbuf_free(&x->body);
 	free(x);
 }
@@ -151,7 +156,8 @@ void exchanges__end(struct exchanges *x, const struct exchange_end *end, uint64_
 	if (!x->spans && !x->graph)
 		return;
 	client_endpoint(end->tuple, end->role, client_addr, &client_port);
-	traceid_derive(client_addr, client_port, ex->request_seq, &ids);
+	traceid_derive_some(client_addr, client_port, ex->request_seq,
+			    x->spans && end->role == TCPOTEL_ROLE_SERVER, &ids);
 	if (x->graph)
 		feed_graph(x, end, &ids);
 	if (!x->spans)
@@ -181,10 +187,12 @@ void exchanges__end(struct exchanges *x, const struct exchange_end *end, uint64_
 	p->ids = ids;
 }
 
-static int by_resource(const void *a, const void *b)
+/* Sorts indices, not the spans themselves: moving an index is 4 bytes. */
+static int by_resource(const void *a, const void *b, void *arg)
 {
-	uintptr_t ra = (uintptr_t)((const struct pending_span *)a)->res;
-	uintptr_t rb = (uintptr_t)((const struct pending_span *)b)->res;
+	const struct pending_span *pending = arg;
+	uintptr_t ra = (uintptr_t)pending[*(const uint32_t *)a].res;
+	uintptr_t rb = (uintptr_t)pending[*(const uint32_t *)b].res;
 
 	return ra < rb ? -1 : ra > rb;
 }
@@ -221,7 +229,8 @@ static void encode_span(struct jbuf *b, const struct pending_span *p, const char
 	a[7] = OTLP_ATTR_INT("network.peer.port", p->tuple.dport);
 	a[8] = OTLP_ATTR_INT("tcp.request.size", (int64_t)p->request_bytes);
 	a[9] = OTLP_ATTR_INT("tcp.response.size", (int64_t)p->response_bytes);
-	a[10] = OTLP_ATTR_DOUBLE("tcp.srtt", p->srtt_us * 1e-6);
+	/* Divided, not multiplied by 1e-6: the double nearest the exact value, which prints short. */
+	a[10] = OTLP_ATTR_DOUBLE("tcp.srtt", p->srtt_us / 1e6);
 	memcpy(span.trace_id, p->ids.trace_id, 16);
 	if (client) {
 		memcpy(span.span_id, p->ids.client_span_id, 8);
@@ -232,7 +241,7 @@ static void encode_span(struct jbuf *b, const struct pending_span *p, const char
 	otlp_span(b, &span);
 }
 
-/* One body of spans [from, to), grouped by resource (they are sorted). */
+/* One body of spans order[from, to), grouped by resource (they are sorted). */
 static void send_batch(struct exchanges *x, size_t from, size_t to)
 {
 	const struct proc_resource *cur = NULL;
@@ -240,7 +249,7 @@ static void send_batch(struct exchanges *x, size_t from, size_t to)
 	jbuf_reset(&x->body);
 	otlp_traces_begin(&x->body);
 	for (size_t i = from; i < to; i++) {
-		const struct pending_span *p = &x->pending[i];
+		const struct pending_span *p = &x->pending[x->order[i]];
 
 		if (p->res != cur) {
 			struct otlp_resource res = { p->res->attrs, p->res->n_attrs };
@@ -273,7 +282,9 @@ void exchanges__flush(struct exchanges *x, uint64_t now_mono_ns, bool force)
 	if (!force && x->n_pending < EXCHANGE_MAX_BATCH &&
 	    now_mono_ns - x->oldest_mono_ns < EXCHANGE_FLUSH_MS * NSEC_PER_MSEC)
 		return;
-	qsort(x->pending, x->n_pending, sizeof(*x->pending), by_resource);
+	for (size_t i = 0; i < x->n_pending; i++)
+		x->order[i] = (uint32_t)i;
+	qsort_r(x->order, x->n_pending, sizeof(*x->order), by_resource, x->pending);
 	for (size_t i = 0; i < x->n_pending; i += EXCHANGE_MAX_BATCH)
 		send_batch(x, i, MIN(i + EXCHANGE_MAX_BATCH, x->n_pending));
 	release_pending(x);

@@ -291,6 +291,26 @@ static void json_escape(struct jbuf *b, const uint8_t *s, size_t n, bool cut)
 	b->data[b->len++] = '"';
 }
 
+/* Attribute keys and most values are short printable ASCII: copied as they are. */
+#define JBUF_SHORT 64
+
+static bool plain_short(const uint8_t *s, size_t n)
+{
+	size_t i = 0;
+
+	for (; n - i >= 8; i += 8) {
+		uint64_t x;
+
+		memcpy(&x, s + i, 8);
+		if (!plain8(x))
+			return false;
+	}
+	for (; i < n; i++)
+		if (char_class[s[i]])
+			return false;
+	return true;
+}
+
 void jbuf_json_string(struct jbuf *b, const char *s, size_t max_bytes)
 {
 	size_t n;
@@ -301,6 +321,15 @@ void jbuf_json_string(struct jbuf *b, const char *s, size_t max_bytes)
 	}
 	/* s[max_bytes] may not be ours to read: a string of exactly max_bytes counts as cut. */
 	n = strnlen(s, max_bytes);
+	if (n < JBUF_SHORT && n < max_bytes && plain_short((const uint8_t *)s, n)) {
+		if (unlikely(!jbuf_reserve(b, n + 2)))
+			return;
+		b->data[b->len] = '"';
+		memcpy(b->data + b->len + 1, s, n);
+		b->data[b->len + n + 1] = '"';
+		b->len += n + 2;
+		return;
+	}
 	json_escape(b, (const uint8_t *)s, n, n == max_bytes);
 }
 
@@ -380,6 +409,24 @@ void jbuf_i64_quoted(struct jbuf *b, int64_t v)
 	put_int(b, mag, v < 0, true);
 }
 
+/* n * 10^-9 as a decimal, trailing zeros cut; n is not a multiple of 10^9. */
+static void put_nanos(struct jbuf *b, uint64_t n, bool neg)
+{
+	char tmp[NUM_MAX + 12], *end = tmp + sizeof(tmp), *p;
+	uint32_t frac = (uint32_t)(n % 1000000000);
+
+	while (frac % 10 == 0)
+		frac /= 10, end--;
+	p = end;
+	for (char *stop = tmp + sizeof(tmp) - 9; p > stop; frac /= 10)
+		*--p = (char)('0' + frac % 10);
+	*--p = '.';
+	p = u64_digits(p, n / 1000000000);
+	if (neg)
+		*--p = '-';
+	jbuf_put(b, p, (size_t)(end - p));
+}
+
 void jbuf_double(struct jbuf *b, double v)
 {
 	char tmp[40];
@@ -397,6 +444,17 @@ void jbuf_double(struct jbuf *b, double v)
 	if (v == floor(v) && fabs(v) < 9007199254740992.0 && !(v == 0 && signbit(v))) {
 		put_int(b, (uint64_t)fabs(v), v < 0, false);
 		return;
+	}
+	/* Decimals of at most 9 places (seconds from ns or us counts) skip printf
+	 * too: n / 1e9 is correctly rounded, so when it gives v back, so does
+	 * reading the decimal n * 10^-9. */
+	if (v != 0 && fabs(v) < 9e6) {
+		uint64_t nanos = (uint64_t)llround(fabs(v) * 1e9);
+
+		if ((double)nanos / 1e9 == fabs(v)) {
+			put_nanos(b, nanos, v < 0);
+			return;
+		}
 	}
 	for (int prec = 15; prec <= 17; prec++) {
 		n = snprintf(tmp, sizeof(tmp), "%.*g", prec, v);

@@ -6,9 +6,33 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
+/* Dotted quad without printf (glibc's inet_ntop formats IPv4 with sprintf):
+ * two addresses go into every span. */
+static void format_ipv4(const uint8_t *a, char *buf)
+{
+	char *p = buf;
+
+	for (int i = 0; i < 4; i++) {
+		unsigned v = a[i];
+
+		if (i)
+			*p++ = '.';
+		if (v >= 100)
+			*p++ = (char)('0' + v / 100);
+		if (v >= 10)
+			*p++ = (char)('0' + v / 10 % 10);
+		*p++ = (char)('0' + v % 10);
+	}
+	*p = '\0';
+}
+
 void netaddr_format(int family, const uint8_t *addr, char *buf)
 {
-	if (!inet_ntop(family == AF_INET ? AF_INET : AF_INET6, addr, buf, NETADDR_STRLEN))
+	if (family == AF_INET) {
+		format_ipv4(addr, buf);
+		return;
+	}
+	if (!inet_ntop(AF_INET6, addr, buf, NETADDR_STRLEN))
 		buf[0] = '\0';
 }
 

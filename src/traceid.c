@@ -144,8 +144,8 @@ static void never_zero(uint8_t *id, size_t len)
 	id[len - 1] = 1;
 }
 
-void traceid_derive(const uint8_t client_addr[16], uint16_t client_port, uint32_t request_seq,
-		    struct exchange_ids *out)
+void traceid_derive_some(const uint8_t client_addr[16], uint16_t client_port, uint32_t request_seq,
+			 bool server_span, struct exchange_ids *out)
 {
 	uint8_t msg[MSG_LEN], span[8];
 
@@ -167,10 +167,20 @@ void traceid_derive(const uint8_t client_addr[16], uint16_t client_port, uint32_
 	store_be64(out->client_span_id, load_le64(span));
 	never_zero(out->client_span_id, 8);
 
+	if (!server_span) {
+		memset(out->server_span_id, 0, 8);
+		return;
+	}
 	msg[1] = 'S';
 	siphash24(ids_key_v1, msg, sizeof(msg), span, 8);
 	store_be64(out->server_span_id, load_le64(span));
 	never_zero(out->server_span_id, 8);
+}
+
+void traceid_derive(const uint8_t client_addr[16], uint16_t client_port, uint32_t request_seq,
+		    struct exchange_ids *out)
+{
+	traceid_derive_some(client_addr, client_port, request_seq, true, out);
 }
 
 void traceid_canonical_addr(int family, const uint8_t *addr, uint8_t out[16])

@@ -29,6 +29,10 @@ struct exchange_ids {
  */
 void traceid_derive(const uint8_t client_addr[16], uint16_t client_port, uint32_t request_seq,
 		    struct exchange_ids *out);
+/* The same without the server span id (left zero) unless server_span: a
+ * client span needs only the trace and client span ids. */
+void traceid_derive_some(const uint8_t client_addr[16], uint16_t client_port, uint32_t request_seq,
+			 bool server_span, struct exchange_ids *out);
 /* Builds the canonical 16-byte form from a 4- or 16-byte address (family AF_INET/AF_INET6). */
 void traceid_canonical_addr(int family, const uint8_t *addr, uint8_t out[16]);
 

@@ -222,6 +222,12 @@ TEST(client_and_server_agree_v4_and_mapped)
 		return;
 	/* The two span ids of one exchange differ from each other. */
 	ASSERT_NE(memcmp(ci.client_span_id, ci.server_span_id, 8), 0);
+	/* A client's half needs no server span id: the rest is the same. */
+	c[15] ^= 1;
+	traceid_derive_some(c, 51234, 0xdeadbeef, false, &si);
+	ASSERT_OK(memcmp(ci.trace_id, si.trace_id, 16));
+	ASSERT_OK(memcmp(ci.client_span_id, si.client_span_id, 8));
+	ASSERT_OK(memcmp(si.server_span_id, (uint8_t[8]){ 0 }, 8));
 }
 
 TEST(threshold_values)
