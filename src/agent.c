@@ -51,6 +51,7 @@ struct agent {
 	uint64_t next_metrics_ns;
 	uint64_t bad_records;
 	uint64_t counters_seen[TCPOTEL_CNT__MAX];
+	uint64_t queue_dropped_seen[SIGNAL__COUNT];
 };
 
 static uint64_t clock_ns(clockid_t id)
@@ -309,12 +310,33 @@ static void export_metrics(struct agent *a)
 	exporter__submit(a->exporter, SIGNAL_METRICS, body.data, body.len, (uint32_t)points);
 }
 
-/* Says, at most once a minute each, when the kernel side had to leave data out. */
+/* The export queue is full when the collector is away or slower than the
+ * agent makes data: the oldest bodies go first (refusals are logged by the exporter). */
+static void warn_queue_drops(struct agent *a)
+{
+	struct exporter_stats es;
+	uint64_t spans, points;
+
+	exporter__stats(a->exporter, &es);
+	spans = es.queue_dropped_items[SIGNAL_TRACES] - a->queue_dropped_seen[SIGNAL_TRACES];
+	points = es.queue_dropped_items[SIGNAL_METRICS] - a->queue_dropped_seen[SIGNAL_METRICS];
+	if (spans || points)
+		log_ratelimited(LOG_WARN, 60000,
+				"export queue full (exporter.otlp.queue_size %u bodies, at most %u MiB): "
+				"oldest %" PRIu64 " spans and %" PRIu64
+				" metric points dropped (tcpotel.export.dropped)",
+				a->cfg->exporter.otlp.queue_size, EXPORT_QUEUE_MAX_BYTES >> 20, spans,
+				points);
+	memcpy(a->queue_dropped_seen, es.queue_dropped_items, sizeof(a->queue_dropped_seen));
+}
+
+/* Says, at most once a minute each, when data had to be left out. */
 static void warn_losses(struct agent *a)
 {
 	uint64_t c[TCPOTEL_CNT__MAX];
 	uint64_t untracked, lost;
 
+	warn_queue_drops(a);
 	if (capture__read_counters(a->capture, c))
 		return;
 	untracked = c[TCPOTEL_CNT_SOCK_UNTRACKED] - a->counters_seen[TCPOTEL_CNT_SOCK_UNTRACKED];

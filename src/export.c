@@ -759,8 +759,10 @@ void exporter__stats(struct exporter *e, struct exporter_stats *out)
 	*out = e->st;
 	pthread_mutex_unlock(&e->stats_lock);
 	out->queue_depth = qs.depth;
-	for (int s = 0; s < SIGNAL__COUNT; s++)
+	for (int s = 0; s < SIGNAL__COUNT; s++) {
 		out->dropped_items[s] += qs.dropped_items[s];
+		out->queue_dropped_items[s] = qs.dropped_items[s];
+	}
 }
 
 void exporter__stop(struct exporter *e, uint64_t deadline_ms)

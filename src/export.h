@@ -24,6 +24,7 @@ struct exporter_stats {
 	uint64_t sent_batches[SIGNAL__COUNT];
 	uint64_t sent_items[SIGNAL__COUNT];
 	uint64_t dropped_items[SIGNAL__COUNT];  /* every cause: queue full, refused, retries expired, shutdown */
+	uint64_t queue_dropped_items[SIGNAL__COUNT]; /* of those: pushed out of a full queue */
 	uint64_t rejected_items[SIGNAL__COUNT]; /* partialSuccess rejections reported by the collector */
 	uint64_t failed_requests;               /* requests that did not get a 2xx (each try) */
 	uint64_t retries;

@@ -641,6 +641,11 @@ def test_collector_outage_bounded_queue():
         "%d points and %d spans" % (dropped_m, dropped_t, want_m, want_t))
     assert want_t == 2 * client["exchanges"], (want_t, client["exchanges"])
     assert failures >= 3 + OUTAGE_S // 3, failures
+    # The drops were said, once a minute at most: the outage lasts about one.
+    said = re.findall(r"warn  export queue full \(exporter.otlp.queue_size %d bodies, "
+                      r"at most 32 MiB\): oldest (\d+) spans and (\d+) metric points dropped"
+                      % OUTAGE_QUEUE, agent.log())
+    assert 1 <= len(said) <= 2, agent.log()[-3000:]
     check_io_exact(reqs, [client], server)
 
 
