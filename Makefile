@@ -28,7 +28,9 @@ PKG_CONFIG ?= pkg-config
 PREFIX     ?= /usr/local
 VERSION    := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 ARCH       := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/;s/ppc64le/powerpc/;s/mips.*/mips/;s/riscv64/riscv/')
-LIBS_PC    := libbpf libelf zlib libcurl json-c yaml-0.1 libmicrohttpd libdeflate
+LIBS_PC    := libbpf libelf zlib libcurl json-c yaml-0.1 libmicrohttpd
+# ISA-L (gzip of export bodies) ships no pkg-config file.
+LIBS_EXTRA := -lisal
 
 ifeq ($(V),1)
 Q :=
@@ -50,7 +52,7 @@ endif
 CFLAGS ?= -O2 -g
 override CFLAGS += -std=gnu11 $(WARNINGS) -D_GNU_SOURCE -DTCPOTEL_VERSION='"$(VERSION)"' \
 	-I$(OUTPUT) -Isrc -Ibpf $(shell $(PKG_CONFIG) --cflags $(LIBS_PC) 2>/dev/null)
-override LDLIBS += $(shell $(PKG_CONFIG) --libs $(LIBS_PC) 2>/dev/null) -lpthread -lm
+override LDLIBS += $(shell $(PKG_CONFIG) --libs $(LIBS_PC) 2>/dev/null) $(LIBS_EXTRA) -lpthread -lm
 
 ifneq ($(SANITIZE),)
 override CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer

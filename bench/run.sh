@@ -21,7 +21,7 @@ else
 	# shellcheck disable=SC2046,SC2086
 	${CC:-cc} -O2 -g -std=gnu11 -D_GNU_SOURCE -I.output -Isrc -Ibpf \
 		$(pkg-config --cflags $libs) bench/micro.c $mods \
-		$(pkg-config --libs $libs) -lpthread -lm -o .output/micro ||
+		$(pkg-config --libs $libs) -lisal -lpthread -lm -o .output/micro ||
 		echo "bench: cannot build .output/micro: micro-benchmarks skipped" >&2
 fi
 

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 build=(make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev
-	libcurl4-openssl-dev libjson-c-dev libyaml-dev libmicrohttpd-dev libdeflate-dev)
+	libcurl4-openssl-dev libjson-c-dev libyaml-dev libmicrohttpd-dev libisal-dev)
 test=(python3 python3-yaml iproute2 nftables chromium prometheus)
 
 missing=()

@@ -18,10 +18,10 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do
 done
 [ "${1:-}" = "--" ] && shift
 mkdir -p .output/one
-pcs="libbpf libelf zlib libcurl json-c yaml-0.1 libdeflate"
+pcs="libbpf libelf zlib libcurl json-c yaml-0.1"
 ${CC:-cc} -std=gnu11 -g -O1 -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
 	-Wno-unused-parameter -D_GNU_SOURCE -DTCPOTEL_VERSION='"dev"' ${SANITIZE:+-fsanitize=$SANITIZE} \
 	-Isrc -Ibpf -Itests/unit -I.output $(pkg-config --cflags $pcs) \
 	tests/unit/runner.c "tests/unit/$name.c" "${mods[@]}" \
-	$(pkg-config --libs $pcs) -lpthread -lm -o ".output/one/$name"
+	$(pkg-config --libs $pcs) -lisal -lpthread -lm -o ".output/one/$name"
 TCPOTEL_SRCDIR=$PWD ".output/one/$name" "$@"

@@ -32,7 +32,7 @@
 
 #include <curl/curl.h>
 #include <json-c/json.h>
-#include <libdeflate.h>
+#include <isa-l/igzip_lib.h>
 
 #include "config.h"
 #include "log.h"
@@ -42,12 +42,14 @@
 #endif
 
 /*
- * gzip by libdeflate rather than zlib: whole-buffer compression is all the
- * exporter needs, and libdeflate does it about 1.8 times faster (0.99 against
- * 1.76 us per span at level 1, measured on OTLP span bodies), which is most of
- * the per-span budget. Level 1: several times faster than 6 for a few % more bytes.
+ * gzip by ISA-L's igzip rather than zlib or libdeflate: whole-buffer
+ * compression is all the exporter needs, and igzip level 1 does it about 4
+ * times faster than libdeflate level 1 and 8 times faster than zlib on OTLP
+ * span bodies (bench/micro.c: 0.22 against 0.95 and 1.9 us per span), for
+ * output as small. Compression was most of the per-span budget.
  */
 #define EXPORT_GZIP_LEVEL 1
+#define EXPORT_GZIP_LEVEL_BUF ISAL_DEF_LVL1_LARGE
 #define EXPORT_MAX_RESPONSE (64 * 1024)
 #define EXPORT_SEEN_SLOTS 64
 #define EXPORT_WARN_INTERVAL_MS 10000
@@ -70,7 +72,7 @@ struct exporter {
 	uint64_t timeout_ms;
 	uint64_t initial_ms, max_ms, max_elapsed_ms;
 
-	struct libdeflate_compressor *gz; /* gzip, level EXPORT_GZIP_LEVEL */
+	uint8_t *gz_level_buf; /* igzip's work area for EXPORT_GZIP_LEVEL */
 	char *zbuf; /* body as sent for the current batch */
 	size_t zcap, zlen;
 
@@ -231,13 +233,22 @@ static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off
 	return stop_deadline_passed(arg) ? 1 : 0;
 }
 
+/* Room for any gzip output of len bytes: stored blocks at worst, plus header and trailer. */
+static size_t gzip_bound(size_t len)
+{
+	return len + len / 8 + 1024;
+}
+
 static int compress_body(struct exporter *e, const struct export_batch *b)
 {
+	struct isal_zstream zs;
 	size_t bound;
 
 	if (!e->gzip)
 		return 0;
-	bound = libdeflate_gzip_compress_bound(e->gz, b->len);
+	bound = gzip_bound(b->len);
+	if (b->len > UINT32_MAX / 2)
+		return -E2BIG; /* igzip counts in 32 bits; bodies are far smaller */
 	if (bound > e->zcap) {
 		char *p = realloc(e->zbuf, bound);
 
@@ -246,8 +257,21 @@ static int compress_body(struct exporter *e, const struct export_batch *b)
 		e->zbuf = p;
 		e->zcap = bound;
 	}
-	e->zlen = libdeflate_gzip_compress(e->gz, b->body, b->len, e->zbuf, e->zcap);
-	return e->zlen ? 0 : -EIO;
+	isal_deflate_stateless_init(&zs);
+	zs.gzip_flag = IGZIP_GZIP;
+	zs.level = EXPORT_GZIP_LEVEL;
+	zs.level_buf = e->gz_level_buf;
+	zs.level_buf_size = EXPORT_GZIP_LEVEL_BUF;
+	zs.end_of_stream = 1;
+	zs.flush = NO_FLUSH;
+	zs.next_in = (uint8_t *)b->body;
+	zs.avail_in = (uint32_t)b->len;
+	zs.next_out = (uint8_t *)e->zbuf;
+	zs.avail_out = (uint32_t)MIN(bound, (size_t)UINT32_MAX);
+	if (isal_deflate_stateless(&zs) != COMP_OK)
+		return -EIO;
+	e->zlen = zs.total_out;
+	return 0;
 }
 
 /* A short printable excerpt of a body that is not JSON (or has no message). */
@@ -625,7 +649,7 @@ static void exporter_free(struct exporter *e)
 	}
 	if (e->curl)
 		curl_easy_cleanup(e->curl);
-	libdeflate_free_compressor(e->gz);
+	free(e->gz_level_buf);
 	free(e->zbuf);
 	free(e->resp);
 	queue__free(e->q);
@@ -684,8 +708,8 @@ struct exporter *exporter__start(const struct config *cfg)
 		goto err_free;
 	}
 	if (e->gzip) {
-		e->gz = libdeflate_alloc_compressor(EXPORT_GZIP_LEVEL);
-		if (!e->gz) {
+		e->gz_level_buf = malloc(EXPORT_GZIP_LEVEL_BUF);
+		if (!e->gz_level_buf) {
 			err = ENOMEM;
 			goto err_free;
 		}
