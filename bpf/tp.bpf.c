@@ -7,6 +7,8 @@
  * (tcp_read_sock), TCP_ZEROCOPY_RECEIVE and kernel users of tcp_sendpage on
  * old kernels.
  */
+/* tcp_sock is read with plain loads (sock.bpf.h): these hooks imply 6.3+. */
+#define TCPOTEL_DIRECT_READS
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>

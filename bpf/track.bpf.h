@@ -5,8 +5,8 @@
  * on_reset().
  *
  * on_io() is the hottest code of the project. Its common path is one hash
- * lookup keyed by the socket pointer, one kernel read of tcp_sock (srtt, send
- * sequence and the socket's own clock: sock_snap()) and a few stores; the
+ * lookup keyed by the socket pointer, a read of tcp_sock (srtt, send sequence
+ * and the socket's own clock: sock_snap()) and a few stores; the
  * tuple, netns, role and owner are read once, at the socket's first sight,
  * and nothing goes to user space per call: a record leaves only when a
  * sampled exchange ends, a socket closes, or a process is seen for the first
