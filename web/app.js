@@ -176,8 +176,12 @@
     }
     document.getElementById('nodes-count').textContent = '(' + g.nodes.length + ')';
     document.getElementById('edges-count').textContent = '(' + g.edges.length + ')';
+    // Below 1, the agent sees only the sampled exchanges and scales them back up.
+    const sampled = typeof g.sampling_ratio === 'number' && g.sampling_ratio < 1;
     document.getElementById('window').textContent =
-      'Rates and latency over the last ' + g.window_s + ' s.';
+      'Rates and latency over the last ' + g.window_s + ' s.' +
+      (sampled ? ' Estimated from the ' + (g.sampling_ratio * 100).toPrecision(3) +
+        ' % of exchanges kept by spans.sampling_ratio.' : '');
   }
 
   // ---- map ----------------------------------------------------------------

@@ -103,6 +103,11 @@ async function main() {
     for (const n of opts.nodes) {
       if (!bodyText.includes(n)) throw new Error('page text lacks ' + n);
     }
+    // The window line; at sampling_ratio 1 (the test's) nothing is called an estimate.
+    const windowText = await page.locator('#window').innerText();
+    if (!/^Rates and latency over the last \d+ s\.$/.test(windowText)) {
+      throw new Error('unexpected window line: ' + windowText);
+    }
     // An edge row carries rates.
     const rate = await page.locator('#edges tbody tr').first().locator('td').nth(2).innerText();
     if (!(parseFloat(rate.replace(/,/g, '')) >= 0)) throw new Error('no rate in edge row: ' + rate);
