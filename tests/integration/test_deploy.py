@@ -410,3 +410,37 @@ def test_forced_backend_failures_are_documented():
 
 
 test_forced_backend_failures_are_documented.timeout = 150
+
+
+def _dockerfile_stages():
+    """The package lists of the example Dockerfile in docs/deploy.md: (build, runtime)."""
+    with open(DEPLOY_MD) as f:
+        text = f.read()
+    block = re.search(r"```dockerfile\n(.*?)```", text, re.S).group(1)
+    installs = re.findall(r"apt-get install -y --no-install-recommends((?:\\\n|[^&\n])*)", block)
+    assert len(installs) == 2, installs
+    return [set(i.replace("\\\n", " ").split()) for i in installs]
+
+
+def test_dockerfile_example_installs_what_the_agent_needs():
+    """The example image builds with every package scripts/install-deps.sh installs
+    for the build, and its runtime stage holds the package of every library the
+    built agent links (readelf NEEDED, owner from dpkg -S; libc6 is in the base)."""
+    build_pkgs, runtime_pkgs = _dockerfile_stages()
+    with open(os.path.join(h.ROOT, "scripts", "install-deps.sh")) as f:
+        deps = re.search(r"^build=\(([^)]*)\)", f.read(), re.M).group(1).split()
+    assert set(deps) <= build_pkgs, "build stage lacks %s" % sorted(set(deps) - build_pkgs)
+    h.require_built(h.AGENT)
+    needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]",
+                        subprocess.run(["readelf", "-d", h.AGENT], check=True,
+                                       capture_output=True, text=True).stdout)
+    assert needed, "readelf found no NEEDED entries"
+    owners = {}
+    for lib in needed:
+        out = subprocess.run(["dpkg", "-S", "*/" + lib], capture_output=True, text=True).stdout
+        pkgs = {ln.split(":")[0] for ln in out.splitlines() if ln.strip()}
+        assert pkgs, "no package owns " + lib
+        owners[lib] = pkgs
+    missing = {lib: sorted(p) for lib, p in owners.items()
+               if "libc6" not in p and not p & runtime_pkgs}
+    assert not missing, "runtime stage lacks the packages of %s" % missing
