@@ -122,7 +122,7 @@ $(OUTPUT)/tcpotel.skel.h: $(OUTPUT)/tcpotel.bpf.o
 # capture.c is the one file that includes the skeleton.
 $(OUTPUT)/src/capture.o: $(OUTPUT)/tcpotel.skel.h
 
-$(OUTPUT)/src/%.o: src/%.c $(SRC_HDRS) bpf/tcpotel.h | $(OUTPUT)/src
+$(OUTPUT)/src/%.o: src/%.c $(SRC_HDRS) bpf/tcpotel.h bpf/siphash.h | $(OUTPUT)/src
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 

@@ -16,6 +16,7 @@
 
 #include "vmlinux.h"
 #include "tcpotel.h"
+#include "siphash.h"
 
 #ifndef AF_INET
 #define AF_INET 2
@@ -29,35 +30,6 @@
 #define IDS_K1 0x000031762d736469ULL
 /* Largest randomness value: 56 bits. */
 #define IDS_R_MAX ((1ULL << 56) - 1)
-
-#define IDS_ROTL(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
-
-#define IDS_SIPROUND                                                                               \
-	do {                                                                                       \
-		v0 += v1;                                                                          \
-		v1 = IDS_ROTL(v1, 13);                                                             \
-		v1 ^= v0;                                                                          \
-		v0 = IDS_ROTL(v0, 32);                                                             \
-		v2 += v3;                                                                          \
-		v3 = IDS_ROTL(v3, 16);                                                             \
-		v3 ^= v2;                                                                          \
-		v0 += v3;                                                                          \
-		v3 = IDS_ROTL(v3, 21);                                                             \
-		v3 ^= v0;                                                                          \
-		v2 += v1;                                                                          \
-		v1 = IDS_ROTL(v1, 17);                                                             \
-		v1 ^= v2;                                                                          \
-		v2 = IDS_ROTL(v2, 32);                                                             \
-	} while (0)
-
-/* One message word through two rounds (SipHash-2-x compression). */
-#define IDS_COMPRESS(m)                                                                            \
-	do {                                                                                       \
-		v3 ^= (m);                                                                         \
-		IDS_SIPROUND;                                                                      \
-		IDS_SIPROUND;                                                                      \
-		v0 ^= (m);                                                                         \
-	} while (0)
 
 /* Bytes p[0..n) as a little-endian number. The tuple is only 2-byte aligned:
  * memcpy lets clang pick loads the verifier accepts (stack reads must be aligned). */
@@ -128,22 +100,22 @@ static __always_inline bool exchange_sampled(const struct tcpotel_tuple *t, __u8
 	m2 = a1 >> 48 | (__u64)__builtin_bswap16(port) << 16 |
 	     (__u64)__builtin_bswap32(request_seq) << 32;
 
-	IDS_COMPRESS(m0);
-	IDS_COMPRESS(m1);
-	IDS_COMPRESS(m2);
-	IDS_COMPRESS(24ULL << 56); /* no tail bytes; the length in the top byte */
+	SIPHASH_COMPRESS(m0);
+	SIPHASH_COMPRESS(m1);
+	SIPHASH_COMPRESS(m2);
+	SIPHASH_COMPRESS(24ULL << 56); /* no tail bytes; the length in the top byte */
 
 	v2 ^= 0xee;
-	IDS_SIPROUND;
-	IDS_SIPROUND;
-	IDS_SIPROUND;
-	IDS_SIPROUND;
+	SIPHASH_ROUND;
+	SIPHASH_ROUND;
+	SIPHASH_ROUND;
+	SIPHASH_ROUND;
 	b0 = v0 ^ v1 ^ v2 ^ v3;
 	v1 ^= 0xdd;
-	IDS_SIPROUND;
-	IDS_SIPROUND;
-	IDS_SIPROUND;
-	IDS_SIPROUND;
+	SIPHASH_ROUND;
+	SIPHASH_ROUND;
+	SIPHASH_ROUND;
+	SIPHASH_ROUND;
 	b1 = v0 ^ v1 ^ v2 ^ v3;
 
 	/* Trace id bytes 8..15 are b1 little-endian; R is bytes 9..15 big-endian. */
@@ -155,9 +127,5 @@ static __always_inline bool exchange_sampled(const struct tcpotel_tuple *t, __u8
 		r = 1;
 	return r >= threshold;
 }
-
-#undef IDS_COMPRESS
-#undef IDS_SIPROUND
-#undef IDS_ROTL
 
 #endif

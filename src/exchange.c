@@ -153,8 +153,6 @@ void exchanges__end(struct exchanges *x, const struct exchange_end *end, uint64_
 	uint8_t client_addr[16];
 	uint16_t client_port;
 
-	if (!x->spans && !x->graph)
-		return;
 	client_endpoint(end->tuple, end->role, client_addr, &client_port);
 	traceid_derive_some(client_addr, client_port, ex->request_seq,
 			    x->spans && end->role == TCPOTEL_ROLE_SERVER, &ids);

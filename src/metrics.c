@@ -251,22 +251,34 @@ static void hist_minmax(struct histogram *h, double v_min, double v_max)
 		h->max = v_max;
 }
 
-void stream_add_srtt(struct stream *s, const uint32_t delta[TCPOTEL_SRTT_BUCKETS], uint64_t sum_us,
-		     uint32_t min_us, uint32_t max_us)
+/*
+ * Adds per-bucket deltas of a kernel histogram. The count comes from the
+ * buckets, so that bucketCounts always sum to it. min, max and sum are in
+ * seconds. Returns whether anything was added.
+ */
+static bool hist_add(struct histogram *h, uint64_t *counts, const uint32_t *delta, int n_buckets,
+		     double sum, double min, double max)
 {
 	uint64_t total = 0;
 
-	for (int i = 0; i < TCPOTEL_SRTT_BUCKETS; i++) {
-		s->srtt_counts[i] += delta[i];
+	for (int i = 0; i < n_buckets; i++) {
+		counts[i] += delta[i];
 		total += delta[i];
 	}
-	/* The count comes from the buckets, so that bucketCounts always sum to it. */
 	if (!total)
-		return;
-	hist_minmax(&s->srtt, min_us * 1e-6, max_us * 1e-6);
-	s->srtt.count += total;
-	s->srtt.sum += sum_us * 1e-6;
-	touch(s);
+		return false;
+	hist_minmax(h, min, max);
+	h->count += total;
+	h->sum += sum;
+	return true;
+}
+
+void stream_add_srtt(struct stream *s, const uint32_t delta[TCPOTEL_SRTT_BUCKETS], uint64_t sum_us,
+		     uint32_t min_us, uint32_t max_us)
+{
+	if (hist_add(&s->srtt, s->srtt_counts, delta, TCPOTEL_SRTT_BUCKETS, sum_us * 1e-6,
+		     min_us * 1e-6, max_us * 1e-6))
+		touch(s);
 }
 
 unsigned metrics_exchange_bucket(uint64_t duration_ns)
@@ -281,19 +293,9 @@ unsigned metrics_exchange_bucket(uint64_t duration_ns)
 void stream_add_exchanges(struct stream *s, const uint32_t delta[TCPOTEL_EXCHANGE_BUCKETS],
 			  uint64_t sum_ns, uint64_t min_ns, uint64_t max_ns)
 {
-	uint64_t total = 0;
-
-	for (int i = 0; i < EXCHANGE_BUCKETS; i++) {
-		s->exchange_counts[i] += delta[i];
-		total += delta[i];
-	}
-	/* The count comes from the buckets, so that bucketCounts always sum to it. */
-	if (!total)
-		return;
-	hist_minmax(&s->exchange, min_ns * 1e-9, max_ns * 1e-9);
-	s->exchange.count += total;
-	s->exchange.sum += sum_ns * 1e-9;
-	touch(s);
+	if (hist_add(&s->exchange, s->exchange_counts, delta, EXCHANGE_BUCKETS, sum_ns * 1e-9,
+		     min_ns * 1e-9, max_ns * 1e-9))
+		touch(s);
 }
 
 void stream_add_exchange(struct stream *s, uint64_t duration_ns)

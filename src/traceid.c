@@ -22,31 +22,12 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "siphash.h"
 #include "util.h"
 
 #define MSG_LEN 24
 
 static const uint8_t ids_key_v1[16] = "tcpotel-ids-v1\0";
-
-#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-
-#define SIPROUND                                                                                   \
-	do {                                                                                       \
-		v0 += v1;                                                                          \
-		v1 = ROTL(v1, 13);                                                                 \
-		v1 ^= v0;                                                                          \
-		v0 = ROTL(v0, 32);                                                                 \
-		v2 += v3;                                                                          \
-		v3 = ROTL(v3, 16);                                                                 \
-		v3 ^= v2;                                                                          \
-		v0 += v3;                                                                          \
-		v3 = ROTL(v3, 21);                                                                 \
-		v3 ^= v0;                                                                          \
-		v2 += v1;                                                                          \
-		v1 = ROTL(v1, 17);                                                                 \
-		v1 ^= v2;                                                                          \
-		v2 = ROTL(v2, 32);                                                                 \
-	} while (0)
 
 static uint64_t load_le64(const uint8_t *p)
 {
@@ -90,31 +71,25 @@ static void siphash24(const uint8_t key[16], const uint8_t *in, size_t len, uint
 		v1 ^= 0xee;
 	for (; in != end; in += 8) {
 		m = load_le64(in);
-		v3 ^= m;
-		SIPROUND;
-		SIPROUND;
-		v0 ^= m;
+		SIPHASH_COMPRESS(m);
 	}
 	for (i = 0; i < left; i++)
 		b |= (uint64_t)in[i] << (8 * i);
-	v3 ^= b;
-	SIPROUND;
-	SIPROUND;
-	v0 ^= b;
+	SIPHASH_COMPRESS(b);
 
 	v2 ^= out_len == 16 ? 0xee : 0xff;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
+	SIPHASH_ROUND;
+	SIPHASH_ROUND;
+	SIPHASH_ROUND;
+	SIPHASH_ROUND;
 	store_le64(out, v0 ^ v1 ^ v2 ^ v3);
 	if (out_len != 16)
 		return;
 	v1 ^= 0xdd;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
+	SIPHASH_ROUND;
+	SIPHASH_ROUND;
+	SIPHASH_ROUND;
+	SIPHASH_ROUND;
 	store_le64(out + 8, v0 ^ v1 ^ v2 ^ v3);
 }
 
