@@ -115,7 +115,7 @@ static const char *resource_attr(const struct proc_resource *res, const char *ke
 	return "";
 }
 
-/* The live map sees every exchange, sampled or not. */
+/* The live map sees every kept exchange. */
 static void feed_graph(struct exchanges *x, const struct exchange_end *end,
 		       const struct exchange_ids *ids)
 {
@@ -156,14 +156,17 @@ void exchanges__end(struct exchanges *x, const struct exchange_end *end, uint64_
 	client_endpoint(end->tuple, end->role, client_addr, &client_port);
 	traceid_derive_some(client_addr, client_port, ex->request_seq,
 			    x->spans && end->role == TCPOTEL_ROLE_SERVER, &ids);
-	if (x->graph)
-		feed_graph(x, end, &ids);
-	if (!x->spans)
-		return;
+	/* The kernel hands over only kept exchanges; those the sweep or a close
+	 * ends are sampled here the same way, so that the map, which scales what
+	 * it gets by 1/ratio, sees a sample of both kinds alike. */
 	if (!traceid_sampled(ids.trace_id, x->threshold)) {
 		x->stats.sampled_out++;
 		return;
 	}
+	if (x->graph)
+		feed_graph(x, end, &ids);
+	if (!x->spans)
+		return;
 	if (x->n_pending >= EXCHANGE_MAX_PENDING) {
 		x->stats.dropped++;
 		log_ratelimited(LOG_WARN, 10000, "span buffer full (%d): spans dropped",

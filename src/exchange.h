@@ -49,7 +49,7 @@ struct exchanges;
 struct exchanges *exchanges__new(const struct config *cfg, struct procinfo *pi,
 				 struct exporter *exp);
 void exchanges__free(struct exchanges *x);
-/* Feeds every ended exchange (before sampling) to the live map. */
+/* Feeds every kept exchange (spans.sampling_ratio) to the live map. */
 void exchanges__set_graph(struct exchanges *x, struct graph *g);
 /* `mono_to_unix_ns` turns the kernel's CLOCK_MONOTONIC stamps into Unix time. */
 void exchanges__end(struct exchanges *x, const struct exchange_end *end, uint64_t mono_to_unix_ns);
