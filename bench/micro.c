@@ -37,9 +37,9 @@
 #include "sockets.h"
 #include "traceid.h"
 
-#define REPS 7
-#define SPAN_BATCH 4096 /* EXCHANGE_MAX_BATCH: one traces body */
-#define GZIP_LEVEL 1    /* the exporter's level (ISA-L igzip); zlib shown for comparison */
+#define REPS	      7
+#define SPAN_BATCH    4096 /* EXCHANGE_MAX_BATCH: one traces body */
+#define GZIP_LEVEL    1 /* the exporter's level (ISA-L igzip); zlib shown for comparison */
 #define SWEEP_MAP_MAX 131072
 
 static bool json_out;
@@ -169,8 +169,7 @@ static int bench_spans(void)
 		uint8_t ca[16];
 
 		fake_tuple(&tuples[i], i, i % 2 == 0);
-		traceid_canonical_addr(AF_INET, i % 2 == 0 ? tuples[i].saddr : tuples[i].daddr,
-				       ca);
+		traceid_canonical_addr(AF_INET, i % 2 == 0 ? tuples[i].saddr : tuples[i].daddr, ca);
 		traceid_derive(ca, 40000, i * 7919u, &ids[i]);
 	}
 	if (deflateInit2(&zs, GZIP_LEVEL, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
@@ -244,10 +243,10 @@ static int bench_spans(void)
 		char note[96];
 
 		snprintf(note, sizeof(note), "%zu B/span JSON", body_bytes / SPAN_BATCH);
-		report("otlp_span_encode", best(enc, REPS), (uint64_t)batches * SPAN_BATCH,
-		       "span", note);
-		snprintf(note, sizeof(note), "ISA-L igzip level %d, %.0f B/span gzipped", GZIP_LEVEL,
-			 (double)ld_bytes / SPAN_BATCH);
+		report("otlp_span_encode", best(enc, REPS), (uint64_t)batches * SPAN_BATCH, "span",
+		       note);
+		snprintf(note, sizeof(note), "ISA-L igzip level %d, %.0f B/span gzipped",
+			 GZIP_LEVEL, (double)ld_bytes / SPAN_BATCH);
 		report("span_body_gzip", best(gz, REPS), (uint64_t)batches * SPAN_BATCH, "span",
 		       note);
 		snprintf(note, sizeof(note), "zlib level %d, %.0f B/span gzipped", GZIP_LEVEL,
@@ -308,7 +307,8 @@ static int bench_points(void)
 	double raw[REPS], store[REPS];
 	struct otlp_resource res = { res_attrs, ARRAY_SIZE(res_attrs) };
 	struct otlp_metric_desc desc = { "tcp.io", "By", "bytes", OTLP_SUM_MONOTONIC, false };
-	struct procinfo_opts popts = { .proc_root = "/proc", .max_entries = 64,
+	struct procinfo_opts popts = { .proc_root = "/proc",
+				       .max_entries = 64,
 				       .revalidate_ms = 5000 };
 	struct config *cfg = config__defaults();
 	struct procinfo *pi = NULL;
@@ -327,7 +327,8 @@ static int bench_points(void)
 	/* A store like a busy host's: streams with io, connections, srtt and exchanges. */
 	for (size_t i = 0; i < n_streams; i++) {
 		struct stream_key key = { .role = i % 2 ? TCPOTEL_ROLE_CLIENT : TCPOTEL_ROLE_SERVER,
-					  .family = AF_INET, .port = (uint16_t)(8000 + i % 50) };
+					  .family = AF_INET,
+					  .port = (uint16_t)(8000 + i % 50) };
 		uint32_t delta[TCPOTEL_SRTT_BUCKETS] = { 0 };
 		struct stream *s;
 
@@ -406,7 +407,8 @@ out:
 static int bench_exchange_ratio(double ratio, const char *name)
 {
 	uint32_t n = 60000; /* below EXCHANGE_MAX_PENDING: nothing dropped */
-	struct procinfo_opts popts = { .proc_root = "/proc", .max_entries = 64,
+	struct procinfo_opts popts = { .proc_root = "/proc",
+				       .max_entries = 64,
 				       .revalidate_ms = 5000 };
 	struct config *cfg = config__defaults();
 	struct procinfo *pi = NULL;
@@ -546,7 +548,8 @@ static int sweep_once(struct sockets *ss, double *ns)
 
 static int bench_sweep_size(uint32_t n)
 {
-	struct procinfo_opts popts = { .proc_root = "/proc", .max_entries = 64,
+	struct procinfo_opts popts = { .proc_root = "/proc",
+				       .max_entries = 64,
 				       .revalidate_ms = 5000 };
 	struct config *cfg = config__defaults();
 	struct sockets_opts sopts = { .idle_timeout_ns = 5 * NSEC_PER_SEC, .records = false };
@@ -634,7 +637,7 @@ static const struct {
 	const char *name;
 	int (*fn)(void);
 } benches[] = {
-	{ "span", bench_spans },   { "point", bench_points }, { "ids", bench_ids },
+	{ "span", bench_spans },	{ "point", bench_points }, { "ids", bench_ids },
 	{ "exchange", bench_exchange }, { "sweep", bench_sweep },
 };
 

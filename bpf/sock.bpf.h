@@ -13,8 +13,8 @@
 #include <bpf/bpf_endian.h>
 #include "tcpotel.h"
 
-#define AF_INET 2
-#define AF_INET6 10
+#define AF_INET	    2
+#define AF_INET6    10
 #define IPPROTO_TCP 6
 #define SOCK_STREAM 1
 

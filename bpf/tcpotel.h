@@ -12,16 +12,19 @@
 #define TCPOTEL_COMM_LEN 16
 /* srtt histogram: bucket k counts samples in (2^(k-1), 2^k] microseconds
  * (bucket 0: <= 1 us); the last bucket also takes everything above. */
-#define TCPOTEL_SRTT_BUCKETS 32
+#define TCPOTEL_SRTT_BUCKETS	  32
 #define TCPOTEL_MAX_EXCLUDE_PORTS 16
 /* tcp.exchange.duration histogram: bucket k counts exchanges that lasted at
  * most TCPOTEL_EXCHANGE_BOUNDS_NS[k] and more than the bound before it; the
  * last bucket takes everything above 60 s. */
 #define TCPOTEL_EXCHANGE_BUCKETS 19
-#define TCPOTEL_EXCHANGE_BOUNDS_NS                                                           \
-	{ 100000ULL, 250000ULL, 500000ULL, 1000000ULL, 2500000ULL, 5000000ULL, 10000000ULL,  \
-	  25000000ULL, 50000000ULL, 100000000ULL, 250000000ULL, 500000000ULL, 1000000000ULL, \
-	  2500000000ULL, 5000000000ULL, 10000000000ULL, 30000000000ULL, 60000000000ULL }
+#define TCPOTEL_EXCHANGE_BOUNDS_NS                                                                \
+	{                                                                                         \
+		100000ULL, 250000ULL, 500000ULL, 1000000ULL, 2500000ULL, 5000000ULL, 10000000ULL, \
+			25000000ULL, 50000000ULL, 100000000ULL, 250000000ULL, 500000000ULL,       \
+			1000000000ULL, 2500000000ULL, 5000000000ULL, 10000000000ULL,              \
+			30000000000ULL, 60000000000ULL                                            \
+	}
 
 /* Roles of a connection. */
 enum tcpotel_role {
@@ -32,20 +35,20 @@ enum tcpotel_role {
 
 /* tcpotel_sock.flags */
 enum tcpotel_sock_flags {
-	TCPOTEL_SOCK_HAS_TUPLE = 1 << 0,   /* tuple, netns and role are filled in */
-	TCPOTEL_SOCK_HAS_OWNER = 1 << 1,   /* tgid/comm taken from a send or receive */
-	TCPOTEL_SOCK_IGNORED = 1 << 2,     /* filtered out (own traffic, port, netns) */
-	TCPOTEL_SOCK_OPENED = 1 << 3,      /* seen reaching ESTABLISHED (counts as opened) */
+	TCPOTEL_SOCK_HAS_TUPLE = 1 << 0, /* tuple, netns and role are filled in */
+	TCPOTEL_SOCK_HAS_OWNER = 1 << 1, /* tgid/comm taken from a send or receive */
+	TCPOTEL_SOCK_IGNORED = 1 << 2, /* filtered out (own traffic, port, netns) */
+	TCPOTEL_SOCK_OPENED = 1 << 3, /* seen reaching ESTABLISHED (counts as opened) */
 	TCPOTEL_SOCK_PREEXISTING = 1 << 4, /* first seen mid-stream, after the agent started */
-	TCPOTEL_SOCK_RESET = 1 << 5,       /* a RST was sent or received */
+	TCPOTEL_SOCK_RESET = 1 << 5, /* a RST was sent or received */
 };
 
 /* Exchange phases (see DESIGN.md, "Exchanges"). The request direction is
  * send for a client and receive for a server. */
 enum tcpotel_phase {
-	TCPOTEL_PHASE_IDLE = 0,         /* no exchange open: the next request starts one */
-	TCPOTEL_PHASE_REQUEST = 1,      /* request bytes flowing */
-	TCPOTEL_PHASE_RESPONSE = 2,     /* response bytes flowing */
+	TCPOTEL_PHASE_IDLE = 0, /* no exchange open: the next request starts one */
+	TCPOTEL_PHASE_REQUEST = 1, /* request bytes flowing */
+	TCPOTEL_PHASE_RESPONSE = 2, /* response bytes flowing */
 	TCPOTEL_PHASE_SKIP_REQUEST = 3, /* joined mid-stream: this turn may be partial, */
 	TCPOTEL_PHASE_SKIP_RESPONSE = 4, /* so it is not reported */
 };
@@ -53,19 +56,19 @@ enum tcpotel_phase {
 struct tcpotel_tuple {
 	__u8 saddr[16]; /* local address; IPv4 in the first 4 bytes */
 	__u8 daddr[16]; /* remote address */
-	__u16 sport;    /* local port, host order */
-	__u16 dport;    /* remote port, host order */
-	__u16 family;   /* AF_INET or AF_INET6 (v4-mapped IPv6 is folded to AF_INET) */
+	__u16 sport; /* local port, host order */
+	__u16 dport; /* remote port, host order */
+	__u16 family; /* AF_INET or AF_INET6 (v4-mapped IPv6 is folded to AF_INET) */
 	__u16 _pad;
 };
 
 struct tcpotel_exchange {
-	__u64 start_ns;       /* first byte of the request (CLOCK_MONOTONIC) */
-	__u64 end_ns;         /* last byte seen in either direction */
+	__u64 start_ns; /* first byte of the request (CLOCK_MONOTONIC) */
+	__u64 end_ns; /* last byte seen in either direction */
 	__u64 request_bytes;
 	__u64 response_bytes;
-	__u32 request_seq;    /* TCP sequence number of the request's first byte */
-	__u8 phase;           /* enum tcpotel_phase */
+	__u32 request_seq; /* TCP sequence number of the request's first byte */
+	__u8 phase; /* enum tcpotel_phase */
 	__u8 _pad[3];
 };
 
@@ -87,7 +90,7 @@ struct tcpotel_sock {
 	__u32 tgid;
 	__u32 netns; /* network namespace inode */
 	char comm[TCPOTEL_COMM_LEN];
-	__u8 role;  /* enum tcpotel_role */
+	__u8 role; /* enum tcpotel_role */
 	__u8 flags; /* enum tcpotel_sock_flags */
 	__u16 _pad;
 	__u32 retransmits;
@@ -118,9 +121,9 @@ struct tcpotel_listen {
 
 /* Ring-buffer records: each starts with this header. */
 enum tcpotel_record_type {
-	TCPOTEL_RECORD_CLOSE = 1,    /* a socket's final numbers (and any open exchange) */
+	TCPOTEL_RECORD_CLOSE = 1, /* a socket's final numbers (and any open exchange) */
 	TCPOTEL_RECORD_EXCHANGE = 2, /* one finished exchange */
-	TCPOTEL_RECORD_PROCESS = 3,  /* a process seen doing TCP for the first time */
+	TCPOTEL_RECORD_PROCESS = 3, /* a process seen doing TCP for the first time */
 };
 
 struct tcpotel_record_hdr {
@@ -166,11 +169,11 @@ struct tcpotel_process_record {
 
 /* Per-CPU health counters (index into the `counters` array map). */
 enum tcpotel_counter {
-	TCPOTEL_CNT_SOCK_UNTRACKED = 0,   /* socket table full: socket not tracked */
-	TCPOTEL_CNT_RINGBUF_LOST = 1,     /* ring buffer full: record lost */
+	TCPOTEL_CNT_SOCK_UNTRACKED = 0, /* socket table full: socket not tracked */
+	TCPOTEL_CNT_RINGBUF_LOST = 1, /* ring buffer full: record lost */
 	TCPOTEL_CNT_LISTEN_UNTRACKED = 2, /* listener table full */
-	TCPOTEL_CNT_SOCK_IGNORED = 3,     /* sockets filtered out (own, port, netns) */
-	TCPOTEL_CNT_SAMPLED_OUT = 4,      /* exchanges ended with no record (sampling) */
+	TCPOTEL_CNT_SOCK_IGNORED = 3, /* sockets filtered out (own, port, netns) */
+	TCPOTEL_CNT_SAMPLED_OUT = 4, /* exchanges ended with no record (sampling) */
 	TCPOTEL_CNT__MAX = 8,
 };
 

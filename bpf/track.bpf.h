@@ -180,11 +180,26 @@ static __always_inline __u32 srtt_bucket(__u32 v)
 	if (v <= 1)
 		return 0;
 	v -= 1;
-	if (v >= 1 << 16) { v >>= 16; k += 16; }
-	if (v >= 1 << 8) { v >>= 8; k += 8; }
-	if (v >= 1 << 4) { v >>= 4; k += 4; }
-	if (v >= 1 << 2) { v >>= 2; k += 2; }
-	if (v >= 1 << 1) { v >>= 1; k += 1; }
+	if (v >= 1 << 16) {
+		v >>= 16;
+		k += 16;
+	}
+	if (v >= 1 << 8) {
+		v >>= 8;
+		k += 8;
+	}
+	if (v >= 1 << 4) {
+		v >>= 4;
+		k += 4;
+	}
+	if (v >= 1 << 2) {
+		v >>= 2;
+		k += 2;
+	}
+	if (v >= 1 << 1) {
+		v >>= 1;
+		k += 1;
+	}
 	k += 1;
 	return k < TCPOTEL_SRTT_BUCKETS ? k : TCPOTEL_SRTT_BUCKETS - 1;
 }
@@ -386,7 +401,8 @@ static __always_inline void sock_close(struct sock *sk)
 	s = bpf_map_lookup_elem(&sockets, &key);
 	if (!s)
 		return;
-	if ((s->flags & (TCPOTEL_SOCK_IGNORED | TCPOTEL_SOCK_HAS_TUPLE)) != TCPOTEL_SOCK_HAS_TUPLE) {
+	if ((s->flags & (TCPOTEL_SOCK_IGNORED | TCPOTEL_SOCK_HAS_TUPLE)) !=
+	    TCPOTEL_SOCK_HAS_TUPLE) {
 		bpf_map_delete_elem(&sockets, &key);
 		return;
 	}
@@ -450,8 +466,7 @@ static __always_inline void on_state(struct sock *sk, int oldstate, int newstate
 			sock_set_owner(s);
 		return;
 	}
-	if (newstate == TCP_ESTABLISHED &&
-	    (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV)) {
+	if (newstate == TCP_ESTABLISHED && (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV)) {
 		__u8 role = oldstate == TCP_SYN_SENT ? TCPOTEL_ROLE_CLIENT : TCPOTEL_ROLE_SERVER;
 
 		/* An accepted socket is new: whatever sits at its address is stale. */
@@ -467,7 +482,8 @@ static __always_inline void on_state(struct sock *sk, int oldstate, int newstate
 		if (role == TCPOTEL_ROLE_SERVER && !(s->flags & TCPOTEL_SOCK_HAS_OWNER)) {
 			/* Accepted connections become established in softirq: the
 			 * listener's owner stands in until the first send or receive. */
-			struct tcpotel_listen_key lk = { .netns = s->netns, .port = s->tuple.sport };
+			struct tcpotel_listen_key lk = { .netns = s->netns,
+							 .port = s->tuple.sport };
 			struct tcpotel_listen *l = bpf_map_lookup_elem(&listeners, &lk);
 
 			if (l && l->tgid) {

@@ -26,8 +26,8 @@
 /* How often the socket table is read (deltas, silent exchanges). */
 #define SWEEP_INTERVAL_NS (1000 * NSEC_PER_MSEC)
 /* How long one poll of the ring buffer may wait. */
-#define POLL_TIMEOUT_MS 20
-#define MAX_STREAMS 262144
+#define POLL_TIMEOUT_MS	     20
+#define MAX_STREAMS	     262144
 #define MAX_SEEDED_LISTENERS 65536
 /* How often the live map's JSON is rebuilt. */
 #define GRAPH_INTERVAL_NS (2000 * NSEC_PER_MSEC)
@@ -77,7 +77,7 @@ static void note_process(struct agent *a, const struct tcpotel_process_record *r
 	memcpy(comm, r->comm, TCPOTEL_COMM_LEN);
 	comm[TCPOTEL_COMM_LEN] = '\0';
 	procinfo__put(a->pi, procinfo__get_env(a->pi, r->tgid, comm, &env,
-					      clock_ns(CLOCK_MONOTONIC) / NSEC_PER_MSEC));
+					       clock_ns(CLOCK_MONOTONIC) / NSEC_PER_MSEC));
 }
 
 static int on_record(void *ctx, void *data, size_t size)
@@ -321,12 +321,13 @@ static void warn_queue_drops(struct agent *a)
 	spans = es.queue_dropped_items[SIGNAL_TRACES] - a->queue_dropped_seen[SIGNAL_TRACES];
 	points = es.queue_dropped_items[SIGNAL_METRICS] - a->queue_dropped_seen[SIGNAL_METRICS];
 	if (spans || points)
-		log_ratelimited(LOG_WARN, 60000,
-				"export queue full (exporter.otlp.queue_size %u bodies, at most %u MiB): "
-				"oldest %" PRIu64 " spans and %" PRIu64
-				" metric points dropped (tcpotel.export.dropped)",
-				a->cfg->exporter.otlp.queue_size, EXPORT_QUEUE_MAX_BYTES >> 20, spans,
-				points);
+		log_ratelimited(
+			LOG_WARN, 60000,
+			"export queue full (exporter.otlp.queue_size %u bodies, at most %u MiB): "
+			"oldest %" PRIu64 " spans and %" PRIu64
+			" metric points dropped (tcpotel.export.dropped)",
+			a->cfg->exporter.otlp.queue_size, EXPORT_QUEUE_MAX_BYTES >> 20, spans,
+			points);
 	memcpy(a->queue_dropped_seen, es.queue_dropped_items, sizeof(a->queue_dropped_seen));
 }
 
@@ -344,7 +345,8 @@ static void warn_losses(struct agent *a)
 	if (untracked)
 		log_ratelimited(LOG_WARN, 60000,
 				"socket table full (capture.max_sockets: %u): %" PRIu64
-				" sockets not tracked (%" PRIu64 " in all, tcpotel.sockets.untracked)",
+				" sockets not tracked (%" PRIu64
+				" in all, tcpotel.sockets.untracked)",
 				a->cfg->capture.max_sockets, untracked,
 				c[TCPOTEL_CNT_SOCK_UNTRACKED]);
 	if (lost)
@@ -402,8 +404,8 @@ int agent__run(struct agent *a, volatile sig_atomic_t *stop)
 	}
 	log_info("stopping: flushing within %" PRIu64 " ms", a->cfg->exporter.otlp.timeout_ms);
 	tick(a, true);
-	exporter__stop(a->exporter,
-		       clock_ns(CLOCK_MONOTONIC) / NSEC_PER_MSEC + a->cfg->exporter.otlp.timeout_ms);
+	exporter__stop(a->exporter, clock_ns(CLOCK_MONOTONIC) / NSEC_PER_MSEC +
+					    a->cfg->exporter.otlp.timeout_ms);
 	a->exporter = NULL;
 	return 0;
 }

@@ -32,8 +32,8 @@ static const char *const fentry_progs[] = { "fexit_tcp_sendmsg", "fentry_tcp_cle
 static const char *const kprobe_progs[] = { "kprobe_tcp_sendmsg", "kretprobe_tcp_sendmsg",
 					    "kprobe_tcp_cleanup_rbuf", NULL };
 static const char *const state_progs[] = { "tp_inet_sock_set_state", "tp_tcp_destroy_sock",
-					   "tp_tcp_retransmit_skb", "tp_tcp_receive_reset",
-					   "tp_tcp_send_reset", NULL };
+					   "tp_tcp_retransmit_skb",  "tp_tcp_receive_reset",
+					   "tp_tcp_send_reset",	     NULL };
 
 const char *const *capture_backend_programs(enum capture_backend backend)
 {

@@ -17,7 +17,7 @@ struct capture_opts {
 	enum capture_backend backend; /* resolved: never BACKEND_AUTO */
 	uint32_t max_sockets;
 	uint32_t self_tgid; /* sockets of this process are never observed */
-	bool exchange_records;     /* sampled exchanges go to user space (spans, live map) */
+	bool exchange_records; /* sampled exchanges go to user space (spans, live map) */
 	uint64_t sample_threshold; /* traceid_threshold(spans.sampling_ratio) */
 	uint64_t idle_timeout_ns;
 	const uint32_t *netns; /* inodes to watch; none: every namespace */

@@ -175,7 +175,8 @@ const char *cli_find_config(const struct cli_opts *opts, const char *etc_path, c
 	if (!exe || !(slash = strrchr(exe, '/')))
 		return NULL;
 	for (size_t i = 0; i < ARRAY_SIZE(beside); i++) {
-		snprintf(candidate, sizeof(candidate), "%.*s/%s", (int)(slash - exe), exe, beside[i]);
+		snprintf(candidate, sizeof(candidate), "%.*s/%s", (int)(slash - exe), exe,
+			 beside[i]);
 		if (existing(candidate, buf, size))
 			return buf;
 	}

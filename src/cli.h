@@ -19,9 +19,9 @@
 
 struct cli_opts {
 	const char *config_path; /* --config FILE; NULL: not given */
-	bool check_config;	 /* --check-config: load, print, exit */
-	bool version;		 /* --version */
-	bool help;		 /* --help */
+	bool check_config; /* --check-config: load, print, exit */
+	bool version; /* --version */
+	bool help; /* --help */
 	struct config_overrides ov; /* --endpoint, --log-level, --backend, --ui-listen, --stdout */
 };
 

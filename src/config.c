@@ -24,9 +24,9 @@
 #define CONFIG_MAX_BYTES (1u << 20)
 /* Enough to fix a real file; a generated one with thousands of errors stops flooding here. */
 #define CONFIG_MAX_SHOWN 100
-#define PATH_LEN 256
-#define WHERE_LEN 512
-#define WHY_LEN 512
+#define PATH_LEN	 256
+#define WHERE_LEN	 512
+#define WHY_LEN		 512
 /* Values are echoed in messages at most this long. */
 #define ECHO "%.80s"
 
@@ -59,7 +59,7 @@ struct key_spec {
 	double dmin, dmax; /* K_DOUBLE */
 	const struct enum_name *names; /* K_ENUM, NULL-terminated */
 	const char *env; /* environment variable over the file, or NULL */
-	bool secret;	 /* K_MAP of HTTP headers: values never printed */
+	bool secret; /* K_MAP of HTTP headers: values never printed */
 	const char *help;
 };
 
@@ -78,11 +78,8 @@ static const struct enum_name compression_names[] = {
 };
 
 static const struct enum_name level_names[] = {
-	{ "error", LOG_ERROR },
-	{ "warn", LOG_WARN },
-	{ "info", LOG_INFO },
-	{ "debug", LOG_DEBUG },
-	{ NULL, 0 },
+	{ "error", LOG_ERROR }, { "warn", LOG_WARN }, { "info", LOG_INFO },
+	{ "debug", LOG_DEBUG }, { NULL, 0 },
 };
 
 _Static_assert(sizeof(enum capture_backend) == sizeof(int), "enums are stored as int");
@@ -90,9 +87,9 @@ _Static_assert(sizeof(enum compression) == sizeof(int), "enums are stored as int
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enums are stored as int");
 
 #define OFF(field) offsetof(struct config, field)
-#define SEC 1000
-#define MIN_ (60 * SEC)
-#define HOUR (60 * MIN_)
+#define SEC	   1000
+#define MIN_	   (60 * SEC)
+#define HOUR	   (60 * MIN_)
 
 /* Order matters: it is the order of config__print and of config/tcpotel.yaml. */
 static const struct key_spec keys[] = {
@@ -111,7 +108,8 @@ static const struct key_spec keys[] = {
 	  .help = "an exchange idle this long has ended" },
 	{ "metrics.enabled", K_BOOL, OFF(metrics.enabled), "true", .help = "emit metrics" },
 	{ "metrics.interval", K_DURATION, OFF(metrics.interval_ms), "10s", 100, HOUR,
-	  .env = "OTEL_METRIC_EXPORT_INTERVAL", .help = "how often metrics are collected and sent" },
+	  .env = "OTEL_METRIC_EXPORT_INTERVAL",
+	  .help = "how often metrics are collected and sent" },
 	{ "service.rules", K_RULES, OFF(service.rules), "[]",
 	  .help = "renames: the first rule that matches names the service" },
 	{ "service.command_line", K_BOOL, OFF(service.command_line), "false",
@@ -213,15 +211,15 @@ struct loader {
 	FILE *err;
 	const char *file; /* as given, for messages */
 	int errors;
-	int err_no;			/* the first error's errno */
-	char (*origin)[WHERE_LEN];	/* per key: where its value came from ("" = default) */
-	struct kv_list sig_headers[2];	/* OTEL_EXPORTER_OTLP_{TRACES,METRICS}_HEADERS */
-	char *sig_endpoint[2];		/* OTEL_EXPORTER_OTLP_{TRACES,METRICS}_ENDPOINT */
+	int err_no; /* the first error's errno */
+	char (*origin)[WHERE_LEN]; /* per key: where its value came from ("" = default) */
+	struct kv_list sig_headers[2]; /* OTEL_EXPORTER_OTLP_{TRACES,METRICS}_HEADERS */
+	char *sig_endpoint[2]; /* OTEL_EXPORTER_OTLP_{TRACES,METRICS}_ENDPOINT */
 };
 
 /* Prints "WHERE: PATH: message" (PATH may be NULL) and counts the error. */
-static void __printf(4, 5) fail(struct loader *ld, const char *where, const char *path,
-				const char *fmt, ...)
+static void __printf(4, 5)
+	fail(struct loader *ld, const char *where, const char *path, const char *fmt, ...)
 {
 	char msg[1024];
 	va_list ap;
@@ -487,7 +485,8 @@ static int check_url(const char *s, char *why, size_t n)
 	alen = strcspn(auth, "/?#");
 	if (memchr(auth, '@', alen)) {
 		/* They would be printed and logged with the URL: headers are the place. */
-		snprintf(why, n, "credentials in the URL are not allowed (use exporter.otlp.headers)");
+		snprintf(why, n,
+			 "credentials in the URL are not allowed (use exporter.otlp.headers)");
 		return -EINVAL;
 	}
 	if (auth[0] == '[') {
@@ -503,7 +502,8 @@ static int check_url(const char *s, char *why, size_t n)
 			goto no_host;
 	}
 	if (host_end < auth + alen) {
-		if (*host_end != ':' || !port_ok(host_end + 1, (size_t)(auth + alen - host_end - 1))) {
+		if (*host_end != ':' ||
+		    !port_ok(host_end + 1, (size_t)(auth + alen - host_end - 1))) {
 			snprintf(why, n, "'" ECHO "' has a bad port", s);
 			return -EINVAL;
 		}
@@ -546,7 +546,8 @@ static int check_listen(const char *s, char *why, size_t n)
 			return -EINVAL;
 		}
 		if (colon == s) {
-			snprintf(why, n, "'" ECHO "' has no host (use 0.0.0.0 or [::] for every address)",
+			snprintf(why, n,
+				 "'" ECHO "' has no host (use 0.0.0.0 or [::] for every address)",
 				 s);
 			return -EINVAL;
 		}
@@ -832,8 +833,8 @@ static const char *node_what(const yaml_node_t *node, char *buf, size_t size)
 	return buf;
 }
 
-static void fail_node(struct loader *ld, const yaml_node_t *node, const char *path,
-		      const char *why, const char *expect)
+static void fail_node(struct loader *ld, const yaml_node_t *node, const char *path, const char *why,
+		      const char *expect)
 {
 	char where[WHERE_LEN];
 
@@ -877,7 +878,8 @@ static size_t edit_distance(const char *a, const char *b)
 		prev = row[0];
 		row[0] = i;
 		for (size_t j = 1; j <= lb; j++) {
-			size_t cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
+			size_t cost = tolower((unsigned char)a[i - 1]) !=
+				      tolower((unsigned char)b[j - 1]);
 			size_t best = MIN(row[j] + 1, row[j - 1] + 1);
 
 			best = MIN(best, prev + cost);
@@ -928,8 +930,8 @@ static void list_names(char *buf, size_t size, const char **names, const size_t 
 
 	buf[0] = '\0';
 	for (size_t i = 0; i < n && len < size; i++)
-		len += (size_t)snprintf(buf + len, size - len, "%s%.*s", i ? ", " : "", (int)lens[i],
-					names[i]);
+		len += (size_t)snprintf(buf + len, size - len, "%s%.*s", i ? ", " : "",
+					(int)lens[i], names[i]);
 }
 
 static void fail_unknown(struct loader *ld, const yaml_node_t *key, const char *prefix,
@@ -973,8 +975,8 @@ static void fail_unknown(struct loader *ld, const yaml_node_t *key, const char *
 }
 
 /* Reports a key repeated in one map; returns true when `i` repeats an earlier key. */
-static bool duplicate_key(struct loader *ld, yaml_document_t *doc, const yaml_node_t *map,
-			  size_t i, const char *path)
+static bool duplicate_key(struct loader *ld, yaml_document_t *doc, const yaml_node_t *map, size_t i,
+			  const char *path)
 {
 	const yaml_node_pair_t *pairs = map->data.mapping.pairs.start;
 	const yaml_node_t *key = yaml_document_get_node(doc, pairs[i].key);
@@ -1011,7 +1013,8 @@ static void load_netns(struct loader *ld, yaml_document_t *doc, const yaml_node_
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
-		const yaml_node_t *item = yaml_document_get_node(doc, seq->data.sequence.items.start[i]);
+		const yaml_node_t *item =
+			yaml_document_get_node(doc, seq->data.sequence.items.start[i]);
 		const char *s;
 
 		fmt_path(ipath, sizeof(ipath), "%s[%zu]", path, i);
@@ -1048,7 +1051,8 @@ static void load_ports(struct loader *ld, yaml_document_t *doc, const yaml_node_
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
-		const yaml_node_t *item = yaml_document_get_node(doc, seq->data.sequence.items.start[i]);
+		const yaml_node_t *item =
+			yaml_document_get_node(doc, seq->data.sequence.items.start[i]);
 		const char *s;
 
 		fmt_path(ipath, sizeof(ipath), "%s[%zu]", path, i);
@@ -1095,8 +1099,8 @@ static void load_map(struct loader *ld, yaml_document_t *doc, const struct key_s
 			continue;
 		}
 		value = node_is_null(val) ? "" : node_text(val);
-		if (k->secret && (!header_value_ok(value) ||
-				  strlen(value) != val->data.scalar.length)) {
+		if (k->secret &&
+		    (!header_value_ok(value) || strlen(value) != val->data.scalar.length)) {
 			/* Never echo a header value: it is a secret. */
 			fail_node(ld, val, ipath, "value contains a line break or NUL",
 				  "a single-line string");
@@ -1139,7 +1143,8 @@ static bool load_match(struct loader *ld, yaml_document_t *doc, const yaml_node_
 	bool ok = true;
 
 	if (n == 0) {
-		fail_node(ld, map, path, "matches nothing", "at least one of exe, cmdline, service");
+		fail_node(ld, map, path, "matches nothing",
+			  "at least one of exe, cmdline, service");
 		return false;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -1267,7 +1272,8 @@ static void load_rules(struct loader *ld, yaml_document_t *doc, const yaml_node_
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
-		const yaml_node_t *item = yaml_document_get_node(doc, seq->data.sequence.items.start[i]);
+		const yaml_node_t *item =
+			yaml_document_get_node(doc, seq->data.sequence.items.start[i]);
 
 		fmt_path(ipath, sizeof(ipath), "%s[%zu]", path, i);
 		if (load_rule(ld, doc, item, ipath, &v[got])) {
@@ -1411,8 +1417,8 @@ static char *read_file(struct loader *ld, const char *path, size_t *len, struct 
 	}
 	if (*len > CONFIG_MAX_BYTES) {
 		if (ld->err)
-			fprintf(ld->err, "%s: larger than %u bytes: not a configuration file\n", path,
-				CONFIG_MAX_BYTES);
+			fprintf(ld->err, "%s: larger than %u bytes: not a configuration file\n",
+				path, CONFIG_MAX_BYTES);
 		ld->errors++;
 		ld->err_no = EFBIG;
 		goto out_free;
@@ -1433,8 +1439,7 @@ out_free:
 	return NULL;
 }
 
-static void fail_syntax(struct loader *ld, const yaml_parser_t *parser, const char *buf,
-			size_t len)
+static void fail_syntax(struct loader *ld, const yaml_parser_t *parser, const char *buf, size_t len)
 {
 	const char *problem = parser->problem ? parser->problem : "cannot be parsed";
 	yaml_mark_t mark = parser->problem_mark;
@@ -1579,24 +1584,24 @@ static void env_kv(struct loader *ld, const char *var, const char *text, bool se
 		eq = strchr(item, '=');
 		if (!eq) {
 			if (secret)
-				fail(ld, var, NULL, "item %d is not key=value (expected k1=v1,k2=v2)",
-				     index);
+				fail(ld, var, NULL,
+				     "item %d is not key=value (expected k1=v1,k2=v2)", index);
 			else
-				fail(ld, var, NULL, "'" ECHO "' is not key=value (expected k1=v1,k2=v2)",
-				     item);
+				fail(ld, var, NULL,
+				     "'" ECHO "' is not key=value (expected k1=v1,k2=v2)", item);
 			continue;
 		}
 		*eq = '\0';
 		key = trim(item);
 		value = trim(eq + 1);
 		if (!*key || (secret && !header_name_ok(key))) {
-			fail(ld, var, NULL, "item %d has a bad name '" ECHO "' (expected %s)", index,
-			     key, secret ? "an HTTP header name" : "a non-empty name");
+			fail(ld, var, NULL, "item %d has a bad name '" ECHO "' (expected %s)",
+			     index, key, secret ? "an HTTP header name" : "a non-empty name");
 			continue;
 		}
 		if (url_decode(value)) {
-			fail(ld, var, NULL, "%s has a bad %%-escape (expected %%XX with hex digits)",
-			     key);
+			fail(ld, var, NULL,
+			     "%s has a bad %%-escape (expected %%XX with hex digits)", key);
 			continue;
 		}
 		if (secret && !header_value_ok(value)) {
@@ -1701,7 +1706,8 @@ static void load_env(struct loader *ld, char *const *envp)
 		for (size_t i = 0; i < cfg->self.attributes.n; i++) {
 			if (strcmp(cfg->self.attributes.items[i].key, "service.name"))
 				continue;
-			if (set_string(&cfg->self.service_name, cfg->self.attributes.items[i].value))
+			if (set_string(&cfg->self.service_name,
+				       cfg->self.attributes.items[i].value))
 				fail_nomem(ld);
 			break;
 		}
@@ -1766,7 +1772,8 @@ static char *signal_url(const char *base, const char *suffix)
 static void derive(struct loader *ld)
 {
 	struct config *cfg = ld->cfg;
-	char **dst[2] = { &cfg->exporter.otlp.traces_endpoint, &cfg->exporter.otlp.metrics_endpoint };
+	char **dst[2] = { &cfg->exporter.otlp.traces_endpoint,
+			  &cfg->exporter.otlp.metrics_endpoint };
 	struct kv_list *hdst[2] = { &cfg->exporter.otlp.traces_headers,
 				    &cfg->exporter.otlp.metrics_headers };
 	static const char *const suffix[2] = { "v1/traces", "v1/metrics" };
@@ -2098,11 +2105,12 @@ void config__print(const struct config *cfg, FILE *out)
 		prev = k->path;
 	}
 	fprintf(out, "# derived: traces to ");
-	print_quoted(out, cfg->exporter.otlp.traces_endpoint ? cfg->exporter.otlp.traces_endpoint
-							      : "");
+	print_quoted(out,
+		     cfg->exporter.otlp.traces_endpoint ? cfg->exporter.otlp.traces_endpoint : "");
 	fprintf(out, ", metrics to ");
-	print_quoted(out, cfg->exporter.otlp.metrics_endpoint ? cfg->exporter.otlp.metrics_endpoint
-							       : "");
+	print_quoted(out, cfg->exporter.otlp.metrics_endpoint ?
+				  cfg->exporter.otlp.metrics_endpoint :
+				  "");
 	fprintf(out, "\n# agent's own resource: service.name ");
 	print_quoted(out, cfg->self.service_name ? cfg->self.service_name : "");
 	for (size_t i = 0; i < cfg->self.attributes.n; i++) {

@@ -39,7 +39,7 @@ struct kv_list {
 
 /* service.rules: every match given must hold; the first rule that matches names the service. */
 struct service_rule {
-	char *match_exe;     /* executable name, exact ("" = any) */
+	char *match_exe; /* executable name, exact ("" = any) */
 	char *match_cmdline; /* substring of the command line ("" = any) */
 	char *match_service; /* the service name found so far, exact ("" = any) */
 	char *name;
@@ -74,10 +74,11 @@ struct config {
 	} resource;
 	struct {
 		struct {
-			char *endpoint;         /* base URL; /v1/traces and /v1/metrics appended */
-			char *traces_endpoint;  /* full URL, derived or from OTEL_..._TRACES_ENDPOINT */
+			char *endpoint; /* base URL; /v1/traces and /v1/metrics appended */
+			char *traces_endpoint; /* full URL, derived or from OTEL_..._TRACES_ENDPOINT */
 			char *metrics_endpoint; /* full URL, derived or from OTEL_..._METRICS_ENDPOINT */
-			struct kv_list headers; /* file + OTEL_EXPORTER_OTLP_HEADERS; values are secrets */
+			struct kv_list
+				headers; /* file + OTEL_EXPORTER_OTLP_HEADERS; values are secrets */
 			/* What to send on each signal: headers + OTEL_..._{TRACES,METRICS}_HEADERS. */
 			struct kv_list traces_headers;
 			struct kv_list metrics_headers;
@@ -115,11 +116,11 @@ struct config {
 
 /* Command-line overrides, applied last (after file and environment). */
 struct config_overrides {
-	const char *endpoint;  /* --endpoint URL */
+	const char *endpoint; /* --endpoint URL */
 	const char *log_level; /* --log-level LEVEL */
-	const char *backend;   /* --backend NAME */
+	const char *backend; /* --backend NAME */
 	const char *ui_listen; /* --ui-listen ADDR */
-	int stdout_export;     /* --stdout: 1, otherwise -1 (unset) */
+	int stdout_export; /* --stdout: 1, otherwise -1 (unset) */
 };
 
 /*

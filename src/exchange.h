@@ -31,11 +31,11 @@ struct stream;
 struct exchange_end {
 	const struct tcpotel_tuple *tuple;
 	const struct tcpotel_exchange *ex;
-	uint8_t role;  /* enum tcpotel_role */
+	uint8_t role; /* enum tcpotel_role */
 	uint8_t flags; /* enum tcpotel_sock_flags (RESET makes an error span) */
 	uint32_t srtt_us;
 	struct proc_resource *res; /* borrowed */
-	struct stream *stream;     /* may be NULL (stream limit) */
+	struct stream *stream; /* may be NULL (stream limit) */
 };
 
 struct exchange_stats {

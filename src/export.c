@@ -48,10 +48,10 @@
  * span bodies (bench/micro.c: 0.22 against 0.95 and 1.9 us per span), for
  * output as small. Compression was most of the per-span budget.
  */
-#define EXPORT_GZIP_LEVEL 1
-#define EXPORT_GZIP_LEVEL_BUF ISAL_DEF_LVL1_LARGE
-#define EXPORT_MAX_RESPONSE (64 * 1024)
-#define EXPORT_SEEN_SLOTS 64
+#define EXPORT_GZIP_LEVEL	1
+#define EXPORT_GZIP_LEVEL_BUF	ISAL_DEF_LVL1_LARGE
+#define EXPORT_MAX_RESPONSE	(64 * 1024)
+#define EXPORT_SEEN_SLOTS	64
 #define EXPORT_WARN_INTERVAL_MS 10000
 
 enum outcome {
@@ -97,7 +97,7 @@ struct exporter {
 	pthread_t th;
 	pthread_mutex_t lock; /* guards stopping/deadline_ms for the waits */
 	pthread_cond_t wake;
-	int stopping;         /* also read atomically by the progress callback */
+	int stopping; /* also read atomically by the progress callback */
 	uint64_t deadline_ms;
 
 	pthread_mutex_t stats_lock;
@@ -366,8 +366,8 @@ static bool curl_retryable(CURLcode rc)
  * One POST of the current batch. On OUTCOME_RETRY, *retry_after_ms is the
  * server's Retry-After (0 if none) and why says what failed.
  */
-static enum outcome post(struct exporter *e, const struct export_batch *b,
-			 uint64_t *retry_after_ms, char *why, size_t why_size)
+static enum outcome post(struct exporter *e, const struct export_batch *b, uint64_t *retry_after_ms,
+			 char *why, size_t why_size)
 {
 	const char *body = e->gzip ? e->zbuf : b->body;
 	size_t len = e->gzip ? e->zlen : b->len;
@@ -379,7 +379,8 @@ static enum outcome post(struct exporter *e, const struct export_batch *b,
 
 	*retry_after_ms = 0;
 	if (__atomic_load_n(&e->stopping, __ATOMIC_ACQUIRE)) {
-		uint64_t now = log_now_ms(), dl = __atomic_load_n(&e->deadline_ms, __ATOMIC_ACQUIRE);
+		uint64_t now = log_now_ms(),
+			 dl = __atomic_load_n(&e->deadline_ms, __ATOMIC_ACQUIRE);
 
 		if (now >= dl)
 			return OUTCOME_DROP;
@@ -394,7 +395,8 @@ static enum outcome post(struct exporter *e, const struct export_batch *b,
 	curl_easy_setopt(e->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
 	curl_easy_setopt(e->curl, CURLOPT_TIMEOUT_MS, (long)MIN(timeout, (uint64_t)LONG_MAX));
 	rc = curl_easy_perform(e->curl);
-	if (curl_easy_getinfo(e->curl, CURLINFO_SIZE_UPLOAD_T, &uploaded) == CURLE_OK && uploaded > 0)
+	if (curl_easy_getinfo(e->curl, CURLINFO_SIZE_UPLOAD_T, &uploaded) == CURLE_OK &&
+	    uploaded > 0)
 		stats_add(e, &e->st.bytes_sent, (uint64_t)uploaded);
 	if (rc != CURLE_OK) {
 		long os_errno = 0;
@@ -405,7 +407,8 @@ static enum outcome post(struct exporter *e, const struct export_batch *b,
 		if (rc == CURLE_COULDNT_CONNECT && os_errno > 0)
 			snprintf(why, why_size, "%s", strerror((int)os_errno));
 		else
-			snprintf(why, why_size, "%s", e->errbuf[0] ? e->errbuf : curl_easy_strerror(rc));
+			snprintf(why, why_size, "%s",
+				 e->errbuf[0] ? e->errbuf : curl_easy_strerror(rc));
 		if (rc == CURLE_ABORTED_BY_CALLBACK)
 			return OUTCOME_DROP; /* the stop deadline passed */
 		if (curl_retryable(rc))
@@ -504,7 +507,9 @@ static void handle(struct exporter *e, struct export_batch *b)
 	if (__atomic_load_n(&e->stopping, __ATOMIC_ACQUIRE))
 		limit = MIN(limit, __atomic_load_n(&e->deadline_ms, __ATOMIC_ACQUIRE));
 	if (now + delay > limit) {
-		warn_limited(e, "export to %s failed: %s; dropping %" PRIu32 " %s after %.1fs of tries",
+		warn_limited(e,
+			     "export to %s failed: %s; dropping %" PRIu32
+			     " %s after %.1fs of tries",
 			     e->url_log[b->signal], why, b->n_items, signal_items(b->signal),
 			     (double)(now - e->cur.first_try_ms) / 1000.0);
 		drop_batch(e, b);
@@ -514,7 +519,8 @@ static void handle(struct exporter *e, struct export_batch *b)
 		snprintf(when, sizeof(when), "%.1fs", (double)delay / 1000.0);
 	else
 		snprintf(when, sizeof(when), "%" PRIu64 "ms", delay);
-	warn_limited(e, "export to %s failed: %s; retrying in %s", e->url_log[b->signal], why, when);
+	warn_limited(e, "export to %s failed: %s; retrying in %s", e->url_log[b->signal], why,
+		     when);
 	stats_add(e, &e->st.retries, 1);
 	e->next_try_ms = now + delay;
 	/* Wait inside the queue bound: if the queue fills meanwhile, this batch goes first. */
@@ -559,8 +565,7 @@ static void *export_thread(void *arg)
 static int build_headers(struct exporter *e, const struct kv_list *h, struct curl_slist **out)
 {
 	const char *fixed[] = {
-		"Content-Type: application/json",
-		e->gzip ? "Content-Encoding: gzip" : NULL,
+		"Content-Type: application/json", e->gzip ? "Content-Encoding: gzip" : NULL,
 		"Expect:", /* no 100-continue round trip */
 	};
 

@@ -23,13 +23,14 @@ struct config;
 struct exporter_stats {
 	uint64_t sent_batches[SIGNAL__COUNT];
 	uint64_t sent_items[SIGNAL__COUNT];
-	uint64_t dropped_items[SIGNAL__COUNT];  /* every cause: queue full, refused, retries expired, shutdown */
+	uint64_t dropped_items
+		[SIGNAL__COUNT]; /* every cause: queue full, refused, retries expired, shutdown */
 	uint64_t queue_dropped_items[SIGNAL__COUNT]; /* of those: pushed out of a full queue */
 	uint64_t rejected_items[SIGNAL__COUNT]; /* partialSuccess rejections reported by the collector */
-	uint64_t failed_requests;               /* requests that did not get a 2xx (each try) */
+	uint64_t failed_requests; /* requests that did not get a 2xx (each try) */
 	uint64_t retries;
 	uint64_t queue_depth;
-	uint64_t bytes_sent;                    /* request bodies as sent (after compression) */
+	uint64_t bytes_sent; /* request bodies as sent (after compression) */
 };
 
 struct exporter;

@@ -22,18 +22,18 @@
 #include "htable.h"
 #include "util.h"
 
-#define SLOTS 16 /* per-second slots; more than GRAPH_WINDOW_S so a late end still fits */
+#define SLOTS  16 /* per-second slots; more than GRAPH_WINDOW_S so a late end still fits */
 #define HALF_S (GRAPH_WINDOW_S / 2)
 /* Latency histogram: units of 1024 ns, 4 sub-buckets per power of two (12% wide). */
-#define H_SHIFT 10
-#define H_MAX_MSB 35
-#define H_BUCKETS (1 + (H_MAX_MSB + 1) * 4)
-#define PEER_MAX 64
-#define HOST_MAX 64
-#define NODE_INDEX (GRAPH_MAX_NODES * 2)
-#define EDGE_INDEX (GRAPH_MAX_EDGES * 2)
+#define H_SHIFT	      10
+#define H_MAX_MSB     35
+#define H_BUCKETS     (1 + (H_MAX_MSB + 1) * 4)
+#define PEER_MAX      64
+#define HOST_MAX      64
+#define NODE_INDEX    (GRAPH_MAX_NODES * 2)
+#define EDGE_INDEX    (GRAPH_MAX_EDGES * 2)
 #define PENDING_INDEX (GRAPH_MAX_PENDING * 2)
-#define NONE UINT32_MAX
+#define NONE	      UINT32_MAX
 
 _Static_assert((NODE_INDEX & (NODE_INDEX - 1)) == 0, "node index: power of two");
 _Static_assert((EDGE_INDEX & (EDGE_INDEX - 1)) == 0, "edge index: power of two");
@@ -98,8 +98,9 @@ struct graph {
 	uint32_t node_hint, edge_hint; /* where to look for a free slot */
 	struct pending *ring;
 	uint32_t *pend_idx; /* ring slot + 1 */
-	uint32_t head, count; /* ring occupancy, settled halves included until they reach the head */
-	uint32_t waiting;     /* halves still waiting for their other half */
+	uint32_t head,
+		count; /* ring occupancy, settled halves included until they reach the head */
+	uint32_t waiting; /* halves still waiting for their other half */
 	uint64_t clock;
 	double ratio, scale; /* spans.sampling_ratio, and what a sampled exchange stands for */
 	struct graph_stats st;

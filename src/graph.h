@@ -27,12 +27,12 @@
 
 #include "jbuf.h"
 
-#define GRAPH_WINDOW_S 10
+#define GRAPH_WINDOW_S	     10
 #define GRAPH_PAIR_WINDOW_NS (2ULL * 1000000000ULL)
-#define GRAPH_IDLE_NS (300ULL * 1000000000ULL)
-#define GRAPH_MAX_NODES 2048
-#define GRAPH_MAX_EDGES 8192
-#define GRAPH_MAX_PENDING 65536
+#define GRAPH_IDLE_NS	     (300ULL * 1000000000ULL)
+#define GRAPH_MAX_NODES	     2048
+#define GRAPH_MAX_EDGES	     8192
+#define GRAPH_MAX_PENDING    65536
 /* Longest service name or peer kept (bytes); longer ones are cut. */
 #define GRAPH_NAME_MAX 128
 /* Distinct pids remembered per service. */
@@ -47,8 +47,8 @@ struct graph_exchange {
 	const char *service;
 	const char *host;
 	uint32_t pid;
-	uint8_t role;                  /* enum graph_role */
-	const uint8_t *trace_id;       /* 16 bytes */
+	uint8_t role; /* enum graph_role */
+	const uint8_t *trace_id; /* 16 bytes */
 	const uint8_t *client_span_id; /* 8 bytes: the client span (the server span's parent) */
 	/* The remote end: for a client the server's "addr:port", for a server the client's "addr". */
 	const char *peer;
@@ -58,12 +58,12 @@ struct graph_exchange {
 };
 
 struct graph_stats {
-	uint64_t exchanges;       /* halves given to graph__add */
-	uint64_t paired;          /* exchanges with both halves on this host */
-	uint64_t unpaired;        /* halves that became edges to or from a peer */
-	uint64_t pending;         /* halves waiting for their other half now */
+	uint64_t exchanges; /* halves given to graph__add */
+	uint64_t paired; /* exchanges with both halves on this host */
+	uint64_t unpaired; /* halves that became edges to or from a peer */
+	uint64_t pending; /* halves waiting for their other half now */
 	uint64_t pending_overflow; /* halves pushed out of a full pairing table early */
-	uint64_t duplicates;      /* a half whose key was already waiting (replaced) */
+	uint64_t duplicates; /* a half whose key was already waiting (replaced) */
 	uint64_t nodes, edges;
 	uint64_t nodes_dropped, edges_dropped; /* exchanges not shown: limits reached */
 };

@@ -31,9 +31,9 @@ struct hnode *htable_first(const struct htable *t, uint64_t hash);
 struct hnode *htable_next_same(const struct hnode *n, uint64_t hash);
 
 /* Iterates every node; `tmp` allows removing `n` while iterating. */
-#define htable_for_each_safe(t, i, n, tmp)                                                         \
-	for ((i) = 0; (i) < (t)->n_buckets; (i)++)                                                 \
-		for ((n) = (t)->buckets[(i)], (tmp) = (n) ? (n)->next : NULL; (n);                 \
+#define htable_for_each_safe(t, i, n, tmp)                                         \
+	for ((i) = 0; (i) < (t)->n_buckets; (i)++)                                 \
+		for ((n) = (t)->buckets[(i)], (tmp) = (n) ? (n)->next : NULL; (n); \
 		     (n) = (tmp), (tmp) = (n) ? (n)->next : NULL)
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))

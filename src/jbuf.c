@@ -19,7 +19,7 @@
 #define JBUF_MIN_CAP 4096
 /* Input bytes escaped per reservation; one input byte yields at most 6 output bytes. */
 #define JBUF_STR_CHUNK 4096
-#define JBUF_ESC_MAX 6
+#define JBUF_ESC_MAX   6
 
 void jbuf_init(struct jbuf *b)
 {
@@ -120,10 +120,10 @@ static const uint8_t char_class[256] = {
 
 static const char hex_digits[] = "0123456789abcdef";
 
-#define ONES 0x0101010101010101ULL
-#define HIGHS 0x8080808080808080ULL
-#define HAS_ZERO(v) (((v) - ONES) & ~(v) & HIGHS)
-#define HAS_LESS(v, n) (((v) - ONES * (n)) & ~(v) & HIGHS)
+#define ONES	       0x0101010101010101ULL
+#define HIGHS	       0x8080808080808080ULL
+#define HAS_ZERO(v)    (((v)-ONES) & ~(v)&HIGHS)
+#define HAS_LESS(v, n) (((v)-ONES * (n)) & ~(v)&HIGHS)
 
 /* True when all 8 bytes are printable ASCII other than '"' and '\\'. */
 static inline bool plain8(uint64_t x)

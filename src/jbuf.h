@@ -32,10 +32,10 @@ const char *jbuf_cstr(struct jbuf *b);
 /* "..." with escaping and UTF-8 repair, at most max_bytes of input read. */
 void jbuf_json_string(struct jbuf *b, const char *s, size_t max_bytes);
 void jbuf_json_stringn(struct jbuf *b, const char *s, size_t len);
-void jbuf_u64(struct jbuf *b, uint64_t v);         /* bare decimal */
-void jbuf_u64_quoted(struct jbuf *b, uint64_t v);  /* "decimal" (OTLP 64-bit ints) */
+void jbuf_u64(struct jbuf *b, uint64_t v); /* bare decimal */
+void jbuf_u64_quoted(struct jbuf *b, uint64_t v); /* "decimal" (OTLP 64-bit ints) */
 void jbuf_i64_quoted(struct jbuf *b, int64_t v);
-void jbuf_double(struct jbuf *b, double v);        /* shortest round-trip form; NaN/Inf as strings */
+void jbuf_double(struct jbuf *b, double v); /* shortest round-trip form; NaN/Inf as strings */
 void jbuf_hex(struct jbuf *b, const uint8_t *bytes, size_t n); /* "lowercase hex" */
 
 #endif

@@ -13,11 +13,10 @@
 
 #include "util.h"
 
-#define MAX_NETNS 4096
+#define MAX_NETNS	 4096
 #define TCP_LISTEN_STATE 0x0A
 
-static int scan_file(const char *path, uint32_t netns, struct listener *out, size_t max,
-		     size_t *n)
+static int scan_file(const char *path, uint32_t netns, struct listener *out, size_t max, size_t *n)
 {
 	char line[512];
 	FILE *f = fopen(path, "re");
@@ -82,7 +81,8 @@ int listeners_scan(const char *proc_root, struct listener *out, size_t max)
 		if (len <= 0)
 			continue;
 		link[len] = '\0';
-		if (sscanf(link, "net:[%lu]", &ino) != 1 || seen_before(seen, n_seen, (uint32_t)ino))
+		if (sscanf(link, "net:[%lu]", &ino) != 1 ||
+		    seen_before(seen, n_seen, (uint32_t)ino))
 			continue;
 		seen[n_seen++] = (uint32_t)ino;
 		snprintf(path, sizeof(path), "%s/%s/net/tcp", proc_root, de->d_name);

@@ -27,32 +27,32 @@ void log_bridge_libbpf(void);
 void *log_mute_libbpf(void);
 void log_restore_libbpf(void *old);
 
-#define log_at(level, ...)                                                                         \
-	do {                                                                                       \
-		if ((level) <= log_current_level)                                                  \
-			log_write((level), __VA_ARGS__);                                           \
+#define log_at(level, ...)                               \
+	do {                                             \
+		if ((level) <= log_current_level)        \
+			log_write((level), __VA_ARGS__); \
 	} while (0)
-#define log_err(...) log_at(LOG_ERROR, __VA_ARGS__)
-#define log_warn(...) log_at(LOG_WARN, __VA_ARGS__)
-#define log_info(...) log_at(LOG_INFO, __VA_ARGS__)
+#define log_err(...)   log_at(LOG_ERROR, __VA_ARGS__)
+#define log_warn(...)  log_at(LOG_WARN, __VA_ARGS__)
+#define log_info(...)  log_at(LOG_INFO, __VA_ARGS__)
 #define log_debug(...) log_at(LOG_DEBUG, __VA_ARGS__)
 
 /* Logs at most once per interval_ms per call site; returns how many were suppressed. */
-#define log_ratelimited(level, interval_ms, ...)                                                   \
-	do {                                                                                       \
-		static uint64_t __last_ms;                                                         \
-		static uint64_t __suppressed;                                                      \
-		uint64_t __now = log_now_ms();                                                     \
-		if (__last_ms == 0 || __now - __last_ms >= (interval_ms)) {                        \
-			if (__suppressed)                                                          \
-				log_at(level, "(%" PRIu64 " similar messages suppressed)",        \
-				       __suppressed);                                              \
-			__last_ms = __now;                                                         \
-			__suppressed = 0;                                                          \
-			log_at(level, __VA_ARGS__);                                                \
-		} else {                                                                           \
-			__suppressed++;                                                            \
-		}                                                                                  \
+#define log_ratelimited(level, interval_ms, ...)                                           \
+	do {                                                                               \
+		static uint64_t __last_ms;                                                 \
+		static uint64_t __suppressed;                                              \
+		uint64_t __now = log_now_ms();                                             \
+		if (__last_ms == 0 || __now - __last_ms >= (interval_ms)) {                \
+			if (__suppressed)                                                  \
+				log_at(level, "(%" PRIu64 " similar messages suppressed)", \
+				       __suppressed);                                      \
+			__last_ms = __now;                                                 \
+			__suppressed = 0;                                                  \
+			log_at(level, __VA_ARGS__);                                        \
+		} else {                                                                   \
+			__suppressed++;                                                    \
+		}                                                                          \
 	} while (0)
 
 uint64_t log_now_ms(void);

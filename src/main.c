@@ -105,7 +105,8 @@ int main(int argc, char **argv)
 		log_err("cannot start: %s", strerror(errno));
 		goto out;
 	}
-	log_info("tcpotel %s running: backend %s, metrics every %" PRIu64 " ms to %s, spans %s to %s",
+	log_info("tcpotel %s running: backend %s, metrics every %" PRIu64
+		 " ms to %s, spans %s to %s",
 		 TCPOTEL_VERSION, config_backend_name(backend), cfg->metrics.interval_ms,
 		 cfg->metrics.enabled ? cfg->exporter.otlp.metrics_endpoint : "(off)",
 		 cfg->spans.enabled ? "on" : "off",

@@ -16,11 +16,11 @@
 #define EXCHANGE_BUCKETS TCPOTEL_EXCHANGE_BUCKETS
 
 const double metrics_srtt_bounds[TCPOTEL_SRTT_BUCKETS - 1] = {
-	1e-6,	      2e-6,	     4e-6,	    8e-6,	   16e-6,	  32e-6,
-	64e-6,	      128e-6,	     256e-6,	    512e-6,	   1024e-6,	  2048e-6,
-	4096e-6,      8192e-6,	     16384e-6,	    32768e-6,	   65536e-6,	  131072e-6,
-	262144e-6,    524288e-6,     1048576e-6,    2097152e-6,	   4194304e-6,	  8388608e-6,
-	16777216e-6,  33554432e-6,   67108864e-6,   134217728e-6,  268435456e-6,  536870912e-6,
+	1e-6,	       2e-6,	    4e-6,	 8e-6,	       16e-6,	     32e-6,
+	64e-6,	       128e-6,	    256e-6,	 512e-6,       1024e-6,	     2048e-6,
+	4096e-6,       8192e-6,	    16384e-6,	 32768e-6,     65536e-6,     131072e-6,
+	262144e-6,     524288e-6,   1048576e-6,	 2097152e-6,   4194304e-6,   8388608e-6,
+	16777216e-6,   33554432e-6, 67108864e-6, 134217728e-6, 268435456e-6, 536870912e-6,
 	1073741824e-6,
 };
 
@@ -498,7 +498,8 @@ static const struct self_metric self_metrics[] = {
 	    OTLP_SUM_MONOTONIC },
 	  SELF(kernel_counters) + TCPOTEL_CNT_LISTEN_UNTRACKED * sizeof(uint64_t) },
 	{ { "tcpotel.sockets.ignored", "{socket}",
-	    "Sockets left out by the filters (own traffic, ports, namespaces)", OTLP_SUM_MONOTONIC },
+	    "Sockets left out by the filters (own traffic, ports, namespaces)",
+	    OTLP_SUM_MONOTONIC },
 	  SELF(kernel_counters) + TCPOTEL_CNT_SOCK_IGNORED * sizeof(uint64_t) },
 	{ { "tcpotel.sockets.tracked", "{socket}", "Sockets tracked now", OTLP_GAUGE },
 	  SELF(sockets_tracked) },
@@ -522,15 +523,18 @@ static const struct self_metric self_metrics[] = {
 	  SELF(queue_depth) },
 	{ { "tcpotel.export.sent", "{item}", "Spans and metric points the collector accepted",
 	    OTLP_SUM_MONOTONIC },
-	  SELF(sent_items), "signal" },
+	  SELF(sent_items),
+	  "signal" },
 	{ { "tcpotel.export.dropped", "{item}",
 	    "Spans and metric points dropped: queue full, refused, retries expired",
 	    OTLP_SUM_MONOTONIC },
-	  SELF(dropped_items), "signal" },
+	  SELF(dropped_items),
+	  "signal" },
 	{ { "tcpotel.export.rejected", "{item}",
 	    "Spans and metric points the collector rejected (partial success)",
 	    OTLP_SUM_MONOTONIC },
-	  SELF(rejected_items), "signal" },
+	  SELF(rejected_items),
+	  "signal" },
 };
 
 static size_t encode_self(struct jbuf *b, const struct proc_resource *self_res,
@@ -548,7 +552,8 @@ static size_t encode_self(struct jbuf *b, const struct proc_resource *self_res,
 
 		otlp_metric_begin(b, &sm->desc);
 		for (int k = 0; k < (sm->signal ? 2 : 1); k++) {
-			struct otlp_attr a = OTLP_ATTR_STR(sm->signal ? sm->signal : "", signals[k]);
+			struct otlp_attr a =
+				OTLP_ATTR_STR(sm->signal ? sm->signal : "", signals[k]);
 
 			otlp_point_int(b, &a, sm->signal ? 1 : 0, t0, now, (int64_t)v[k]);
 			points++;
@@ -568,8 +573,7 @@ size_t metrics__encode(struct metrics *m, struct jbuf *b, uint64_t now_unix_ns,
 	if (!m->start_unix_ns)
 		m->start_unix_ns = now_unix_ns;
 	otlp_metrics_begin(b);
-	htable_for_each_safe(&m->groups, i, n, tmp)
-	{
+	htable_for_each_safe(&m->groups, i, n, tmp) {
 		struct group *g = container_of(n, struct group, node);
 
 		for (struct stream *s = g->head; s; s = s->next) {
@@ -580,7 +584,8 @@ size_t metrics__encode(struct metrics *m, struct jbuf *b, uint64_t now_unix_ns,
 		points += encode_group(b, g, now_unix_ns);
 	}
 	if (self)
-		points += encode_self(b, procinfo__self(m->pi), self, m->start_unix_ns, now_unix_ns);
+		points +=
+			encode_self(b, procinfo__self(m->pi), self, m->start_unix_ns, now_unix_ns);
 	otlp_metrics_end(b);
 	return points;
 }
@@ -590,8 +595,7 @@ size_t metrics__evict_idle(struct metrics *m, uint64_t now_unix_ns, uint64_t idl
 	struct hnode *n, *tmp;
 	size_t i, removed = 0;
 
-	htable_for_each_safe(&m->streams, i, n, tmp)
-	{
+	htable_for_each_safe(&m->streams, i, n, tmp) {
 		struct stream *s = container_of(n, struct stream, node);
 
 		if (!s->exported_since_change) {

@@ -20,9 +20,9 @@ struct procinfo;
 
 struct stream_key {
 	struct proc_resource *res;
-	uint8_t role;   /* enum tcpotel_role */
+	uint8_t role; /* enum tcpotel_role */
 	uint8_t family; /* AF_INET / AF_INET6 */
-	uint16_t port;  /* server.port: the remote port of a client, the local port of a server */
+	uint16_t port; /* server.port: the remote port of a client, the local port of a server */
 	uint8_t peer[16];
 };
 

@@ -44,10 +44,10 @@ struct otlp_attr {
 	};
 };
 
-#define OTLP_ATTR_STR(k, v) ((struct otlp_attr){ .key = (k), .type = OTLP_STRING, .s = (v) })
-#define OTLP_ATTR_INT(k, v) ((struct otlp_attr){ .key = (k), .type = OTLP_INT, .i = (v) })
+#define OTLP_ATTR_STR(k, v)    ((struct otlp_attr){ .key = (k), .type = OTLP_STRING, .s = (v) })
+#define OTLP_ATTR_INT(k, v)    ((struct otlp_attr){ .key = (k), .type = OTLP_INT, .i = (v) })
 #define OTLP_ATTR_DOUBLE(k, v) ((struct otlp_attr){ .key = (k), .type = OTLP_DOUBLE, .d = (v) })
-#define OTLP_ATTR_BOOL(k, v) ((struct otlp_attr){ .key = (k), .type = OTLP_BOOL, .b = (v) })
+#define OTLP_ATTR_BOOL(k, v)   ((struct otlp_attr){ .key = (k), .type = OTLP_BOOL, .b = (v) })
 
 struct otlp_resource {
 	const struct otlp_attr *attrs; /* must hold service.name */
@@ -55,7 +55,7 @@ struct otlp_resource {
 };
 
 enum otlp_metric_kind {
-	OTLP_SUM_MONOTONIC,    /* cumulative, isMonotonic: true */
+	OTLP_SUM_MONOTONIC, /* cumulative, isMonotonic: true */
 	OTLP_SUM_NONMONOTONIC, /* cumulative, isMonotonic: false */
 	OTLP_GAUGE,
 	OTLP_HISTOGRAM, /* cumulative, explicit bounds */
@@ -70,10 +70,10 @@ struct otlp_metric_desc {
 };
 
 struct otlp_histogram_point {
-	const double *bounds;      /* explicitBounds, n_bounds entries */
+	const double *bounds; /* explicitBounds, n_bounds entries */
 	size_t n_bounds;
-	const uint64_t *counts;    /* n_bounds + 1 entries */
-	uint64_t count;            /* sum of counts */
+	const uint64_t *counts; /* n_bounds + 1 entries */
+	uint64_t count; /* sum of counts */
 	double sum;
 	bool has_min_max;
 	double min, max;
@@ -94,7 +94,7 @@ struct otlp_span {
 	uint8_t trace_id[16];
 	uint8_t span_id[8];
 	uint8_t parent_span_id[8]; /* all zero: no parent (field left out) */
-	const char *trace_state;   /* NULL or "": left out */
+	const char *trace_state; /* NULL or "": left out */
 	const char *name;
 	enum otlp_span_kind kind;
 	uint64_t start_unix_nano;

@@ -69,7 +69,7 @@ int probe_privileges(char *why, size_t size)
 /* The smallest valid program: r0 = 0; exit. */
 static const struct bpf_insn return_zero[] = {
 	{ .code = 0xb7, .dst_reg = 0, .imm = 0 }, /* BPF_ALU64 | BPF_MOV | BPF_K */
-	{ .code = 0x95 },                         /* BPF_JMP | BPF_EXIT */
+	{ .code = 0x95 }, /* BPF_JMP | BPF_EXIT */
 };
 
 static int prog_load(enum bpf_prog_type type, const struct bpf_prog_load_opts *opts)
@@ -125,9 +125,9 @@ static int probe_fentry(char *why, size_t size)
 	prog = prog_load(BPF_PROG_TYPE_TRACING, &opts);
 	if (prog < 0) {
 		snprintf(why, size, "fexit program refused at load (%s)%s", strerror(-prog),
-			 prog == -EPERM || prog == -524 /* ENOTSUPP */ || prog == -EOPNOTSUPP
-				 ? ": this kernel has no BPF trampolines"
-				 : "");
+			 prog == -EPERM || prog == -524 /* ENOTSUPP */ || prog == -EOPNOTSUPP ?
+				 ": this kernel has no BPF trampolines" :
+				 "");
 		return prog;
 	}
 	link = bpf_link_create(prog, 0, BPF_TRACE_FEXIT, NULL);

@@ -30,17 +30,17 @@
 #include "log.h"
 #include "util.h"
 
-#define COMM_LEN 16            /* the kernel's TASK_COMM_LEN, NUL included */
-#define NAME_BYTES 256         /* executable and service names, NUL included */
-#define STAT_MAX 4096
-#define CMDLINE_MAX 4096
-#define ENVIRON_MAX (64 * 1024)
-#define CGROUP_MAX (16 * 1024)
-#define CONTAINER_ID_LEN 64
-#define N_ALIASES 4
-#define DEFAULT_MAX_ENTRIES 4096
+#define COMM_LEN	      16 /* the kernel's TASK_COMM_LEN, NUL included */
+#define NAME_BYTES	      256 /* executable and service names, NUL included */
+#define STAT_MAX	      4096
+#define CMDLINE_MAX	      4096
+#define ENVIRON_MAX	      (64 * 1024)
+#define CGROUP_MAX	      (16 * 1024)
+#define CONTAINER_ID_LEN      64
+#define N_ALIASES	      4
+#define DEFAULT_MAX_ENTRIES   4096
 #define DEFAULT_REVALIDATE_MS 5000
-#define SELF_SERVICE_NAME "tcpotel"
+#define SELF_SERVICE_NAME     "tcpotel"
 
 /* A resource and the strings it owns; callers only see `pub`. */
 struct res {
@@ -82,9 +82,9 @@ struct pinfo {
 	uint64_t start_time;
 	char comm[COMM_LEN];
 	char exe[NAME_BYTES];
-	char service[NAME_BYTES];            /* OTEL_SERVICE_NAME, "" if none */
+	char service[NAME_BYTES]; /* OTEL_SERVICE_NAME, "" if none */
 	char container_id[CONTAINER_ID_LEN + 1]; /* "" if none */
-	char *cmdline;                       /* NULL when not read or empty */
+	char *cmdline; /* NULL when not read or empty */
 };
 
 /* ---- resources ------------------------------------------------------------ */
@@ -554,8 +554,7 @@ static void read_container_id(const struct procinfo *pi, uint32_t pid,
 }
 
 /* Everything about a live process; -ENOENT (or another error) when stat cannot be read. */
-static int read_process(const struct procinfo *pi, uint32_t pid, const char *kcomm,
-			struct pinfo *p)
+static int read_process(const struct procinfo *pi, uint32_t pid, const char *kcomm, struct pinfo *p)
 {
 	int err;
 
@@ -860,8 +859,8 @@ struct procinfo *procinfo__new(const struct config *cfg, const struct procinfo_o
 	pi->cfg = cfg;
 	/* Zero in the options means the default, as with libbpf's opts. */
 	pi->max_entries = opts && opts->max_entries ? opts->max_entries : DEFAULT_MAX_ENTRIES;
-	pi->revalidate_ms = opts && opts->revalidate_ms ? opts->revalidate_ms
-							: DEFAULT_REVALIDATE_MS;
+	pi->revalidate_ms = opts && opts->revalidate_ms ? opts->revalidate_ms :
+							  DEFAULT_REVALIDATE_MS;
 	for (pi->n_buckets = 16; pi->n_buckets < 2 * pi->max_entries; pi->n_buckets *= 2)
 		;
 	pi->buckets = calloc(pi->n_buckets, sizeof(*pi->buckets));

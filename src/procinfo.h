@@ -20,21 +20,21 @@ struct config;
 /* A resource, shared by reference: streams and pending spans hold refs. */
 struct proc_resource {
 	uint32_t pid;
-	uint64_t start_time;   /* /proc/PID/stat field 22; 0 when the process was gone */
+	uint64_t start_time; /* /proc/PID/stat field 22; 0 when the process was gone */
 	char *service_name;
 	char *exe_name;
-	char *command_line;    /* NULL unless service.command_line is on */
-	char *container_id;    /* NULL outside containers */
+	char *command_line; /* NULL unless service.command_line is on */
+	char *container_id; /* NULL outside containers */
 	struct otlp_attr *attrs; /* ready to encode, service.name first */
 	size_t n_attrs;
-	unsigned refs;         /* owned by procinfo; use procinfo__get/procinfo__put */
+	unsigned refs; /* owned by procinfo; use procinfo__get/procinfo__put */
 };
 
 struct procinfo_opts {
-	const char *proc_root;   /* "/proc" (tests use a fake tree) */
-	const char *host_name;   /* NULL: gethostname(), unless resource.attributes has host.name */
-	size_t max_entries;      /* cache bound */
-	uint64_t revalidate_ms;  /* how long a cached entry is trusted without re-reading /proc */
+	const char *proc_root; /* "/proc" (tests use a fake tree) */
+	const char *host_name; /* NULL: gethostname(), unless resource.attributes has host.name */
+	size_t max_entries; /* cache bound */
+	uint64_t revalidate_ms; /* how long a cached entry is trusted without re-reading /proc */
 };
 
 struct procinfo;

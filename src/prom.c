@@ -19,7 +19,7 @@
 #include "log.h"
 #include "util.h"
 
-#define PROM_TARGET_INFO "target_info"
+#define PROM_TARGET_INFO      "target_info"
 #define PROM_TARGET_INFO_HELP "Target metadata"
 /* Labels of one series beyond which the rest are left out (OTLP has no limit). */
 #define PROM_MAX_LABELS 128
@@ -67,10 +67,10 @@ void prom_format_double(char *buf, size_t size, double v)
 	digits[nd] = '\0';
 	dp = x + 1;
 
-#define OUT(c)                                                                                     \
-	do {                                                                                       \
-		if (o + 1 < size)                                                                  \
-			buf[o++] = (c);                                                            \
+#define OUT(c)                          \
+	do {                            \
+		if (o + 1 < size)       \
+			buf[o++] = (c); \
 	} while (0)
 	if (neg)
 		OUT('-');
@@ -122,7 +122,7 @@ static bool is_alnum(char c)
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
-#define MAX_TOKENS 64
+#define MAX_TOKENS    64
 #define MAX_TOKEN_LEN 256
 
 struct tokens {
@@ -185,19 +185,36 @@ struct unit_map {
 };
 
 static const struct unit_map unit_map[] = {
-	{ "d", "days" },	 { "h", "hours" },	    { "min", "minutes" },
-	{ "s", "seconds" },	 { "ms", "milliseconds" },  { "us", "microseconds" },
-	{ "ns", "nanoseconds" }, { "By", "bytes" },	    { "KiBy", "kibibytes" },
-	{ "MiBy", "mebibytes" }, { "GiBy", "gibibytes" },   { "TiBy", "tibibytes" },
-	{ "KBy", "kilobytes" },	 { "MBy", "megabytes" },    { "GBy", "gigabytes" },
-	{ "TBy", "terabytes" },	 { "m", "meters" },	    { "V", "volts" },
-	{ "A", "amperes" },	 { "J", "joules" },	    { "W", "watts" },
-	{ "g", "grams" },	 { "Cel", "celsius" },	    { "Hz", "hertz" },
-	{ "1", "" },		 { "%", "percent" },
+	{ "d", "days" },
+	{ "h", "hours" },
+	{ "min", "minutes" },
+	{ "s", "seconds" },
+	{ "ms", "milliseconds" },
+	{ "us", "microseconds" },
+	{ "ns", "nanoseconds" },
+	{ "By", "bytes" },
+	{ "KiBy", "kibibytes" },
+	{ "MiBy", "mebibytes" },
+	{ "GiBy", "gibibytes" },
+	{ "TiBy", "tibibytes" },
+	{ "KBy", "kilobytes" },
+	{ "MBy", "megabytes" },
+	{ "GBy", "gigabytes" },
+	{ "TBy", "terabytes" },
+	{ "m", "meters" },
+	{ "V", "volts" },
+	{ "A", "amperes" },
+	{ "J", "joules" },
+	{ "W", "watts" },
+	{ "g", "grams" },
+	{ "Cel", "celsius" },
+	{ "Hz", "hertz" },
+	{ "1", "" },
+	{ "%", "percent" },
 };
 
 static const struct unit_map per_unit_map[] = {
-	{ "s", "second" }, { "m", "minute" }, { "h", "hour" },	{ "d", "day" },
+	{ "s", "second" }, { "m", "minute" }, { "h", "hour" }, { "d", "day" },
 	{ "w", "week" },   { "mo", "month" }, { "y", "year" },
 };
 
@@ -521,7 +538,7 @@ struct series {
 	double value;
 	/* histograms */
 	double *bounds; /* sorted, distinct */
-	uint64_t *cum;  /* cumulative count at each bound */
+	uint64_t *cum; /* cumulative count at each bound */
 	size_t n_bounds;
 	uint64_t count;
 	double sum;

@@ -37,7 +37,7 @@
 /* What an OTLP metric is, as far as its Prometheus name and type go. */
 enum prom_source {
 	PROM_SRC_GAUGE,
-	PROM_SRC_SUM,           /* non-monotonic: a Prometheus gauge */
+	PROM_SRC_SUM, /* non-monotonic: a Prometheus gauge */
 	PROM_SRC_MONOTONIC_SUM, /* a counter: "_total" */
 	PROM_SRC_HISTOGRAM,
 };

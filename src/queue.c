@@ -20,7 +20,7 @@ struct queue {
 	size_t capacity;
 	size_t head; /* index of the oldest batch */
 	size_t count;
-	size_t bytes;     /* body bytes held */
+	size_t bytes; /* body bytes held */
 	size_t max_bytes; /* 0: no bound but the batch count */
 	uint64_t next_seq;
 	bool closed;

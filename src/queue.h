@@ -21,14 +21,14 @@ enum otlp_signal {
 
 struct export_batch {
 	enum otlp_signal signal;
-	char *body;        /* uncompressed OTLP JSON, owned by the batch */
+	char *body; /* uncompressed OTLP JSON, owned by the batch */
 	size_t len;
-	uint32_t n_items;  /* spans or metric points in the body (for drop counts) */
-	uint64_t seq;      /* assigned by the queue: order of arrival */
+	uint32_t n_items; /* spans or metric points in the body (for drop counts) */
+	uint64_t seq; /* assigned by the queue: order of arrival */
 };
 
 struct queue_stats {
-	uint64_t depth;                          /* batches held now */
+	uint64_t depth; /* batches held now */
 	uint64_t dropped_batches[SIGNAL__COUNT]; /* dropped because the queue was full */
 	uint64_t dropped_items[SIGNAL__COUNT];
 };

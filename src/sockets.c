@@ -20,14 +20,14 @@
  * other end's close record, which comes right after, still finds its peer;
  * at most this many are kept (a burst of short connections). */
 #define SWEEPS_CLOSED_KEPT 2
-#define CLOSED_KEPT_MAX 16384
+#define CLOSED_KEPT_MAX	   16384
 /* After a sweep that freed this many entries, memory goes back to the system. */
 #define FREED_BEFORE_TRIM 16384
 
 /* What user space knows of one tracked socket: the last numbers it counted. */
 struct usock {
-	struct hnode node;   /* by sock_id */
-	struct hnode tnode;  /* by tuple, to find the other end on this host */
+	struct hnode node; /* by sock_id */
+	struct hnode tnode; /* by tuple, to find the other end on this host */
 	struct tcpotel_tuple tuple;
 	uint32_t netns;
 	uint64_t sock_id;
@@ -482,8 +482,7 @@ static void retire_missing(struct sockets *ss)
 	struct hnode *n, *tmp;
 	size_t i;
 
-	htable_for_each_safe(&ss->table, i, n, tmp)
-	{
+	htable_for_each_safe(&ss->table, i, n, tmp) {
 		struct usock *u = container_of(n, struct usock, node);
 
 		if (ss->generation - u->generation < SWEEPS_BEFORE_RETIRE)

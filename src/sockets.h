@@ -24,9 +24,9 @@ struct metrics;
 struct procinfo;
 
 struct sockets_opts {
-	int map_fd;                /* the BPF socket table */
-	uint64_t idle_timeout_ns;  /* spans.idle_timeout */
-	bool records;              /* exchanges are reported (spans or the live map) */
+	int map_fd; /* the BPF socket table */
+	uint64_t idle_timeout_ns; /* spans.idle_timeout */
+	bool records; /* exchanges are reported (spans or the live map) */
 };
 
 struct sockets;

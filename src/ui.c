@@ -31,9 +31,9 @@
 /* Per connection: request line and headers must fit (a longer request gets a 4xx). */
 #define UI_CONNECTION_MEMORY (32 << 10)
 
-#define CT_JSON "application/json"
-#define CT_TEXT "text/plain; charset=utf-8"
-#define CSP "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'"
+#define CT_JSON		     "application/json"
+#define CT_TEXT		     "text/plain; charset=utf-8"
+#define CSP		     "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'"
 
 #ifndef UI_WEB_SRC
 #define UI_WEB_SRC "web"
@@ -43,16 +43,16 @@
  * The page's own files, built into the binary as the fallback (read by the
  * assembler from the source tree, so the agent works from anywhere).
  */
-#define UI_INCBIN(sym, file)                                                                       \
-	__asm__(".section .rodata\n"                                                               \
-		".global " #sym "\n"                                                               \
-		".hidden " #sym "\n"                                                               \
-		".balign 16\n" #sym ":\n"                                                          \
-		".incbin \"" UI_WEB_SRC "/" file "\"\n"                                             \
-		".global " #sym "_end\n"                                                           \
-		".hidden " #sym "_end\n" #sym "_end:\n"                                            \
-		".byte 0\n"                                                                        \
-		".previous\n");                                                                    \
+#define UI_INCBIN(sym, file)                            \
+	__asm__(".section .rodata\n"                    \
+		".global " #sym "\n"                    \
+		".hidden " #sym "\n"                    \
+		".balign 16\n" #sym ":\n"               \
+		".incbin \"" UI_WEB_SRC "/" file "\"\n" \
+		".global " #sym "_end\n"                \
+		".hidden " #sym "_end\n" #sym "_end:\n" \
+		".byte 0\n"                             \
+		".previous\n");                         \
 	extern const char sym[], sym##_end[]
 
 UI_INCBIN(ui_embedded_index_html, "index.html");
@@ -60,8 +60,8 @@ UI_INCBIN(ui_embedded_app_js, "app.js");
 UI_INCBIN(ui_embedded_style_css, "style.css");
 
 struct asset {
-	const char *path;  /* URL path */
-	const char *file;  /* in the web directory */
+	const char *path; /* URL path */
+	const char *file; /* in the web directory */
 	const char *type;
 	const char *embedded, *embedded_end; /* NULL: only from the web directory */
 	char *data;
@@ -267,7 +267,8 @@ static enum MHD_Result send_metrics(struct ui *u, struct MHD_Connection *c)
 		u->prom_valid = !err;
 		u->prom_gen = gen;
 		if (err)
-			log_ratelimited(LOG_WARN, 60000, "ui: /metrics: cannot convert the metrics: %s",
+			log_ratelimited(LOG_WARN, 60000,
+					"ui: /metrics: cannot convert the metrics: %s",
 					strerror(-err));
 	}
 	if (gen && !u->prom_valid)
@@ -439,12 +440,12 @@ struct ui *ui__start(const char *spec, const char *web_dir)
 	}
 	if (v6)
 		flags |= MHD_USE_IPv6;
-	u->daemon = MHD_start_daemon(
-		flags, 0, NULL, NULL, handle, u, MHD_OPTION_LISTEN_SOCKET, fd,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)UI_MAX_CONNECTIONS,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)UI_CONNECTION_TIMEOUT_S,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)UI_CONNECTION_MEMORY,
-		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, u, MHD_OPTION_END);
+	u->daemon =
+		MHD_start_daemon(flags, 0, NULL, NULL, handle, u, MHD_OPTION_LISTEN_SOCKET, fd,
+				 MHD_OPTION_CONNECTION_LIMIT, (unsigned)UI_MAX_CONNECTIONS,
+				 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)UI_CONNECTION_TIMEOUT_S,
+				 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)UI_CONNECTION_MEMORY,
+				 MHD_OPTION_EXTERNAL_LOGGER, mhd_log, u, MHD_OPTION_END);
 	if (!u->daemon) {
 		err = errno ? -errno : -EIO;
 		close(fd);

@@ -25,7 +25,7 @@
 
 #include <stddef.h>
 
-#define UI_MAX_CONNECTIONS 256
+#define UI_MAX_CONNECTIONS	256
 #define UI_CONNECTION_TIMEOUT_S 10
 
 struct ui;

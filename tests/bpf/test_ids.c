@@ -25,7 +25,7 @@
 #include "ids_test.skel.h"
 #pragma GCC diagnostic pop
 
-#define IDS_EXCHANGES 24000
+#define IDS_EXCHANGES	 24000
 #define IDS_BENCH_REPEAT 100000
 
 static const double ratios[] = { 0.1, 0.25, 0.5, 0.999, 1.0, 0.0 };
@@ -162,10 +162,16 @@ TEST(bpf_ids_docs_vector)
 {
 	/* docs/ids.md: 10.0.0.1, port 40000, seq 1000 has trace id
 	 * a6ce1571db532975f46dd0c1ed180d5f, so R = 0x6dd0c1ed180d5f. */
-	struct tcpotel_tuple client = { .saddr = { 10, 0, 0, 1 }, .daddr = { 10, 0, 0, 2 },
-					.sport = 40000, .dport = 80, .family = AF_INET };
-	struct tcpotel_tuple server = { .saddr = { 10, 0, 0, 2 }, .daddr = { 10, 0, 0, 1 },
-					.sport = 80, .dport = 40000, .family = AF_INET };
+	struct tcpotel_tuple client = { .saddr = { 10, 0, 0, 1 },
+					.daddr = { 10, 0, 0, 2 },
+					.sport = 40000,
+					.dport = 80,
+					.family = AF_INET };
+	struct tcpotel_tuple server = { .saddr = { 10, 0, 0, 2 },
+					.daddr = { 10, 0, 0, 1 },
+					.sport = 80,
+					.dport = 40000,
+					.family = AF_INET };
 	struct tcpotel_tuple mapped = server;
 	const uint64_t r = 0x6dd0c1ed180d5fULL;
 	struct kernel k;
@@ -244,7 +250,8 @@ TEST(bpf_ids_wrong_inputs_disagree)
 		got = kernel_decision(&k, &t, TCPOTEL_ROLE_CLIENT, seq, half);
 		errors += got < 0;
 		/* User space at another ratio, or with the other end as the client. */
-		wrong_threshold += got != (int)user_decision(&t, TCPOTEL_ROLE_CLIENT, seq, quarter, &r);
+		wrong_threshold += got !=
+				   (int)user_decision(&t, TCPOTEL_ROLE_CLIENT, seq, quarter, &r);
 		wrong_role += got != (int)user_decision(&t, TCPOTEL_ROLE_SERVER, seq, half, &r);
 	}
 	ASSERT_EQ(errors, 0);
@@ -271,7 +278,8 @@ static double ns_per_run(struct kernel *k, const struct tcpotel_tuple *t, uint64
 		double start = now_ns(), ns;
 		uint32_t d = 0;
 
-		if (kernel_run(k, t, TCPOTEL_ROLE_CLIENT, 1000, threshold, IDS_BENCH_REPEAT, &d) < 0)
+		if (kernel_run(k, t, TCPOTEL_ROLE_CLIENT, 1000, threshold, IDS_BENCH_REPEAT, &d) <
+		    0)
 			return -1;
 		ns = (now_ns() - start) / IDS_BENCH_REPEAT;
 		if (i == 0 || ns < best) {

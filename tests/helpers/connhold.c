@@ -217,9 +217,9 @@ static int run_server(const char *listen_spec, const char *ready)
 	freeaddrinfo(ai);
 	if (getsockname(lfd, (struct sockaddr *)&ss, &sl))
 		die("getsockname: %s", strerror(errno));
-	write_ready(ready, ntohs(ss.ss_family == AF_INET6 ?
-					 ((struct sockaddr_in6 *)&ss)->sin6_port :
-					 ((struct sockaddr_in *)&ss)->sin_port));
+	write_ready(ready,
+		    ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port :
+						     ((struct sockaddr_in *)&ss)->sin_port));
 	while (!stop) {
 		/* A bounded wait: a stop signal between the check and a blocking call is
 		 * seen within 100 ms. */

@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #define STUB_MAX_CONNS 64
-#define STUB_MAX_HEAD (64 * 1024)
+#define STUB_MAX_HEAD  (64 * 1024)
 
 struct stub_conn {
 	struct http_stub *s;
@@ -186,15 +186,24 @@ static bool stub_record(struct http_stub *s, struct http_stub_request *req,
 static const char *stub_reason(int status)
 {
 	switch (status) {
-	case 200: return "OK";
-	case 400: return "Bad Request";
-	case 404: return "Not Found";
-	case 429: return "Too Many Requests";
-	case 500: return "Internal Server Error";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	case 504: return "Gateway Timeout";
-	default: return "Status";
+	case 200:
+		return "OK";
+	case 400:
+		return "Bad Request";
+	case 404:
+		return "Not Found";
+	case 429:
+		return "Too Many Requests";
+	case 500:
+		return "Internal Server Error";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	case 504:
+		return "Gateway Timeout";
+	default:
+		return "Status";
 	}
 }
 
@@ -208,10 +217,11 @@ static bool stub_respond(struct http_stub *s, int fd, const struct http_stub_res
 	if (r->delay_ms > 0)
 		stub_sleep_ms(s, r->delay_ms);
 	/* One write for head and body: two small writes would meet Nagle and delayed ACKs. */
-	n = asprintf(&msg,
-		     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n%s%s\r\n%s",
-		     r->status, stub_reason(r->status), strlen(body), r->headers ? r->headers : "",
-		     r->close ? "Connection: close\r\n" : "", body);
+	n = asprintf(
+		&msg,
+		"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n%s%s\r\n%s",
+		r->status, stub_reason(r->status), strlen(body), r->headers ? r->headers : "",
+		r->close ? "Connection: close\r\n" : "", body);
 	if (n < 0)
 		return false;
 	ok = stub_write_all(fd, msg, (size_t)n);

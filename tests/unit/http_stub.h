@@ -15,9 +15,9 @@
 struct http_stub_response {
 	int status;
 	const char *headers; /* extra header lines, each ending in "\r\n" (may be NULL) */
-	const char *body;    /* may be NULL: empty */
-	int delay_ms;        /* wait before answering */
-	bool close;          /* close the connection after answering */
+	const char *body; /* may be NULL: empty */
+	int delay_ms; /* wait before answering */
+	bool close; /* close the connection after answering */
 };
 
 struct http_stub_request {

@@ -64,9 +64,18 @@ TEST(cli_no_arguments)
 TEST(cli_every_flag)
 {
 	static const char *const list[] = {
-		"--config",	  "/etc/x.yaml", "--check-config",  "--endpoint=https://c:4318",
-		"--log-level",	  "debug",	 "--backend=kprobe", "--ui-listen",
-		"",		  "--stdout",	 "-V",		     "-h",
+		"--config",
+		"/etc/x.yaml",
+		"--check-config",
+		"--endpoint=https://c:4318",
+		"--log-level",
+		"debug",
+		"--backend=kprobe",
+		"--ui-listen",
+		"",
+		"--stdout",
+		"-V",
+		"-h",
 		NULL,
 	};
 	struct cli_opts o;
@@ -118,7 +127,8 @@ TEST(cli_errors)
 		{ { "-x", NULL }, "tcpotel: unknown option '-x'\n" },
 		{ { "--config", NULL }, "tcpotel: option '--config' needs a value\n" },
 		{ { "-c", NULL }, "tcpotel: option '-c' needs a value\n" },
-		{ { "--stdout", "--endpoint", NULL }, "tcpotel: option '--endpoint' needs a value\n" },
+		{ { "--stdout", "--endpoint", NULL },
+		  "tcpotel: option '--endpoint' needs a value\n" },
 		{ { "--help=yes", NULL }, "tcpotel: option '--help' takes no value\n" },
 		{ { "run", NULL }, "tcpotel: unexpected argument 'run'\n" },
 	};
@@ -128,8 +138,8 @@ TEST(cli_errors)
 		struct cli_opts o;
 		struct args a;
 
-		snprintf(expected, sizeof(expected), "%sTry 'tcpotel --help' for more information.\n",
-			 cases[i].msg);
+		snprintf(expected, sizeof(expected),
+			 "%sTry 'tcpotel --help' for more information.\n", cases[i].msg);
 		if (!ASSERT_EQ(parse(&a, &o, cases[i].args), -EINVAL))
 			printf("    case %zu\n", i);
 		ASSERT_STREQ(a.msg, expected);
@@ -140,14 +150,32 @@ TEST(cli_errors)
 TEST(cli_usage_lists_everything)
 {
 	static const char *const words[] = {
-		"--config FILE", "-c,", "--check-config", "--version", "-V,", "--help", "-h,",
-		"--endpoint URL", "--log-level LEVEL", "--backend NAME", "--ui-listen ADDR",
-		"--stdout", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-		"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_HEADERS",
-		"_TRACES_HEADERS", "_METRICS_HEADERS", "OTEL_EXPORTER_OTLP_TIMEOUT",
-		"OTEL_EXPORTER_OTLP_COMPRESSION", "OTEL_EXPORTER_OTLP_CERTIFICATE",
-		"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_KEY",
-		"OTEL_METRIC_EXPORT_INTERVAL", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES",
+		"--config FILE",
+		"-c,",
+		"--check-config",
+		"--version",
+		"-V,",
+		"--help",
+		"-h,",
+		"--endpoint URL",
+		"--log-level LEVEL",
+		"--backend NAME",
+		"--ui-listen ADDR",
+		"--stdout",
+		"OTEL_EXPORTER_OTLP_ENDPOINT",
+		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+		"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+		"OTEL_EXPORTER_OTLP_HEADERS",
+		"_TRACES_HEADERS",
+		"_METRICS_HEADERS",
+		"OTEL_EXPORTER_OTLP_TIMEOUT",
+		"OTEL_EXPORTER_OTLP_COMPRESSION",
+		"OTEL_EXPORTER_OTLP_CERTIFICATE",
+		"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+		"OTEL_EXPORTER_OTLP_CLIENT_KEY",
+		"OTEL_METRIC_EXPORT_INTERVAL",
+		"OTEL_SERVICE_NAME",
+		"OTEL_RESOURCE_ATTRIBUTES",
 	};
 	const char *u = cli_usage();
 
@@ -234,9 +262,10 @@ TEST(cli_find_config)
 /* The flags reach the configuration, above the environment. */
 TEST(cli_overrides_config)
 {
-	static const char *const list[] = { "--endpoint", "http://flag:4318", "--log-level=error",
-					    "--backend", "tracepoint", "--ui-listen=[::1]:1",
-					    "--stdout", NULL };
+	static const char *const list[] = { "--endpoint",	 "http://flag:4318",
+					    "--log-level=error", "--backend",
+					    "tracepoint",	 "--ui-listen=[::1]:1",
+					    "--stdout",		 NULL };
 	char env0[] = "OTEL_EXPORTER_OTLP_ENDPOINT=http://env:4318";
 	char *envp[] = { env0, NULL };
 	struct config *cfg;

@@ -355,8 +355,8 @@ TEST(config_durations)
 		const char *text;
 		uint64_t ms;
 	} ok[] = {
-		{ "10ms", 10 }, { "10s", 10000 }, { "1m", 60000 }, { "1h", 3600000 },
-		{ "1m30s", 90000 }, { "0.5s", 500 }, { "\"2s\"", 2000 }, { "1h0m0s", 3600000 },
+		{ "10ms", 10 },	    { "10s", 10000 }, { "1m", 60000 },	  { "1h", 3600000 },
+		{ "1m30s", 90000 }, { "0.5s", 500 },  { "\"2s\"", 2000 }, { "1h0m0s", 3600000 },
 	};
 	char yaml[128];
 
@@ -383,7 +383,8 @@ static const struct bad_case bad_cases[] = {
 	/* unknown keys, with and without a suggestion */
 	{ "exporter:\n  otlp:\n    endpont: http://x:4318\n",
 	  "F:3:5: exporter.otlp.endpont: unknown key (did you mean 'endpoint'?)\n" },
-	{ "spans:\n  enable: true\n", "F:2:3: spans.enable: unknown key (did you mean 'enabled'?)\n" },
+	{ "spans:\n  enable: true\n",
+	  "F:2:3: spans.enable: unknown key (did you mean 'enabled'?)\n" },
 	{ "foo: 1\n", "F:1:1: foo: unknown key (expected one of capture, spans, metrics, service, "
 		      "resource, exporter, ui, log)\n" },
 	{ "exporter:\n  timeout: 5s\n",
@@ -669,7 +670,8 @@ TEST(config_env_signal_endpoints)
 
 	load(&l, NULL, vars2, NULL, NULL);
 	if (ASSERT_NOT_NULL(l.cfg)) {
-		ASSERT_STREQ(l.cfg->exporter.otlp.traces_endpoint, "http://localhost:4318/v1/traces");
+		ASSERT_STREQ(l.cfg->exporter.otlp.traces_endpoint,
+			     "http://localhost:4318/v1/traces");
 		ASSERT_STREQ(l.cfg->exporter.otlp.metrics_endpoint, "https://m.example/x/");
 		ASSERT_STREQ(l.cfg->self.service_name, "from-attrs");
 		ASSERT_EQ(l.cfg->self.attributes.n, 0);
@@ -776,15 +778,16 @@ TEST(config_overrides)
 
 	load(&l, NULL, NULL, &bad, NULL);
 	ASSERT_TRUE(l.cfg == NULL);
-	ASSERT_STREQ(l.msg,
-		     "--endpoint: 'flag:443' is not an http(s) URL (expected an http:// or https:// "
-		     "URL with a host)\n"
-		     "--log-level: 'loud' is not a valid value (expected one of error, warn, info, "
-		     "debug)\n"
-		     "--backend: 'ebpf' is not a valid value (expected one of auto, tracepoint, "
-		     "fentry, kprobe)\n"
-		     "--ui-listen: 'x' has no port (expected host:port with a port in 1..65535, or "
-		     "\"\" to turn it off)\n");
+	ASSERT_STREQ(
+		l.msg,
+		"--endpoint: 'flag:443' is not an http(s) URL (expected an http:// or https:// "
+		"URL with a host)\n"
+		"--log-level: 'loud' is not a valid value (expected one of error, warn, info, "
+		"debug)\n"
+		"--backend: 'ebpf' is not a valid value (expected one of auto, tracepoint, "
+		"fentry, kprobe)\n"
+		"--ui-listen: 'x' has no port (expected host:port with a port in 1..65535, or "
+		"\"\" to turn it off)\n");
 	loaded_free(&l, NULL);
 }
 

@@ -56,7 +56,8 @@ TEST(config_doc_file_is_defaults)
 	ASSERT_STREQ(cfg->exporter.otlp.traces_endpoint, def->exporter.otlp.traces_endpoint);
 	ASSERT_STREQ(cfg->exporter.otlp.metrics_endpoint, def->exporter.otlp.metrics_endpoint);
 	ASSERT_TRUE(kv_equal(&cfg->exporter.otlp.headers, &def->exporter.otlp.headers));
-	ASSERT_TRUE(kv_equal(&cfg->exporter.otlp.traces_headers, &def->exporter.otlp.traces_headers));
+	ASSERT_TRUE(
+		kv_equal(&cfg->exporter.otlp.traces_headers, &def->exporter.otlp.traces_headers));
 	ASSERT_TRUE(
 		kv_equal(&cfg->exporter.otlp.metrics_headers, &def->exporter.otlp.metrics_headers));
 	ASSERT_EQ(cfg->exporter.otlp.compression, def->exporter.otlp.compression);
@@ -159,13 +160,20 @@ TEST(config_doc_file_sets_every_key)
 TEST(config_doc_reference_page)
 {
 	static const char *const vars[] = {
-		"OTEL_EXPORTER_OTLP_ENDPOINT",	       "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-		"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_HEADERS",
-		"OTEL_EXPORTER_OTLP_TRACES_HEADERS",   "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
-		"OTEL_EXPORTER_OTLP_TIMEOUT",	       "OTEL_EXPORTER_OTLP_COMPRESSION",
-		"OTEL_EXPORTER_OTLP_CERTIFICATE",      "OTEL_EXPORTER_OTLP_CLIENT_KEY",
-		"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "OTEL_SERVICE_NAME",
-		"OTEL_RESOURCE_ATTRIBUTES",	       "OTEL_METRIC_EXPORT_INTERVAL",
+		"OTEL_EXPORTER_OTLP_ENDPOINT",
+		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+		"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+		"OTEL_EXPORTER_OTLP_HEADERS",
+		"OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+		"OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+		"OTEL_EXPORTER_OTLP_TIMEOUT",
+		"OTEL_EXPORTER_OTLP_COMPRESSION",
+		"OTEL_EXPORTER_OTLP_CERTIFICATE",
+		"OTEL_EXPORTER_OTLP_CLIENT_KEY",
+		"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+		"OTEL_SERVICE_NAME",
+		"OTEL_RESOURCE_ATTRIBUTES",
+		"OTEL_METRIC_EXPORT_INTERVAL",
 	};
 	char path[4096], needle[300], *text;
 	size_t len;

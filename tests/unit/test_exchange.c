@@ -40,7 +40,8 @@ out:
 
 TEST(exchange_map_gets_only_kept_exchanges)
 {
-	struct procinfo_opts popts = { .proc_root = "/proc", .max_entries = 16,
+	struct procinfo_opts popts = { .proc_root = "/proc",
+				       .max_entries = 16,
 				       .revalidate_ms = 5000 };
 	struct config *cfg = config__defaults();
 	struct procinfo *pi = NULL;
@@ -74,7 +75,10 @@ TEST(exchange_map_gets_only_kept_exchanges)
 			.phase = TCPOTEL_PHASE_RESPONSE,
 		};
 		struct exchange_end end = {
-			.tuple = &t, .ex = &ex, .role = TCPOTEL_ROLE_CLIENT, .res = res,
+			.tuple = &t,
+			.ex = &ex,
+			.role = TCPOTEL_ROLE_CLIENT,
+			.res = res,
 		};
 		uint8_t addr[16];
 		struct exchange_ids ids;

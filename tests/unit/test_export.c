@@ -277,8 +277,12 @@ TEST(export_partial_success_counted_not_retried)
 {
 	struct http_stub *s = http_stub__start(0);
 	const struct http_stub_response script[] = {
-		{ 200, NULL, "{\"partialSuccess\":{\"rejectedSpans\":\"3\",\"errorMessage\":\"span too big\"}}", 0, false },
-		{ 200, NULL, "{\"partialSuccess\":{\"rejectedSpans\":2,\"errorMessage\":\"span too big\"}}", 0, false },
+		{ 200, NULL,
+		  "{\"partialSuccess\":{\"rejectedSpans\":\"3\",\"errorMessage\":\"span too big\"}}",
+		  0, false },
+		{ 200, NULL,
+		  "{\"partialSuccess\":{\"rejectedSpans\":2,\"errorMessage\":\"span too big\"}}", 0,
+		  false },
 	};
 	struct config *cfg = NULL;
 	struct exporter *e = NULL;
@@ -491,8 +495,10 @@ TEST(export_backoff_grows_without_retry_after)
 {
 	struct http_stub *s = http_stub__start(0);
 	const struct http_stub_response script[] = {
-		{ 503, NULL, NULL, 0, false }, { 429, NULL, NULL, 0, false },
-		{ 502, NULL, NULL, 0, false }, { 504, NULL, NULL, 0, false },
+		{ 503, NULL, NULL, 0, false },
+		{ 429, NULL, NULL, 0, false },
+		{ 502, NULL, NULL, 0, false },
+		{ 504, NULL, NULL, 0, false },
 	};
 	struct config *cfg = NULL;
 	struct exporter *e = NULL;
@@ -532,8 +538,10 @@ TEST(export_backoff_capped_at_max_interval)
 {
 	struct http_stub *s = http_stub__start(0);
 	const struct http_stub_response script[] = {
-		{ 503, NULL, NULL, 0, false }, { 503, NULL, NULL, 0, false },
-		{ 503, NULL, NULL, 0, false }, { 503, NULL, NULL, 0, false },
+		{ 503, NULL, NULL, 0, false },
+		{ 503, NULL, NULL, 0, false },
+		{ 503, NULL, NULL, 0, false },
+		{ 503, NULL, NULL, 0, false },
 	};
 	struct config *cfg = NULL;
 	struct exporter *e = NULL;
@@ -692,7 +700,8 @@ TEST(export_stop_flushes_within_deadline)
 	if (!ASSERT_NOT_NULL(s))
 		return;
 	for (size_t i = 0; i < ARRAY_SIZE(script); i++)
-		script[i] = (struct http_stub_response){ .status = 200, .body = "{}", .delay_ms = 30 };
+		script[i] =
+			(struct http_stub_response){ .status = 200, .body = "{}", .delay_ms = 30 };
 	http_stub__script(s, script, ARRAY_SIZE(script));
 	cfg = et_config(http_stub__port(s));
 	if (!ASSERT_NOT_NULL(cfg))
@@ -733,7 +742,8 @@ TEST(export_stop_with_collector_down_drops_and_counts)
 
 	if (!ASSERT_NOT_NULL(cfg))
 		return;
-	cfg->exporter.otlp.retry.initial_interval_ms = 6000; /* the first retry lands past the deadline */
+	cfg->exporter.otlp.retry.initial_interval_ms =
+		6000; /* the first retry lands past the deadline */
 	cfg->exporter.otlp.retry.max_interval_ms = 6000;
 	e = exporter__start(cfg);
 	if (!ASSERT_NOT_NULL(e))
@@ -860,8 +870,8 @@ TEST(export_credentials_in_url_are_not_logged)
 
 	if (!ASSERT_NOT_NULL(cfg))
 		return;
-	if (asprintf(&cfg->exporter.otlp.traces_endpoint, "http://user:pa55w0rd@127.0.0.1:%u/v1/traces",
-		     (unsigned int)port) < 0)
+	if (asprintf(&cfg->exporter.otlp.traces_endpoint,
+		     "http://user:pa55w0rd@127.0.0.1:%u/v1/traces", (unsigned int)port) < 0)
 		goto out;
 	cfg->exporter.otlp.retry.max_elapsed_time_ms = 0;
 	et_capture_start(&cap);
@@ -883,27 +893,28 @@ out:
 /* A span of about 1 KiB as the OTLP encoder writes it. */
 static int et_span(char *out, size_t size, unsigned int i)
 {
-	return snprintf(out, size,
-			"{\"traceId\":\"%08x5b8efff798038103d269b633813fc6%02x\",\"spanId\":\"eee19b7ec3c1b1%02x\","
-			"\"parentSpanId\":\"a2a7c8f51b4e43%02x\",\"name\":\"tcp exchange\",\"kind\":%u,"
-			"\"startTimeUnixNano\":\"17000000%010u\",\"endTimeUnixNano\":\"17000000%010u\","
-			"\"attributes\":[{\"key\":\"network.transport\",\"value\":{\"stringValue\":\"tcp\"}},"
-			"{\"key\":\"network.type\",\"value\":{\"stringValue\":\"ipv4\"}},"
-			"{\"key\":\"tcp.role\",\"value\":{\"stringValue\":\"client\"}},"
-			"{\"key\":\"server.address\",\"value\":{\"stringValue\":\"10.0.%u.%u\"}},"
-			"{\"key\":\"server.port\",\"value\":{\"intValue\":\"%u\"}},"
-			"{\"key\":\"client.address\",\"value\":{\"stringValue\":\"10.1.%u.%u\"}},"
-			"{\"key\":\"client.port\",\"value\":{\"intValue\":\"%u\"}},"
-			"{\"key\":\"peer.service\",\"value\":{\"stringValue\":\"checkout-%u\"}},"
-			"{\"key\":\"tcp.request.seq\",\"value\":{\"intValue\":\"%u\"}},"
-			"{\"key\":\"tcp.bytes.sent\",\"value\":{\"intValue\":\"%u\"}},"
-			"{\"key\":\"tcp.bytes.received\",\"value\":{\"intValue\":\"%u\"}},"
-			"{\"key\":\"tcp.srtt\",\"value\":{\"doubleValue\":0.000%u}}],"
-			"\"status\":{}}",
-			i * 2654435761u, i & 0xff, (i * 7) & 0xff, (i * 13) & 0xff, 2 + (i & 1),
-			i * 1000u, i * 1000u + 731u, (i >> 8) & 0xff, i & 0xff, 8080 + (i % 4),
-			(i >> 4) & 0xff, (i * 3) & 0xff, 32768 + (i * 7919) % 28000, i % 7,
-			i * 2246822519u, 100 + i % 900, 200 + (i * 31) % 4000, 100 + i % 900);
+	return snprintf(
+		out, size,
+		"{\"traceId\":\"%08x5b8efff798038103d269b633813fc6%02x\",\"spanId\":\"eee19b7ec3c1b1%02x\","
+		"\"parentSpanId\":\"a2a7c8f51b4e43%02x\",\"name\":\"tcp exchange\",\"kind\":%u,"
+		"\"startTimeUnixNano\":\"17000000%010u\",\"endTimeUnixNano\":\"17000000%010u\","
+		"\"attributes\":[{\"key\":\"network.transport\",\"value\":{\"stringValue\":\"tcp\"}},"
+		"{\"key\":\"network.type\",\"value\":{\"stringValue\":\"ipv4\"}},"
+		"{\"key\":\"tcp.role\",\"value\":{\"stringValue\":\"client\"}},"
+		"{\"key\":\"server.address\",\"value\":{\"stringValue\":\"10.0.%u.%u\"}},"
+		"{\"key\":\"server.port\",\"value\":{\"intValue\":\"%u\"}},"
+		"{\"key\":\"client.address\",\"value\":{\"stringValue\":\"10.1.%u.%u\"}},"
+		"{\"key\":\"client.port\",\"value\":{\"intValue\":\"%u\"}},"
+		"{\"key\":\"peer.service\",\"value\":{\"stringValue\":\"checkout-%u\"}},"
+		"{\"key\":\"tcp.request.seq\",\"value\":{\"intValue\":\"%u\"}},"
+		"{\"key\":\"tcp.bytes.sent\",\"value\":{\"intValue\":\"%u\"}},"
+		"{\"key\":\"tcp.bytes.received\",\"value\":{\"intValue\":\"%u\"}},"
+		"{\"key\":\"tcp.srtt\",\"value\":{\"doubleValue\":0.000%u}}],"
+		"\"status\":{}}",
+		i * 2654435761u, i & 0xff, (i * 7) & 0xff, (i * 13) & 0xff, 2 + (i & 1), i * 1000u,
+		i * 1000u + 731u, (i >> 8) & 0xff, i & 0xff, 8080 + (i % 4), (i >> 4) & 0xff,
+		(i * 3) & 0xff, 32768 + (i * 7919) % 28000, i % 7, i * 2246822519u, 100 + i % 900,
+		200 + (i * 31) % 4000, 100 + i % 900);
 }
 
 /* End to end through gzip, libcurl and the loopback stub; the target is <= 2 us a span. */
@@ -960,9 +971,9 @@ TEST(export_throughput_per_span)
 	clock_gettime(CLOCK_MONOTONIC, &b);
 	took_us = (uint64_t)(((int64_t)b.tv_sec - (int64_t)a.tv_sec) * 1000000 +
 			     ((int64_t)b.tv_nsec - (int64_t)a.tv_nsec) / 1000);
-	printf("    %d spans of %zu bytes: %.2f us a span end to end, gzip to %.1f%% (%" PRIu64 " ms)\n",
-	       BATCHES * SPANS, total / (BATCHES * SPANS),
-	       (double)took_us / (BATCHES * SPANS),
+	printf("    %d spans of %zu bytes: %.2f us a span end to end, gzip to %.1f%% (%" PRIu64
+	       " ms)\n",
+	       BATCHES * SPANS, total / (BATCHES * SPANS), (double)took_us / (BATCHES * SPANS),
 	       100.0 * (double)et_stat(e, ET_OFF(bytes_sent)) / (double)total,
 	       http_stub_now_ms() - t0);
 	/* Loose bound (sanitizer builds run here too); the printed figure is the measure. */

@@ -15,8 +15,8 @@
 #include "test.h"
 
 #define SEC 1000000000ULL
-#define MS 1000000ULL
-#define T0 (1000 * SEC)
+#define MS  1000000ULL
+#define T0  (1000 * SEC)
 
 struct half {
 	const char *service;
@@ -57,10 +57,10 @@ static void add(struct graph *g, const struct half *h)
 /* One exchange seen by both ends on this host: frontend -> backend. */
 static void add_pair(struct graph *g, uint32_t id, uint64_t end, uint64_t dur, bool server_first)
 {
-	struct half c = { "frontend", 100, GRAPH_ROLE_CLIENT, id, "10.231.0.2:8080", 100, 1000,
-			  dur, 50, end };
-	struct half s = { "backend", 200, GRAPH_ROLE_SERVER, id, "10.231.0.1", 100, 1000,
-			  dur / 2, 40, end - 1000 };
+	struct half c = { "frontend", 100, GRAPH_ROLE_CLIENT, id, "10.231.0.2:8080", 100, 1000, dur,
+			  50,	      end };
+	struct half s = { "backend", 200,  GRAPH_ROLE_SERVER, id, "10.231.0.1",
+			  100,	     1000, dur / 2,	      40, end - 1000 };
 
 	if (server_first) {
 		add(g, &s);
@@ -190,7 +190,9 @@ out:
 TEST(graph_lone_halves_become_peer_edges_after_the_window)
 {
 	struct graph *g = graph__new();
-	struct half c = { "frontend", 100, GRAPH_ROLE_CLIENT, 1, "10.0.0.9:5432", 10, 20, MS, 0, T0 };
+	struct half c = {
+		"frontend", 100, GRAPH_ROLE_CLIENT, 1, "10.0.0.9:5432", 10, 20, MS, 0, T0
+	};
 	struct half s = { "backend", 200, GRAPH_ROLE_SERVER, 2, "10.0.0.5", 30, 40, MS, 0, T0 };
 	struct json_object *r = NULL, *e, *n;
 
@@ -343,8 +345,8 @@ TEST(graph_counts_pids_and_duplicates)
 	if (!ASSERT_NOT_NULL(g))
 		return;
 	for (uint32_t pid = 1; pid <= 3; pid++) {
-		struct half c = { "worker", pid, GRAPH_ROLE_CLIENT, 7, "10.0.0.1:80", 1, 1, MS, 0,
-				  T0 };
+		struct half c = { "worker", pid, GRAPH_ROLE_CLIENT, 7, "10.0.0.1:80", 1, 1, MS,
+				  0,	    T0 };
 
 		add(g, &c); /* the same key three times: two replaced */
 	}
@@ -373,8 +375,8 @@ TEST(graph_bounds_are_counted)
 		return;
 	/* A pairing table overrun: the oldest halves are settled early, and counted. */
 	for (uint32_t i = 0; i < GRAPH_MAX_PENDING + 100; i++) {
-		struct half c = { "scanner", 1, GRAPH_ROLE_CLIENT, id++, "10.9.9.9:1", 1, 1, MS, 0,
-				  T0 };
+		struct half c = { "scanner", 1, GRAPH_ROLE_CLIENT, id++, "10.9.9.9:1", 1, 1, MS,
+				  0,	     T0 };
 
 		add(g, &c);
 	}
@@ -385,8 +387,8 @@ TEST(graph_bounds_are_counted)
 	/* More services than nodes allowed: the rest are dropped and counted. */
 	for (uint32_t i = 0; i < GRAPH_MAX_NODES + 10; i++) {
 		snprintf(name, sizeof(name), "svc-%u", i);
-		struct half c = { name, i, GRAPH_ROLE_SERVER, id++, "10.1.1.1", 1, 1, MS, 0,
-				  T0 + SEC };
+		struct half c = { name, i, GRAPH_ROLE_SERVER, id++, "10.1.1.1", 1, 1,
+				  MS,	0, T0 + SEC };
 
 		add(g, &c);
 	}
@@ -422,9 +424,10 @@ TEST(graph_names_are_cut_and_escaped)
 		ASSERT_EQ(count(r, "nodes"), 2);
 		ASSERT_EQ(count(r, "edges"), 1);
 		ASSERT_NOT_NULL(find(r, "nodes", "name", "\"quoted\"\n:1"));
-		ASSERT_EQ(strlen(str(json_object_array_get_idx(get(r, "nodes"), 0), "name")) +
-				  strlen(str(json_object_array_get_idx(get(r, "nodes"), 1), "name")),
-			  GRAPH_NAME_MAX - 1 + strlen("\"quoted\"\n:1"));
+		ASSERT_EQ(
+			strlen(str(json_object_array_get_idx(get(r, "nodes"), 0), "name")) +
+				strlen(str(json_object_array_get_idx(get(r, "nodes"), 1), "name")),
+			GRAPH_NAME_MAX - 1 + strlen("\"quoted\"\n:1"));
 	}
 	json_object_put(r);
 	graph__free(g);

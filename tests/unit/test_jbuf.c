@@ -82,8 +82,12 @@ TEST(jbuf_integers)
 		uint64_t v;
 		const char *s;
 	} u[] = {
-		{ 0, "0" },	  { 7, "7" },	      { 10, "10" },
-		{ 99, "99" },	  { 100, "100" },     { 1234567890, "1234567890" },
+		{ 0, "0" },
+		{ 7, "7" },
+		{ 10, "10" },
+		{ 99, "99" },
+		{ 100, "100" },
+		{ 1234567890, "1234567890" },
 		{ 1000000000000000000ULL, "1000000000000000000" },
 		{ UINT64_MAX, "18446744073709551615" },
 	};
@@ -108,7 +112,8 @@ TEST(jbuf_integers)
 	jbuf_i64_quoted(&b, -1);
 	jbuf_putc(&b, ' ');
 	jbuf_i64_quoted(&b, 0);
-	ASSERT_STREQ(jbuf_cstr(&b), "\"-9223372036854775808\" \"9223372036854775807\" \"-1\" \"0\"");
+	ASSERT_STREQ(jbuf_cstr(&b),
+		     "\"-9223372036854775808\" \"9223372036854775807\" \"-1\" \"0\"");
 	/* Every power of ten and its neighbours, against printf. */
 	for (uint64_t p = 1; p <= 1000000000000000000ULL; p *= 10) {
 		uint64_t vs[] = { p - 1, p, p + 1 };
@@ -248,7 +253,8 @@ TEST(jbuf_string_utf8)
 		const char *out;
 	} c[] = {
 		/* valid: 2, 3 and 4 bytes, boundaries */
-		{ "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80" },
+		{ "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+		  "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80" },
 		{ "\xc2\x80\xdf\xbf\xe0\xa0\x80\xef\xbf\xbf\xf4\x8f\xbf\xbf",
 		  "\xc2\x80\xdf\xbf\xe0\xa0\x80\xef\xbf\xbf\xf4\x8f\xbf\xbf" },
 		{ "\xed\x9f\xbf\xee\x80\x80", "\xed\x9f\xbf\xee\x80\x80" }, /* around surrogates */

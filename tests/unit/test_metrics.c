@@ -29,8 +29,8 @@ TEST(metrics_exchange_bounds_match_the_kernel)
 TEST(metrics_exchange_bucket_is_the_kernels)
 {
 	ASSERT_EQ(metrics_exchange_bucket(0), 0);
-	ASSERT_EQ(metrics_exchange_bucket(100000), 0);	/* at a bound: that bucket */
-	ASSERT_EQ(metrics_exchange_bucket(100001), 1);	/* just above: the next */
+	ASSERT_EQ(metrics_exchange_bucket(100000), 0); /* at a bound: that bucket */
+	ASSERT_EQ(metrics_exchange_bucket(100001), 1); /* just above: the next */
 	ASSERT_EQ(metrics_exchange_bucket(1000000000), 12);
 	ASSERT_EQ(metrics_exchange_bucket(60000000000ULL), TCPOTEL_EXCHANGE_BUCKETS - 2);
 	ASSERT_EQ(metrics_exchange_bucket(60000000001ULL), TCPOTEL_EXCHANGE_BUCKETS - 1);

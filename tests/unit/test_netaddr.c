@@ -10,7 +10,10 @@
 TEST(netaddr_ipv4_is_inet_ntop)
 {
 	static const uint8_t fixed[][4] = {
-		{ 0, 0, 0, 0 }, { 255, 255, 255, 255 }, { 10, 0, 9, 100 }, { 1, 22, 199, 200 },
+		{ 0, 0, 0, 0 },
+		{ 255, 255, 255, 255 },
+		{ 10, 0, 9, 100 },
+		{ 1, 22, 199, 200 },
 	};
 	char got[NETADDR_STRLEN], want[INET_ADDRSTRLEN];
 	unsigned seed = 7;

@@ -142,25 +142,35 @@ static void encode_metrics_basic(struct jbuf *b)
 	const double bounds[] = { 0.0001, 0.001, 0.01, 0.1 };
 	const uint64_t counts[] = { 1, 5, 3, 1, 0 };
 	const struct otlp_histogram_point h = {
-		.bounds = bounds, .n_bounds = 4, .counts = counts, .count = 10,
-		.sum = 0.0234, .has_min_max = true, .min = 0.00005, .max = 0.09,
+		.bounds = bounds,
+		.n_bounds = 4,
+		.counts = counts,
+		.count = 10,
+		.sum = 0.0234,
+		.has_min_max = true,
+		.min = 0.00005,
+		.max = 0.09,
 	};
 	const uint64_t one_count[] = { 2 };
 	const struct otlp_histogram_point h0 = {
-		.bounds = NULL, .n_bounds = 0, .counts = one_count, .count = 2, .sum = 3.5,
+		.bounds = NULL,
+		.n_bounds = 0,
+		.counts = one_count,
+		.count = 2,
+		.sum = 3.5,
 	};
 	const struct otlp_metric_desc io = { "tcp.io", "By", "Bytes sent and received",
 					     OTLP_SUM_MONOTONIC, false };
 	const struct otlp_metric_desc active = { "tcp.connection.active", "{connection}",
 						 "Connections open now", OTLP_SUM_NONMONOTONIC,
 						 false };
-	const struct otlp_metric_desc depth = { "tcpotel.queue.depth", "{batch}", NULL,
-						OTLP_GAUGE, false };
+	const struct otlp_metric_desc depth = { "tcpotel.queue.depth", "{batch}", NULL, OTLP_GAUGE,
+						false };
 	const struct otlp_metric_desc load = { "tcpotel.load", "1", "", OTLP_GAUGE, true };
 	const struct otlp_metric_desc srtt = { "tcp.srtt", "s", "Smoothed round-trip time",
 					       OTLP_HISTOGRAM, false };
-	const struct otlp_metric_desc dur = { "tcp.exchange.duration", "s", NULL,
-					      OTLP_HISTOGRAM, false };
+	const struct otlp_metric_desc dur = { "tcp.exchange.duration", "s", NULL, OTLP_HISTOGRAM,
+					      false };
 
 	otlp_metrics_begin(b);
 	otlp_metrics_resource_begin(b, &res1);
@@ -210,8 +220,8 @@ static void encode_traces_basic(struct jbuf *b)
 		OTLP_ATTR_INT("server.port", 8080),
 	};
 	struct otlp_span client = {
-		.trace_id = { 0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d,
-			      0x0e, 0x0e, 0x47, 0x36 },
+		.trace_id = { 0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92,
+			      0x9d, 0x0e, 0x0e, 0x47, 0x36 },
 		.span_id = { 0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7 },
 		.name = "tcp 10.0.0.2:8080",
 		.kind = OTLP_SPAN_KIND_CLIENT,

@@ -15,13 +15,13 @@
 
 #define HOST "testhost"
 /* A writable copy of a literal, for the char * fields of struct config. */
-#define S(lit) ((char[]){ lit })
+#define S(lit)	      ((char[]){ lit })
 
-#define ID_DOCKER "4f8c2b3a1d9e7f6051a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708"
-#define ID_DOCKER_V1 "a3f1c9e2b7d84605f1e2d3c4b5a69788796a5b4c3d2e1f00a1b2c3d4e5f60718"
+#define ID_DOCKER     "4f8c2b3a1d9e7f6051a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708"
+#define ID_DOCKER_V1  "a3f1c9e2b7d84605f1e2d3c4b5a69788796a5b4c3d2e1f00a1b2c3d4e5f60718"
 #define ID_CONTAINERD "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-#define ID_CGROUPFS "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
-#define ID_CRIO "5d6c7b8a99a8b7c6d5e4f30211203f4e5d6c7b8a99a8b7c6d5e4f30211203f4e"
+#define ID_CGROUPFS   "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
+#define ID_CRIO	      "5d6c7b8a99a8b7c6d5e4f30211203f4e5d6c7b8a99a8b7c6d5e4f30211203f4e"
 
 static const char *fixture_root(void)
 {
@@ -144,7 +144,7 @@ TEST(otel_service_name_from_environ)
 		const char *comm, *service, *exe;
 	} v[] = {
 		{ 200, "gunicorn", "checkout", "python3.11" }, /* the first, exact variable */
-		{ 400, "server", "server", "server" },          /* empty value: ignored */
+		{ 400, "server", "server", "server" }, /* empty value: ignored */
 		{ 401, "envoy", "edge-proxy", "envoy" },
 		{ 100, "redis-server", "redis-server", "redis-server" },
 	};
@@ -174,11 +174,10 @@ TEST(container_id_from_cgroup)
 		uint32_t pid;
 		const char *id; /* NULL: none */
 	} v[] = {
-		{ 100, NULL },          { 200, NULL },
-		{ 300, ID_DOCKER },     { 301, ID_DOCKER_V1 },
-		{ 400, ID_CONTAINERD }, { 401, ID_CGROUPFS },
-		{ 402, ID_CRIO },       { 403, ID_CONTAINERD },
-		{ 404, NULL },          { 500, NULL },
+		{ 100, NULL },	       { 200, NULL },	       { 300, ID_DOCKER },
+		{ 301, ID_DOCKER_V1 }, { 400, ID_CONTAINERD }, { 401, ID_CGROUPFS },
+		{ 402, ID_CRIO },      { 403, ID_CONTAINERD }, { 404, NULL },
+		{ 500, NULL },
 	};
 	struct config cfg = { 0 };
 	struct procinfo *pi = open_pi(&cfg, NULL, 16);
@@ -268,7 +267,7 @@ TEST(service_rules)
 		uint32_t pid;
 		const char *service;
 	} v[] = {
-		{ 600, "orders" },       { 601, "jvm-app" }, { 402, "jvm-app" },
+		{ 600, "orders" },	 { 601, "jvm-app" },	 { 402, "jvm-app" },
 		{ 100, "redis-server" }, { 200, "checkout-v2" }, { 300, "web" },
 		{ 401, "edge-proxy" },
 	};

@@ -107,8 +107,8 @@ TEST(prom_values_as_go_writes_them)
 	    !fmt_is(1234567, "1.234567e+06") || !fmt_is(123456789, "1.23456789e+08") ||
 	    !fmt_is(0.0001, "0.0001") || !fmt_is(1e-05, "1e-05") || !fmt_is(5e-05, "5e-05") ||
 	    !fmt_is(0.25, "0.25") || !fmt_is(0.1 + 0.2, "0.30000000000000004") ||
-	    !fmt_is(1.5e300, "1.5e+300") || !fmt_is(2.5e-300, "2.5e-300") ||
-	    !fmt_is(NAN, "NaN") || !fmt_is(INFINITY, "+Inf") || !fmt_is(-INFINITY, "-Inf"))
+	    !fmt_is(1.5e300, "1.5e+300") || !fmt_is(2.5e-300, "2.5e-300") || !fmt_is(NAN, "NaN") ||
+	    !fmt_is(INFINITY, "+Inf") || !fmt_is(-INFINITY, "-Inf"))
 		return;
 }
 
@@ -117,12 +117,13 @@ TEST(prom_values_as_go_writes_them)
 static const struct otlp_metric_desc d_io = { "tcp.io", "By", "Bytes sent and received over TCP",
 					      OTLP_SUM_MONOTONIC, false };
 static const struct otlp_metric_desc d_active = { "tcp.connection.active", "{connection}",
-						  "Connections open now", OTLP_SUM_NONMONOTONIC, false };
+						  "Connections open now", OTLP_SUM_NONMONOTONIC,
+						  false };
 static const struct otlp_metric_desc d_srtt = { "tcp.srtt", "s", "Smoothed round-trip time",
 						OTLP_HISTOGRAM, false };
 static const struct otlp_metric_desc d_depth = { "tcpotel.export.queue.depth", "{batch}",
-						 "Batches waiting in the export queue",
-						 OTLP_GAUGE, false };
+						 "Batches waiting in the export queue", OTLP_GAUGE,
+						 false };
 static const struct otlp_metric_desc d_load = { "tcpotel.load", "1", "Load", OTLP_GAUGE, true };
 
 static void io_points(struct jbuf *b, const char *peer, int64_t tx, int64_t rx)
@@ -267,7 +268,8 @@ static bool convert_fixed(struct jbuf *text)
 	jbuf_init(&body);
 	jbuf_init(&raw);
 	build_body(&body);
-	ok = ASSERT_FALSE(body.failed) && ASSERT_OK(prom_from_otlp_metrics(body.data, body.len, &raw));
+	ok = ASSERT_FALSE(body.failed) &&
+	     ASSERT_OK(prom_from_otlp_metrics(body.data, body.len, &raw));
 	if (ok && jbuf_cstr(&raw)) {
 		for (p = raw.data; (q = strstr(p, ver));) {
 			jbuf_put(text, p, (size_t)(q - p));
@@ -336,10 +338,11 @@ TEST(prom_structure)
 	    !ASSERT_EQ(count_lines(t, "# TYPE target_info gauge\n"), 1))
 		goto out;
 	/* checkout's two pids: their series added up (1000 + 24, 2000000 + 48). */
-	if (!ASSERT_NOT_NULL(strstr(t, "tcp_io_bytes_total{job=\"checkout\",network_io_direction="
-				       "\"transmit\",otel_scope_name=\"tcpotel\",otel_scope_version="
-				       "\"@VERSION@\",server_address=\"10.0.0.2\",server_port="
-				       "\"6379\",tcp_role=\"client\"} 1024\n")) ||
+	if (!ASSERT_NOT_NULL(strstr(t,
+				    "tcp_io_bytes_total{job=\"checkout\",network_io_direction="
+				    "\"transmit\",otel_scope_name=\"tcpotel\",otel_scope_version="
+				    "\"@VERSION@\",server_address=\"10.0.0.2\",server_port="
+				    "\"6379\",tcp_role=\"client\"} 1024\n")) ||
 	    !ASSERT_NOT_NULL(strstr(t, "tcp_role=\"client\"} 2.000048e+06\n")))
 		goto out;
 	/* Histograms: cumulative, +Inf = count, merged the same way. */
@@ -383,7 +386,11 @@ TEST(prom_type_conflict_keeps_first)
 TEST(prom_rejects_what_is_not_otlp)
 {
 	static const char *const bad[] = {
-		"", "not json", "[1,2]", "{\"resourceMetrics\":3}", "{\"resourceMetrics\":[{",
+		"",
+		"not json",
+		"[1,2]",
+		"{\"resourceMetrics\":3}",
+		"{\"resourceMetrics\":[{",
 		"\"text\"",
 	};
 	struct jbuf out;
