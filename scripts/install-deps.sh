@@ -3,9 +3,9 @@
 # and only those that are missing. Needs root when something is missing.
 set -euo pipefail
 
-build=(make gcc clang llvm clang-format pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev
+build=(make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev
 	libcurl4-openssl-dev libjson-c-dev libyaml-dev libmicrohttpd-dev libisal-dev)
-test=(python3 python3-yaml iproute2 nftables chromium prometheus)
+test=(clang-format python3 python3-yaml iproute2 nftables chromium prometheus)
 
 missing=()
 for pkg in "${build[@]}" "${test[@]}"; do
