@@ -18,9 +18,14 @@ workload runs of an earlier .output/bench/runs.jsonl; live sockets and
 micro-benchmarks run again), BENCH_QUIET_BUDGET (seconds, in all, to
 wait for other agents' programs to leave the hooks before runs: 60).
 
+A short end-to-end check that leaves docs/ alone: BENCH_QUICK=1
+BENCH_SECONDS=2 make bench (one round, writes .output/bench/PERFORMANCE.md).
+
 Every server binds 127.0.0.1, every run is bounded in time, and everything
 started is stopped (and kernel.bpf_stats_enabled restored) on any exit,
-Ctrl-C included. Python 3 standard library only; needs root.
+Ctrl-C included. The processes, the receiver and the agent are the
+integration tests' fixtures (tests/integration/fixtures/). Python 3 standard
+library only; needs root.
 """
 
 import datetime
@@ -36,15 +41,19 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+
+from fixtures import context, procs  # noqa: E402
+from fixtures.agent import Agent  # noqa: E402
+from fixtures.context import AGENT, TCPLOAD  # noqa: E402
+from fixtures.procs import Proc, free_port, wait_port  # noqa: E402
+from fixtures.receiver import Receiver  # noqa: E402
+
 OUT = os.path.join(ROOT, ".output")
-AGENT = os.path.join(OUT, "tcpotel")
-TCPLOAD = os.path.join(OUT, "tcpload")
 MICRO = os.path.join(OUT, "micro")
-RECEIVER = os.path.join(ROOT, "tests", "receiver", "otlp_receiver.py")
 DOC_HEADER = os.path.join(ROOT, "bench", "doc_header.md")
 BPF_STATS = "/proc/sys/kernel/bpf_stats_enabled"
 # The agent's per-call hooks, as bpftool and fdinfo name them (15 characters kept).
@@ -79,71 +88,6 @@ def on_signal(signum, frame):
 
 
 # ---- processes -----------------------------------------------------------------------------
-
-
-class Procs:
-    """Every process the benchmark starts, each in its own process group.
-
-    Process groups, not sessions: a new session is a new scheduler autogroup,
-    and on this kernel a mostly-sleeping agent alone in its autogroup is
-    starved for seconds by busy workloads in theirs (its ring buffer then
-    overflows); under systemd or Kubernetes, cgroup weights decide instead.
-    """
-
-    def __init__(self):
-        self.procs = []
-
-    def start(self, argv, **kw):
-        kw.setdefault("stdin", subprocess.DEVNULL)
-        p = subprocess.Popen(argv, process_group=0, **kw)
-        self.procs.append(p)
-        return p
-
-    def stop(self, p, sig=signal.SIGTERM, timeout=15):
-        if p.poll() is None:
-            try:
-                os.killpg(p.pid, sig)
-            except ProcessLookupError:
-                pass
-            try:
-                p.wait(timeout)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                p.wait()
-        else:
-            # The leader is gone; stragglers of its group (nginx workers) are not.
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        if p in self.procs:
-            self.procs.remove(p)
-
-    def stop_all(self):
-        for p in reversed(list(self.procs)):
-            self.stop(p, timeout=5)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, proc, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode} at start")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
 def run_bounded(argv, timeout):
@@ -346,13 +290,13 @@ def machine():
 class Workload:
     name = ""
 
-    def __init__(self, procs, tmp, seconds):
-        self.procs, self.tmp, self.seconds = procs, tmp, seconds
+    def __init__(self, tmp, seconds):
+        self.tmp, self.seconds = tmp, seconds
         self.server = None
 
     def stop(self):
         if self.server:
-            self.procs.stop(self.server, signal.SIGTERM)
+            self.server.kill_group(grace=15)
             self.server = None
 
 
@@ -363,11 +307,10 @@ class Redis(Workload):
         self.port = free_port()
         d = os.path.join(self.tmp, "redis")
         os.makedirs(d, exist_ok=True)
-        self.server = self.procs.start(
+        self.server = Proc(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
              "--protected-mode", "yes", "--save", "", "--appendonly", "no", "--dir", d,
-             "--daemonize", "no", "--logfile", os.path.join(d, "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             "--daemonize", "no", "--logfile", os.path.join(d, "redis.log")])
         wait_port(self.port, self.server)
         # No duration option: size -n from a short calibration run.
         rps = self.bench(20000, 60)
@@ -432,8 +375,7 @@ class Nginx(Workload):
         conf = os.path.join(d, "nginx.conf")
         with open(conf, "w") as f:
             f.write(NGINX_CONF.format(tmp=d, port=self.port))
-        self.server = self.procs.start(["nginx", "-p", d, "-c", conf, "-g", "daemon off;"],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.server = Proc(["nginx", "-p", d, "-c", conf, "-g", "daemon off;"])
         wait_port(self.port, self.server)
 
     def run(self):
@@ -450,8 +392,7 @@ class Tcpload(Workload):
 
     def start(self):
         self.port = free_port()
-        self.server = self.procs.start([TCPLOAD, "server", "--listen", f"127.0.0.1:{self.port}"],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.server = Proc([TCPLOAD, "server", "--listen", f"127.0.0.1:{self.port}"])
         wait_port(self.port, self.server)
 
     def run(self):
@@ -470,8 +411,7 @@ class Iperf3(Workload):
 
     def start(self):
         self.port = free_port()
-        self.server = self.procs.start(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(self.port)],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.server = Proc(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(self.port)])
         wait_port(self.port, self.server)
         time.sleep(0.2)  # the probe connection above must be gone before a test starts
 
@@ -488,56 +428,31 @@ WORKLOAD_CLASSES = {c.name: c for c in (Redis, Nginx, Tcpload, Iperf3)}
 # ---- the agent -----------------------------------------------------------------------------
 
 
-AGENT_CONF = """\
-capture:
-  backend: auto
-spans:
-  enabled: {spans}
-  sampling_ratio: {ratio}
-  idle_timeout: 5s
-metrics:
-  enabled: true
-  interval: {interval}
-exporter:
-  otlp:
-    endpoint: http://127.0.0.1:{port}
-    compression: gzip
-ui:
-  listen: ""
-log:
-  level: info
-"""
+def agent_config(cfg_name):
+    cfg = CONFIGS[cfg_name]
+    return {
+        "capture": {"backend": "auto"},
+        "spans": {"enabled": cfg["spans"], "sampling_ratio": cfg["ratio"], "idle_timeout": "5s"},
+        "metrics": {"enabled": True, "interval": METRICS_INTERVAL},
+        "exporter": {"otlp": {"compression": "gzip"}},
+        "log": {"level": "info"},
+    }
 
 
-class Agent:
-    def __init__(self, procs, tmp, sink_port, cfg_name):
-        cfg = CONFIGS[cfg_name]
-        self.procs = procs
-        self.path = os.path.join(tmp, f"agent-{cfg_name}.yaml")
-        with open(self.path, "w") as f:
-            f.write(AGENT_CONF.format(spans="true" if cfg["spans"] else "false",
-                                      ratio=cfg["ratio"], interval=METRICS_INTERVAL,
-                                      port=sink_port))
-        self.log_path = os.path.join(tmp, f"agent-{cfg_name}.log")
+class BenchAgent:
+    """The agent fixture (exporting to the receiver), with the figures a run reads."""
+
+    def __init__(self, receiver, cfg_name):
+        self.agent = Agent(agent_config(cfg_name), name=cfg_name, receiver=receiver,
+                           start=False)
         self.proc = None
 
     def start(self, timeout=30):
         self.t_start = time.monotonic()
-        self.logf = open(self.log_path, "w")
-        self.proc = self.procs.start([AGENT, "--config", self.path], stdout=subprocess.DEVNULL,
-                                     stderr=self.logf)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with open(self.log_path) as f:
-                text = f.read()
-            if re.search(r"tcpotel \S+ running", text):
-                self.startup_cpu = proc_cpu_s(self.proc.pid)
-                self.names = prog_names()
-                return
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the agent exited at start:\n{text[-2000:]}")
-            time.sleep(0.05)
-        raise RuntimeError("the agent did not log ' running' in time")
+        self.proc = self.agent.start().proc
+        self.agent.wait_ready(timeout)
+        self.startup_cpu = proc_cpu_s(self.proc.pid)
+        self.names = prog_names()
 
     def snapshot(self):
         pid = self.proc.pid
@@ -545,28 +460,18 @@ class Agent:
 
     def stop(self):
         """SIGTERM, wait; returns lifetime CPU (from rusage) and the final export line."""
-        os.kill(self.proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        ru = None
-        while time.monotonic() < deadline:
-            wpid, status, ru = os.wait4(self.proc.pid, os.WNOHANG)
-            if wpid:
-                self.proc.returncode = os.waitstatus_to_exitcode(status)
-                break
-            time.sleep(0.02)
-        else:
-            self.procs.stop(self.proc, signal.SIGKILL)
-            raise RuntimeError("the agent did not stop within 30 s")
-        if self.proc in self.procs.procs:
-            self.procs.procs.remove(self.proc)
-        self.logf.close()
-        with open(self.log_path) as f:
-            text = f.read()
+        self.proc.signal(signal.SIGTERM)
+        try:
+            status, ru = self.proc.wait4(30)
+        except AssertionError:
+            self.proc.kill_group(grace=0)
+            raise RuntimeError("the agent did not stop within 30 s") from None
+        text = self.agent.log()
         m = re.search(r"sent (\d+) spans and (\d+) metric points; dropped (\d+) spans and "
                       r"(\d+) metric points", text)
         res = {"cpu_total": ru.ru_utime + ru.ru_stime, "maxrss_kib": ru.ru_maxrss,
                "lifetime": time.monotonic() - self.t_start,
-               "exit": self.proc.returncode, "log_tail": text[-1500:]}
+               "exit": status, "log_tail": text[-1500:]}
         if m:
             res.update(spans_sent=int(m.group(1)), points_sent=int(m.group(2)),
                        spans_dropped=int(m.group(3)), points_dropped=int(m.group(4)))
@@ -605,7 +510,7 @@ def measure(ctx, wl, cfg_name):
         rec["throughput"] = wl.run()
         rec["elapsed"] = time.monotonic() - t0
         return rec
-    agent = Agent(ctx["procs"], ctx["tmp"], ctx["sink_port"], cfg_name)
+    agent = BenchAgent(ctx["receiver"], cfg_name)
     write_sysctl(BPF_STATS, 1)
     try:
         agent.start()
@@ -626,7 +531,7 @@ def measure(ctx, wl, cfg_name):
         fin = agent.stop()
     finally:
         if agent.proc and agent.proc.poll() is None:
-            ctx["procs"].stop(agent.proc)
+            agent.proc.kill_group(grace=15)
         write_sysctl(BPF_STATS, ctx["stats_off"])
     ns, calls, per_hook = hook_stats(s0["progs"], s1["progs"], agent.names)
     window = s1["t"] - s0["t"]
@@ -640,7 +545,7 @@ def measure(ctx, wl, cfg_name):
     rec["foreign_hooks_end"] = foreign_hooks(ctx["our_progs"])
     rec["lifetime_cpu"] = lifetime
     rec["lifetime"] = fin["lifetime"]
-    rec.update(receiver_bytes(ctx["receiver_log"], unix0, unix1 + 5))
+    rec.update(receiver_bytes(ctx["receiver"].log_path, unix0, unix1 + 5))
     if fin.get("spans_sent") is None:
         rec["agent_log_tail"] = fin["log_tail"]
     if ctx["bpf_probe_warned"] is False and not calls:
@@ -701,7 +606,7 @@ def hold_connections(n_conns):
 
 def rss_with_sockets(ctx, n_sockets, hold_s):
     """Peak RSS of a metrics-only agent while n_sockets loopback sockets live."""
-    agent = Agent(ctx["procs"], ctx["tmp"], ctx["sink_port"], "metrics")
+    agent = BenchAgent(ctx["receiver"], "metrics")
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     # Several holders, each within the descriptor limit (it cannot be raised here).
     per_child = max(1000, min(8000, (hard - 256) // 2))
@@ -738,7 +643,7 @@ def rss_with_sockets(ctx, n_sockets, hold_s):
             except ChildProcessError:
                 pass
         if agent.proc and agent.proc.poll() is None:
-            ctx["procs"].stop(agent.proc)
+            agent.proc.kill_group(grace=15)
 
 
 # ---- micro-benchmarks ----------------------------------------------------------------------
@@ -999,8 +904,9 @@ def main():
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
-    procs = Procs()
-    tmp = tempfile.mkdtemp(prefix="tcpotel-bench.")
+    # Process groups, not sessions, for everything the benchmark starts (see procs.py).
+    procs.NEW_SESSION = False
+    tmp = context.workdir()
     stats_before = read_sysctl(BPF_STATS)
     os.makedirs(os.path.join(OUT, "bench"), exist_ok=True)
     raw_path = os.path.join(OUT, "bench", "runs.jsonl")
@@ -1016,14 +922,7 @@ def main():
     try:
         stats_off = stats_before if stats_before in ("0", "1") else "0"
         write_sysctl(BPF_STATS, stats_off)
-        receiver_log = os.path.join(tmp, "receiver.jsonl")
-        sink_port = free_port()
-        sink = procs.start([sys.executable, RECEIVER, "--listen", f"127.0.0.1:{sink_port}",
-                            "--light", "--log", receiver_log],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(sink_port, sink)
-        ctx = {"procs": procs, "tmp": tmp, "sink_port": sink_port,
-               "receiver_log": receiver_log, "bpf_probe_warned": False,
+        ctx = {"receiver": Receiver(args=["--light"]), "bpf_probe_warned": False,
                "stats_off": stats_off, "our_progs": set(),
                "quiet_wait": 2 if quick else 5,
                "quiet_left": env_int("BENCH_QUIET_BUDGET", 10 if quick else 60)}
@@ -1045,7 +944,7 @@ def main():
             for r in runs:
                 raw.write(json.dumps(r) + "\n")
             for w in ([] if from_raw else workloads):
-                wl = WORKLOAD_CLASSES[w](procs, tmp, seconds)
+                wl = WORKLOAD_CLASSES[w](tmp, seconds)
                 wl.start()
                 wls.append(wl)
                 wl.run()  # warm-up, not counted
@@ -1073,7 +972,7 @@ def main():
                 for n in sizes:
                     try:
                         r = rss_with_sockets(ctx, n, 7)
-                    except (OSError, RuntimeError) as e:
+                    except (OSError, RuntimeError, AssertionError) as e:
                         log(f"{n} live sockets: failed: {e}")
                         notes.append(f"live-sockets step at {n}: failed: {e}")
                         continue
@@ -1096,13 +995,12 @@ def main():
     finally:
         for wl in wls:
             wl.stop()
-        procs.stop_all()
+        context.cleanup()  # every process started, and the scratch directory
         if stats_before is not None:
             try:
                 write_sysctl(BPF_STATS, stats_before)
             except OSError as e:
                 log(f"cannot restore kernel.bpf_stats_enabled={stats_before}: {e}")
-        shutil.rmtree(tmp, ignore_errors=True)
     if status:
         return status
 
