@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Process information: pid -> OTLP resource (service.name, process.pid,
- * process.executable.name, process.command_line, host.name, container.id,
- * plus the configured resource attributes), with a bounded cache that notices
+ * Process information: pid -> OTLP resource (service.name and where it came
+ * from, process.pid, process.executable.name, process.command_line,
+ * host.name, container.id, k8s.pod.uid, plus the configured resource
+ * attributes), with a bounded cache that notices
  * pid reuse and exec. Everything read from /proc is untrusted bytes:
  * lengths are bounded; the encoder repairs UTF-8 when it writes them.
  */
