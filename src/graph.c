@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 
 #include "htable.h"
+#include "netaddr.h"
 #include "util.h"
 
 #define SLOTS  16 /* per-second slots; more than GRAPH_WINDOW_S so a late end still fits */
@@ -487,20 +488,13 @@ static size_t addr_len(int family)
 	return family == AF_INET6 ? 16 : 4;
 }
 
-static bool addr_loopback(int family, const uint8_t *a)
-{
-	static const uint8_t v6_loopback[16] = { [15] = 1 };
-
-	return family == AF_INET6 ? !memcmp(a, v6_loopback, 16) : a[0] == 127;
-}
-
 /* Loopback, the connection's own address, or one of the host's. */
 static bool addr_on_host(const struct graph *g, int family, const uint8_t *addr,
 			 const uint8_t *local)
 {
 	size_t len = addr_len(family);
 
-	if (addr_loopback(family, addr) || (local && !memcmp(addr, local, len)))
+	if (netaddr_is_loopback(family, addr) || (local && !memcmp(addr, local, len)))
 		return true;
 	for (size_t i = 0; i < g->n_local_addrs; i++)
 		if (g->local_addrs[i].family == family &&

@@ -316,6 +316,11 @@ const char *stream_peer_label(const struct stream *s)
 	return s->peer_label;
 }
 
+const char *stream_peer_service(const struct stream *s)
+{
+	return s->peer_service;
+}
+
 void stream_set_peer_service(struct stream *s, const char *name)
 {
 	if (s->peer_service || !name)

@@ -74,6 +74,8 @@ void stream_touch(struct stream *s);
 const char *stream_peer_label(const struct stream *s);
 /* The peer's service name when the peer is a process this agent sees. */
 void stream_set_peer_service(struct stream *s, const char *name);
+/* That name, or NULL; it lives as long as the stream. */
+const char *stream_peer_service(const struct stream *s);
 
 /*
  * Writes every stream and the self metrics (under the agent's own resource)
