@@ -231,6 +231,7 @@ struct agent *agent__start(const struct config *cfg, enum capture_backend backen
 	a->metrics = a->pi ? metrics__new(a->pi, MAX_STREAMS) : NULL;
 	if (!a->metrics)
 		goto fail_errno;
+	metrics__set_per_process(a->metrics, cfg->metrics.per_process);
 	a->capture = capture__load(&copts);
 	if (!a->capture)
 		goto fail_errno;

@@ -116,6 +116,8 @@ static const struct key_spec keys[] = {
 	{ "metrics.interval", K_DURATION, OFF(metrics.interval_ms), "10s", 100, HOUR,
 	  .env = "OTEL_METRIC_EXPORT_INTERVAL",
 	  .help = "how often metrics are collected and sent" },
+	{ "metrics.per_process", K_BOOL, OFF(metrics.per_process), "true",
+	  .help = "one resource per process; false: per service instance, no pid" },
 	{ "service.rules", K_RULES, OFF(service.rules), "[]",
 	  .help = "renames: the first rule that matches names the service" },
 	{ "service.command_line", K_BOOL, OFF(service.command_line), "false",

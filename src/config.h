@@ -68,6 +68,9 @@ struct config {
 	struct {
 		bool enabled;
 		uint64_t interval_ms;
+		/* false: one resource per service instance, without process.pid and
+		 * process.command_line, adding up its processes' streams */
+		bool per_process;
 	} metrics;
 	struct {
 		struct service_rule *rules;

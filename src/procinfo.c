@@ -766,6 +766,52 @@ void procinfo__put(struct procinfo *pi, struct proc_resource *res)
 		res_put(res_of(res));
 }
 
+/* Attributes that name a process, not the service instance it belongs to. */
+static bool process_only(const char *key)
+{
+	return !strcmp(key, "process.pid") || !strcmp(key, "process.command_line");
+}
+
+struct proc_resource *procinfo__without_process(struct procinfo *pi,
+						const struct proc_resource *res)
+{
+	struct res *r = res_new(res->n_attrs ? res->n_attrs : 1);
+
+	if (!r)
+		return NULL;
+	for (size_t i = 0; i < res->n_attrs; i++) {
+		const struct otlp_attr *a = &res->attrs[i];
+
+		if (process_only(a->key))
+			continue;
+		if (a->type == OTLP_STRING)
+			res_set_str(r, a->key, a->s);
+		else if (a->type == OTLP_INT)
+			res_set_int(r, a->key, a->i);
+	}
+	if (r->oom) {
+		res_free(r);
+		return NULL;
+	}
+	res_fill_fields(r);
+	return &r->pub;
+}
+
+bool procinfo_same_attrs(const struct proc_resource *a, const struct proc_resource *b)
+{
+	if (a->n_attrs != b->n_attrs)
+		return false;
+	for (size_t i = 0; i < a->n_attrs; i++) {
+		const struct otlp_attr *x = &a->attrs[i], *y = &b->attrs[i];
+
+		if (x->type != y->type || strcmp(x->key, y->key))
+			return false;
+		if (x->type == OTLP_STRING ? strcmp(x->s, y->s) : x->i != y->i)
+			return false;
+	}
+	return true;
+}
+
 const struct proc_resource *procinfo__self(struct procinfo *pi)
 {
 	return &pi->self->pub;

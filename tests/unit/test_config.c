@@ -137,6 +137,7 @@ TEST(config_defaults)
 	ASSERT_U64_EQ(cfg->spans.idle_timeout_ms, 5000);
 	ASSERT_TRUE(cfg->metrics.enabled);
 	ASSERT_U64_EQ(cfg->metrics.interval_ms, 10000);
+	ASSERT_TRUE(cfg->metrics.per_process);
 	ASSERT_EQ(cfg->service.n_rules, 0);
 	ASSERT_FALSE(cfg->service.command_line);
 	ASSERT_EQ(cfg->resource.attributes.n, 0);
@@ -198,6 +199,7 @@ static const char every_key_yaml[] =
 	"metrics:\n"
 	"  enabled: False\n"
 	"  interval: 1.5s\n"
+	"  per_process: false\n"
 	"service:\n"
 	"  rules:\n"
 	"    - {match: {exe: redis-server}, name: cache}\n"
@@ -266,6 +268,7 @@ static void check_every_key(const struct config *cfg, const char *auth)
 	}
 	ASSERT_FALSE(cfg->metrics.enabled);
 	ASSERT_U64_EQ(cfg->metrics.interval_ms, 1500);
+	ASSERT_FALSE(cfg->metrics.per_process);
 	if (ASSERT_EQ(cfg->service.n_rules, 2)) {
 		ASSERT_STREQ(cfg->service.rules[0].match_exe, "redis-server");
 		ASSERT_TRUE(cfg->service.rules[0].match_cmdline == NULL);
