@@ -14,7 +14,7 @@
 #        WERROR=1 (CI), CC, CLANG, BPFTOOL, LLVM_STRIP.
 #
 # Targets: all, run, test (every tier), test-unit, test-bpf, test-integration,
-#          bench, fuzz, deps, install, fmt, check-fmt, clean.
+#          bench, fuzz, deps, install, image (podman), fmt, check-fmt, clean.
 
 .DELETE_ON_ERROR:
 .SECONDARY:
@@ -283,6 +283,22 @@ install: $(AGENT) web
 		$(DESTDIR)$(PREFIX)/share/tcpotel/web/
 	[ ! -f $(WEB_OUT)/echarts.min.js ] || install -m 0644 $(WEB_OUT)/echarts.min.js \
 		$(DESTDIR)$(PREFIX)/share/tcpotel/web/
+
+# ---- the container image -------------------------------------------------------
+# Containerfile, built with podman. BUILD_BASE and RUNTIME_BASE name the two
+# stages' base images: by default Debian's from a registry; for a build with
+# no registry, import the roots scripts/debian-rootfs.sh makes and name them
+# (docs/deploy.md).
+PODMAN       ?= podman
+IMAGE        ?= tcpotel:$(VERSION)
+BUILD_BASE   ?= docker.io/library/debian:12
+RUNTIME_BASE ?= docker.io/library/debian:12-slim
+
+.PHONY: image
+image:
+	$(PODMAN) build -f Containerfile -t $(IMAGE) \
+		--build-arg BUILD_BASE=$(BUILD_BASE) --build-arg RUNTIME_BASE=$(RUNTIME_BASE) \
+		$(if $(VMLINUX_H),--build-arg VMLINUX_H=$(VMLINUX_H)) .
 
 .PHONY: fmt check-fmt
 FMT_FILES = $(wildcard src/*.[ch] bpf/*.[ch] tests/unit/*.[ch] tests/bpf/*.c tests/helpers/*.c \

@@ -414,21 +414,22 @@ def test_forced_backend_failures_are_documented():
 test_forced_backend_failures_are_documented.timeout = 150
 
 
-def _dockerfile_stages():
-    """The package lists of the example Dockerfile in docs/deploy.md: (build, runtime)."""
-    with open(DEPLOY_MD) as f:
-        text = f.read()
-    block = re.search(r"```dockerfile\n(.*?)```", text, re.S).group(1)
-    installs = re.findall(r"apt-get install -y --no-install-recommends((?:\\\n|[^&\n])*)", block)
-    assert len(installs) == 2, installs
-    return [set(i.replace("\\\n", " ").split()) for i in installs]
+CONTAINERFILE = os.path.join(h.ROOT, "Containerfile")
 
 
-def test_dockerfile_example_installs_what_the_agent_needs():
-    """The example image builds with every package scripts/install-deps.sh installs
-    for the build, and its runtime stage holds the package of every library the
-    built agent links (readelf NEEDED, owner from dpkg -S; libc6 is in the base)."""
-    build_pkgs, runtime_pkgs = _dockerfile_stages()
+def containerfile_packages():
+    """The package lists of the Containerfile's two stages: (build, runtime)."""
+    text = read(CONTAINERFILE)
+    lists = dict(re.findall(r'^ARG (BUILD_PACKAGES|RUNTIME_PACKAGES)="([^"]*)"$', text, re.M))
+    assert set(lists) == {"BUILD_PACKAGES", "RUNTIME_PACKAGES"}, lists
+    return set(lists["BUILD_PACKAGES"].split()), set(lists["RUNTIME_PACKAGES"].split())
+
+
+def test_containerfile_installs_what_the_agent_needs():
+    """The image builds with every package scripts/install-deps.sh installs for the build,
+    and its runtime stage holds the package of every library the built agent links
+    (readelf NEEDED, owner from dpkg -S; libc6 is in the base)."""
+    build_pkgs, runtime_pkgs = containerfile_packages()
     with open(os.path.join(h.ROOT, "scripts", "install-deps.sh")) as f:
         deps = re.search(r"^build=\(([^)]*)\)", f.read(), re.M).group(1).split()
     assert set(deps) <= build_pkgs, "build stage lacks %s" % sorted(set(deps) - build_pkgs)
@@ -446,6 +447,35 @@ def test_dockerfile_example_installs_what_the_agent_needs():
     missing = {lib: sorted(p) for lib, p in owners.items()
                if "libc6" not in p and not p & runtime_pkgs}
     assert not missing, "runtime stage lacks the packages of %s" % missing
+
+
+def test_containerfile_image_is_the_daemonsets():
+    """Two Debian 12 stages named by BUILD_BASE and RUNTIME_BASE (make image passes both,
+    so local roots can stand in for a registry); the runtime stage gets what make install
+    lays out and starts the agent on the configuration the DaemonSet mounts over it; the
+    DaemonSet names the image make image tags; the build context leaves .output out;
+    scripts/debian-rootfs.sh takes its package lists from the Containerfile."""
+    text = read(CONTAINERFILE)
+    froms = re.findall(r"^FROM (\S+)(?: AS (\S+))?$", text, re.M)
+    assert froms == [("${BUILD_BASE}", "build"), ("${RUNTIME_BASE}", "")], froms
+    assert re.search(r"^ARG BUILD_BASE=docker\.io/library/debian:12$", text, re.M), text
+    assert re.search(r"^ARG RUNTIME_BASE=docker\.io/library/debian:12-slim$", text, re.M), text
+    assert "install DESTDIR=/stage PREFIX=/usr/local" in text and "COPY --from=build /stage/ /" in text
+    assert 'ENTRYPOINT ["/usr/local/bin/tcpotel"]' in text
+    assert ".output" in read(os.path.join(h.ROOT, ".containerignore")).split()
+    version = read(os.path.join(h.ROOT, "VERSION")).strip()
+    r = subprocess.run(["make", "--no-print-directory", "-n", "image"], cwd=h.ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    cmd = " ".join(r.stdout.replace("\\\n", " ").split())
+    assert cmd.startswith("podman build -f Containerfile -t tcpotel:%s " % version), cmd
+    assert "--build-arg BUILD_BASE=" in cmd and "--build-arg RUNTIME_BASE=" in cmd, cmd
+    ds = daemonset_docs()["DaemonSet"]["spec"]["template"]["spec"]["containers"][0]
+    assert ds["image"] == "tcpotel:%s" % version, ds["image"]
+    assert ds["args"] == ["--config", "/etc/tcpotel/tcpotel.yaml"]
+    rootfs = read(os.path.join(h.ROOT, "scripts", "debian-rootfs.sh"))
+    assert "BUILD_PACKAGES" in rootfs and "RUNTIME_PACKAGES" in rootfs and "Containerfile" in rootfs
+    assert "--format=tar" in rootfs
 
 
 # ---- the DaemonSet's privileges, without a container runtime -------------------------
