@@ -231,11 +231,11 @@ FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
 	-DTCPOTEL_VERSION='"$(VERSION)"' -Isrc -Ibpf
 .PHONY: fuzz-build fuzz
 fuzz-build: $(FUZZ_OUT)/fuzz_config $(FUZZ_OUT)/fuzz_otlp
-$(FUZZ_OUT)/fuzz_config: tests/fuzz/fuzz_config.c src/config.c src/log.c $(SRC_HDRS)
+$(FUZZ_OUT)/fuzz_config: tests/fuzz/fuzz_config.c src/config.c src/cidr.c src/log.c $(SRC_HDRS)
 	$(Q)mkdir -p $(FUZZ_OUT)
 	$(call msg,FUZZ,$@)
 	$(Q)$(CLANG) $(FUZZ_FLAGS) $(shell $(PKG_CONFIG) --cflags yaml-0.1 libbpf) \
-		tests/fuzz/fuzz_config.c src/config.c src/log.c \
+		tests/fuzz/fuzz_config.c src/config.c src/cidr.c src/log.c \
 		$(shell $(PKG_CONFIG) --libs yaml-0.1 libbpf) -o $@
 $(FUZZ_OUT)/fuzz_otlp: tests/fuzz/fuzz_otlp.c tests/unit/json_check.h src/otlp.c src/jbuf.c $(SRC_HDRS)
 	$(Q)mkdir -p $(FUZZ_OUT)
