@@ -141,6 +141,9 @@ void metrics__free(struct metrics *m)
 	if (!m)
 		return;
 	if (m->streams.buckets) {
+		/* In any order: no stream may count on the instance stream it feeds. */
+		htable_for_each_safe(&m->streams, i, n, tmp)
+			container_of(n, struct stream, node)->agg = NULL;
 		htable_for_each_safe(&m->streams, i, n, tmp)
 			stream_free(m, container_of(n, struct stream, node));
 	}
