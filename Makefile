@@ -14,7 +14,7 @@
 #        WERROR=1 (CI), CC, CLANG, BPFTOOL, LLVM_STRIP.
 #
 # Targets: all, run, test (every tier), test-unit, test-bpf, test-integration,
-#          bench, fuzz, deps, install, fmt, check-fmt, clean.
+#          bench, fuzz, deps, install, image (podman), fmt, check-fmt, clean.
 
 .DELETE_ON_ERROR:
 .SECONDARY:
@@ -231,11 +231,11 @@ FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
 	-DTCPOTEL_VERSION='"$(VERSION)"' -Isrc -Ibpf
 .PHONY: fuzz-build fuzz
 fuzz-build: $(FUZZ_OUT)/fuzz_config $(FUZZ_OUT)/fuzz_otlp
-$(FUZZ_OUT)/fuzz_config: tests/fuzz/fuzz_config.c src/config.c src/log.c $(SRC_HDRS)
+$(FUZZ_OUT)/fuzz_config: tests/fuzz/fuzz_config.c src/config.c src/cidr.c src/log.c $(SRC_HDRS)
 	$(Q)mkdir -p $(FUZZ_OUT)
 	$(call msg,FUZZ,$@)
 	$(Q)$(CLANG) $(FUZZ_FLAGS) $(shell $(PKG_CONFIG) --cflags yaml-0.1 libbpf) \
-		tests/fuzz/fuzz_config.c src/config.c src/log.c \
+		tests/fuzz/fuzz_config.c src/config.c src/cidr.c src/log.c \
 		$(shell $(PKG_CONFIG) --libs yaml-0.1 libbpf) -o $@
 $(FUZZ_OUT)/fuzz_otlp: tests/fuzz/fuzz_otlp.c tests/unit/json_check.h src/otlp.c src/jbuf.c $(SRC_HDRS)
 	$(Q)mkdir -p $(FUZZ_OUT)
@@ -283,6 +283,22 @@ install: $(AGENT) web
 		$(DESTDIR)$(PREFIX)/share/tcpotel/web/
 	[ ! -f $(WEB_OUT)/echarts.min.js ] || install -m 0644 $(WEB_OUT)/echarts.min.js \
 		$(DESTDIR)$(PREFIX)/share/tcpotel/web/
+
+# ---- the container image -------------------------------------------------------
+# Containerfile, built with podman. BUILD_BASE and RUNTIME_BASE name the two
+# stages' base images: by default Debian's from a registry; for a build with
+# no registry, import the roots scripts/debian-rootfs.sh makes and name them
+# (docs/deploy.md).
+PODMAN       ?= podman
+IMAGE        ?= tcpotel:$(VERSION)
+BUILD_BASE   ?= docker.io/library/debian:12
+RUNTIME_BASE ?= docker.io/library/debian:12-slim
+
+.PHONY: image
+image:
+	$(PODMAN) build -f Containerfile -t $(IMAGE) \
+		--build-arg BUILD_BASE=$(BUILD_BASE) --build-arg RUNTIME_BASE=$(RUNTIME_BASE) \
+		$(if $(VMLINUX_H),--build-arg VMLINUX_H=$(VMLINUX_H)) .
 
 .PHONY: fmt check-fmt
 FMT_FILES = $(wildcard src/*.[ch] bpf/*.[ch] tests/unit/*.[ch] tests/bpf/*.c tests/helpers/*.c \

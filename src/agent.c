@@ -2,6 +2,8 @@
 #include "agent.h"
 
 #include <errno.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -229,6 +231,7 @@ struct agent *agent__start(const struct config *cfg, enum capture_backend backen
 	a->metrics = a->pi ? metrics__new(a->pi, MAX_STREAMS) : NULL;
 	if (!a->metrics)
 		goto fail_errno;
+	metrics__set_per_process(a->metrics, cfg->metrics.per_process);
 	a->capture = capture__load(&copts);
 	if (!a->capture)
 		goto fail_errno;
@@ -357,6 +360,36 @@ static void warn_losses(struct agent *a)
 	memcpy(a->counters_seen, c, sizeof(c));
 }
 
+/* The host's addresses (in the agent's network namespace), so that the map
+ * never calls a peer at one of them "outside this host". */
+static void graph_local_addrs(struct agent *a)
+{
+	struct graph_addr addrs[GRAPH_MAX_LOCAL_ADDRS];
+	struct ifaddrs *list, *i;
+	size_t n = 0;
+
+	if (getifaddrs(&list)) {
+		log_ratelimited(LOG_WARN, 600000, "cannot list this host's addresses: %s",
+				strerror(errno));
+		return;
+	}
+	for (i = list; i && n < ARRAY_SIZE(addrs); i = i->ifa_next) {
+		const struct sockaddr *sa = i->ifa_addr;
+
+		if (!sa || (sa->sa_family != AF_INET && sa->sa_family != AF_INET6))
+			continue;
+		memset(&addrs[n], 0, sizeof(addrs[n]));
+		addrs[n].family = sa->sa_family;
+		if (sa->sa_family == AF_INET)
+			memcpy(addrs[n].addr, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+		else
+			memcpy(addrs[n].addr, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+		n++;
+	}
+	freeifaddrs(list);
+	graph__set_local_addrs(a->graph, addrs, n);
+}
+
 /* One pass: records, then the periodic sweep, spans and metrics when due. */
 static void tick(struct agent *a, bool final)
 {
@@ -375,6 +408,7 @@ static void tick(struct agent *a, bool final)
 		struct jbuf json;
 
 		jbuf_init(&json);
+		graph_local_addrs(a);
 		if (graph__render_json(a->graph, &json, now) == 0 && !json.failed)
 			ui__publish_graph(a->ui, json.data, json.len);
 		jbuf_free(&json);

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <yaml.h>
 
+#include "cidr.h"
 #include "util.h"
 
 #define CONFIG_MAX_BYTES (1u << 20)
@@ -41,6 +42,7 @@ enum key_kind {
 	K_LISTEN,
 	K_NETNS,
 	K_PORTS,
+	K_CIDRS,
 	K_MAP,
 	K_RULES,
 };
@@ -106,10 +108,16 @@ static const struct key_spec keys[] = {
 	  .dmax = 1.0, .help = "share of exchanges kept, decided from the trace id" },
 	{ "spans.idle_timeout", K_DURATION, OFF(spans.idle_timeout_ms), "5s", 10, HOUR,
 	  .help = "an exchange idle this long has ended" },
+	{ "spans.external_clients", K_CIDRS, OFF(spans.external_clients), "[]",
+	  .help = "clients no agent watches: their server spans are roots (no parent)" },
+	{ "spans.internal_networks", K_CIDRS, OFF(spans.internal_networks), "[]",
+	  .help = "when set, every client outside these (and off this host) is external too" },
 	{ "metrics.enabled", K_BOOL, OFF(metrics.enabled), "true", .help = "emit metrics" },
 	{ "metrics.interval", K_DURATION, OFF(metrics.interval_ms), "10s", 100, HOUR,
 	  .env = "OTEL_METRIC_EXPORT_INTERVAL",
 	  .help = "how often metrics are collected and sent" },
+	{ "metrics.per_process", K_BOOL, OFF(metrics.per_process), "true",
+	  .help = "one resource per process; false: per service instance, no pid" },
 	{ "service.rules", K_RULES, OFF(service.rules), "[]",
 	  .help = "renames: the first rule that matches names the service" },
 	{ "service.command_line", K_BOOL, OFF(service.command_line), "false",
@@ -319,6 +327,9 @@ static void describe(const struct key_spec *k, char *buf, size_t size)
 		break;
 	case K_PORTS:
 		snprintf(buf, size, "a list of ports in 1..65535");
+		break;
+	case K_CIDRS:
+		snprintf(buf, size, "a list of addresses or CIDRs like 10.0.0.0/8 or fd00::/8");
 		break;
 	case K_MAP:
 		snprintf(buf, size, "a map of names to strings");
@@ -681,6 +692,7 @@ static int parse_text(const struct key_spec *k, struct config *cfg, const char *
 		return set_string(dst, s);
 	case K_NETNS:
 	case K_PORTS:
+	case K_CIDRS:
 	case K_MAP:
 	case K_RULES:
 		/* Only their empty default is ever text. */
@@ -1070,6 +1082,40 @@ static void load_ports(struct loader *ld, yaml_document_t *doc, const yaml_node_
 	cfg->capture.n_exclude_ports = got;
 }
 
+static void load_cidrs(struct loader *ld, yaml_document_t *doc, const struct key_spec *k,
+		       const yaml_node_t *seq, const char *path)
+{
+	static const char *const expect = "an address or a CIDR like 10.0.0.0/8 or fd00::/8";
+	struct cidr_list *dst = field(ld->cfg, k);
+	size_t n = (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
+	struct cidr *v = calloc(n ? n : 1, sizeof(*v));
+	char why[WHY_LEN], ipath[PATH_LEN];
+	size_t got = 0;
+
+	if (!v) {
+		fail_nomem(ld);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const yaml_node_t *item =
+			yaml_document_get_node(doc, seq->data.sequence.items.start[i]);
+		const char *s;
+
+		fmt_path(ipath, sizeof(ipath), "%s[%zu]", path, i);
+		s = scalar_or_fail(ld, item, ipath, expect);
+		if (!s)
+			continue;
+		if (cidr_parse(s, &v[got], why, sizeof(why))) {
+			fail_node(ld, item, ipath, why, expect);
+			continue;
+		}
+		got++;
+	}
+	free(dst->items);
+	dst->items = v;
+	dst->n = got;
+}
+
 static void load_map(struct loader *ld, yaml_document_t *doc, const struct key_spec *k,
 		     const yaml_node_t *map, const char *path)
 {
@@ -1300,6 +1346,7 @@ static void load_key(struct loader *ld, yaml_document_t *doc, const struct key_s
 	switch (k->kind) {
 	case K_NETNS:
 	case K_PORTS:
+	case K_CIDRS:
 	case K_RULES:
 		if (node_is_null(val))
 			val = NULL;
@@ -1313,6 +1360,8 @@ static void load_key(struct loader *ld, yaml_document_t *doc, const struct key_s
 			load_netns(ld, doc, val, path);
 		else if (k->kind == K_PORTS)
 			load_ports(ld, doc, val, path);
+		else if (k->kind == K_CIDRS)
+			load_cidrs(ld, doc, k, val, path);
 		else
 			load_rules(ld, doc, val, path);
 		break;
@@ -1832,6 +1881,9 @@ void config__free(struct config *cfg)
 		case K_MAP:
 			kv_clear(f);
 			break;
+		case K_CIDRS:
+			free(((struct cidr_list *)f)->items);
+			break;
 		default:
 			break;
 		}
@@ -2020,6 +2072,18 @@ static void print_value(const struct config *cfg, const struct key_spec *k, FILE
 			fprintf(out, "%s%u", i ? ", " : "", cfg->capture.exclude_ports[i]);
 		fputc(']', out);
 		break;
+	case K_CIDRS: {
+		const struct cidr_list *l = f;
+		char text[CIDR_STRLEN];
+
+		fputc('[', out);
+		for (size_t i = 0; i < l->n; i++) {
+			cidr_format(&l->items[i], text, sizeof(text));
+			fprintf(out, "%s%s", i ? ", " : "", text);
+		}
+		fputc(']', out);
+		break;
+	}
 	case K_MAP: {
 		const struct kv_list *l = f;
 

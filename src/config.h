@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "cidr.h"
 #include "log.h"
 
 enum capture_backend {
@@ -59,10 +60,17 @@ struct config {
 		bool enabled;
 		double sampling_ratio;
 		uint64_t idle_timeout_ms;
+		/* Clients no agent watches: their SERVER spans have no parent. */
+		struct cidr_list external_clients;
+		/* Non-empty: every client outside these and off this host is external too. */
+		struct cidr_list internal_networks;
 	} spans;
 	struct {
 		bool enabled;
 		uint64_t interval_ms;
+		/* false: one resource per service instance, without process.pid and
+		 * process.command_line, adding up its processes' streams */
+		bool per_process;
 	} metrics;
 	struct {
 		struct service_rule *rules;

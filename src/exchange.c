@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "cidr.h"
 #include "config.h"
 #include "export.h"
 #include "graph.h"
@@ -26,7 +27,12 @@ struct pending_span {
 	struct tcpotel_tuple tuple;
 	uint8_t role;
 	uint8_t reset;
+	uint8_t root; /* a SERVER span of an external client: no parent */
 	uint32_t srtt_us;
+	/* A CLIENT span's server, when this agent sees it too: its service.name,
+	 * borrowed from the stream, which outlives the span's wait for its flush
+	 * (a stream goes only after 10 minutes without change). */
+	const char *peer_service;
 	uint64_t start_unix_ns, end_unix_ns;
 	uint64_t request_bytes, response_bytes;
 	struct exchange_ids ids;
@@ -44,6 +50,7 @@ struct exchanges {
 	uint64_t oldest_mono_ns; /* end of the first pending exchange */
 	struct jbuf body;
 	struct graph *graph; /* the live map, fed with every exchange; NULL: off */
+	const struct cidr_list *external_clients, *internal_networks;
 	struct exchange_stats stats;
 };
 
@@ -58,6 +65,8 @@ struct exchanges *exchanges__new(const struct config *cfg, struct procinfo *pi,
 	x->exp = exp;
 	x->spans = cfg->spans.enabled;
 	x->threshold = traceid_threshold(cfg->spans.sampling_ratio);
+	x->external_clients = &cfg->spans.external_clients;
+	x->internal_networks = &cfg->spans.internal_networks;
 	traceid_tracestate(x->threshold, x->trace_state, sizeof(x->trace_state));
 	jbuf_init(&x->body);
 	if (x->spans) {
@@ -102,6 +111,24 @@ static void client_endpoint(const struct tcpotel_tuple *t, uint8_t role, uint8_t
 	*port = client ? t->sport : t->dport;
 }
 
+/*
+ * A server's client that no agent watches (spans.external_clients, or outside
+ * spans.internal_networks and off this host): its SERVER span is a root, so
+ * that backends draw the caller as a "user" node. On the server the client is
+ * the remote end of the tuple.
+ */
+static bool external_client(const struct exchanges *x, const struct tcpotel_tuple *t)
+{
+	const uint8_t *client = t->daddr;
+
+	if (cidr_list_contains(x->external_clients, t->family, client))
+		return true;
+	if (!x->internal_networks->n || netaddr_is_loopback(t->family, client) ||
+	    !memcmp(client, t->saddr, t->family == AF_INET ? 4 : 16))
+		return false;
+	return !cidr_list_contains(x->internal_networks, t->family, client);
+}
+
 void exchanges__set_graph(struct exchanges *x, struct graph *g)
 {
 	x->graph = g;
@@ -137,6 +164,9 @@ static void feed_graph(struct exchanges *x, const struct exchange_end *end,
 				     .trace_id = ids->trace_id,
 				     .client_span_id = ids->client_span_id,
 				     .peer = peer,
+				     .family = t->family,
+				     .local_addr = t->saddr,
+				     .peer_addr = t->daddr,
 				     .request_bytes = end->ex->request_bytes,
 				     .response_bytes = end->ex->response_bytes,
 				     .duration_ns = end->ex->end_ns - end->ex->start_ns,
@@ -180,6 +210,10 @@ void exchanges__end(struct exchanges *x, const struct exchange_end *end, uint64_
 	p->tuple = *end->tuple;
 	p->role = end->role;
 	p->reset = !!(end->flags & TCPOTEL_SOCK_RESET);
+	p->root = end->role == TCPOTEL_ROLE_SERVER && external_client(x, end->tuple);
+	p->peer_service = end->role == TCPOTEL_ROLE_CLIENT && end->stream ?
+				  stream_peer_service(end->stream) :
+				  NULL;
 	p->srtt_us = end->srtt_us;
 	p->start_unix_ns = ex->start_ns + mono_to_unix_ns;
 	p->end_unix_ns = ex->end_ns + mono_to_unix_ns;
@@ -205,7 +239,7 @@ static void encode_span(struct jbuf *b, const struct pending_span *p, const char
 	const char *client_addr = client ? local : remote, *server_addr = client ? remote : local;
 	uint16_t client_port = client ? p->tuple.sport : p->tuple.dport;
 	uint16_t server_port = client ? p->tuple.dport : p->tuple.sport;
-	struct otlp_attr a[11];
+	struct otlp_attr a[12];
 	struct otlp_span span = {
 		.trace_state = trace_state,
 		.name = SPAN_NAME,
@@ -213,7 +247,7 @@ static void encode_span(struct jbuf *b, const struct pending_span *p, const char
 		.start_unix_nano = p->start_unix_ns,
 		.end_unix_nano = p->end_unix_ns,
 		.attrs = a,
-		.n_attrs = ARRAY_SIZE(a),
+		.n_attrs = ARRAY_SIZE(a) - 1,
 		.status = p->reset ? OTLP_STATUS_ERROR : OTLP_STATUS_UNSET,
 		.status_message = p->reset ? "connection reset" : NULL,
 	};
@@ -232,12 +266,15 @@ static void encode_span(struct jbuf *b, const struct pending_span *p, const char
 	a[9] = OTLP_ATTR_INT("tcp.response.size", (int64_t)p->response_bytes);
 	/* Divided, not multiplied by 1e-6: the double nearest the exact value, which prints short. */
 	a[10] = OTLP_ATTR_DOUBLE("tcp.srtt", p->srtt_us / 1e6);
+	if (p->peer_service)
+		a[span.n_attrs++] = OTLP_ATTR_STR("peer.service", p->peer_service);
 	memcpy(span.trace_id, p->ids.trace_id, 16);
 	if (client) {
 		memcpy(span.span_id, p->ids.client_span_id, 8);
 	} else {
 		memcpy(span.span_id, p->ids.server_span_id, 8);
-		memcpy(span.parent_span_id, p->ids.client_span_id, 8);
+		if (!p->root)
+			memcpy(span.parent_span_id, p->ids.client_span_id, 8);
 	}
 	otlp_span(b, &span);
 }

@@ -18,8 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "htable.h"
+#include "netaddr.h"
 #include "util.h"
 
 #define SLOTS  16 /* per-second slots; more than GRAPH_WINDOW_S so a late end still fits */
@@ -44,9 +46,16 @@ struct pid_seen {
 	uint64_t seen;
 };
 
+/* A node is a service seen here, or a peer named by its address, on this host or not. */
+enum node_kind {
+	NODE_SERVICE,
+	NODE_PEER_OUTSIDE,
+	NODE_PEER_LOCAL,
+};
+
 struct gnode {
 	bool used;
-	bool external;
+	uint8_t kind; /* enum node_kind */
 	bool pids_truncated;
 	uint8_t n_pids;
 	uint8_t last_pid; /* index of the pid seen last: the usual hit */
@@ -81,6 +90,7 @@ struct pending {
 	uint8_t key[24]; /* trace id + client span id */
 	uint8_t role;
 	bool done;
+	bool peer_local; /* the peer's address is on this host */
 	uint32_t node;
 	uint32_t srtt_us;
 	uint64_t hash;
@@ -103,6 +113,8 @@ struct graph {
 	uint32_t waiting; /* halves still waiting for their other half */
 	uint64_t clock;
 	double ratio, scale; /* spans.sampling_ratio, and what a sampled exchange stands for */
+	struct graph_addr local_addrs[GRAPH_MAX_LOCAL_ADDRS];
+	size_t n_local_addrs;
 	struct graph_stats st;
 };
 
@@ -169,10 +181,10 @@ static bool same_str(const char *stored, size_t size, const char *s)
 	return !strncmp(stored, s, size - 1);
 }
 
-static uint64_t node_hash(const char *name, const char *host, bool external)
+static uint64_t node_hash(const char *name, const char *host, uint8_t kind)
 {
 	return hash_bytes(name, strnlen(name, GRAPH_NAME_MAX - 1),
-			  hash_bytes(host, strnlen(host, HOST_MAX - 1), external));
+			  hash_bytes(host, strnlen(host, HOST_MAX - 1), kind));
 }
 
 static void node_index_insert(struct graph *g, uint32_t slot)
@@ -184,16 +196,15 @@ static void node_index_insert(struct graph *g, uint32_t slot)
 	g->node_idx[i] = slot + 1;
 }
 
-static uint32_t node_get(struct graph *g, const char *name, const char *host, bool external)
+static uint32_t node_get(struct graph *g, const char *name, const char *host, uint8_t kind)
 {
-	uint64_t h = node_hash(name, host, external);
+	uint64_t h = node_hash(name, host, kind);
 	uint32_t i = (uint32_t)h & (NODE_INDEX - 1), slot;
 	struct gnode *n;
 
 	for (; g->node_idx[i]; i = (i + 1) & (NODE_INDEX - 1)) {
 		n = &g->nodes[g->node_idx[i] - 1];
-		if (n->hash == h && n->external == external &&
-		    same_str(n->name, sizeof(n->name), name) &&
+		if (n->hash == h && n->kind == kind && same_str(n->name, sizeof(n->name), name) &&
 		    same_str(n->host, sizeof(n->host), host))
 			return g->node_idx[i] - 1;
 	}
@@ -205,7 +216,7 @@ static uint32_t node_get(struct graph *g, const char *name, const char *host, bo
 	n = &g->nodes[slot];
 	memset(n, 0, sizeof(*n));
 	n->used = true;
-	n->external = external;
+	n->kind = kind;
 	n->hash = h;
 	copy_str(n->name, sizeof(n->name), name);
 	copy_str(n->host, sizeof(n->host), host);
@@ -414,10 +425,16 @@ static void pend_index_remove(struct graph *g, uint32_t slot)
 	}
 }
 
-/* A half that found no other half: an edge to (client) or from (server) its peer. */
+/*
+ * A half that found no other half: an edge to (client) or from (server) its
+ * peer. A peer on this host is named with the host of the service that saw
+ * it (a process this agent does not see, such as its own UI listener).
+ */
 static void settle_unpaired(struct graph *g, const struct pending *p)
 {
-	uint32_t peer = node_get(g, p->peer[0] ? p->peer : "unknown", "", true);
+	const char *name = p->peer[0] ? p->peer : "unknown";
+	uint32_t peer = p->peer_local ? node_get(g, name, g->nodes[p->node].host, NODE_PEER_LOCAL) :
+					node_get(g, name, "", NODE_PEER_OUTSIDE);
 
 	g->st.unpaired++;
 	if (peer == NONE) {
@@ -458,6 +475,34 @@ static void expire_pending(struct graph *g)
 	}
 }
 
+/* ---- addresses of this host -------------------------------------------------- */
+
+void graph__set_local_addrs(struct graph *g, const struct graph_addr *addrs, size_t n)
+{
+	g->n_local_addrs = MIN(n, (size_t)GRAPH_MAX_LOCAL_ADDRS);
+	memcpy(g->local_addrs, addrs, g->n_local_addrs * sizeof(*addrs));
+}
+
+static size_t addr_len(int family)
+{
+	return family == AF_INET6 ? 16 : 4;
+}
+
+/* Loopback, the connection's own address, or one of the host's. */
+static bool addr_on_host(const struct graph *g, int family, const uint8_t *addr,
+			 const uint8_t *local)
+{
+	size_t len = addr_len(family);
+
+	if (netaddr_is_loopback(family, addr) || (local && !memcmp(addr, local, len)))
+		return true;
+	for (size_t i = 0; i < g->n_local_addrs; i++)
+		if (g->local_addrs[i].family == family &&
+		    !memcmp(g->local_addrs[i].addr, addr, len))
+			return true;
+	return false;
+}
+
 void graph__add(struct graph *g, const struct graph_exchange *x)
 {
 	const char *service = x->service && *x->service ? x->service : "unknown";
@@ -470,7 +515,7 @@ void graph__add(struct graph *g, const struct graph_exchange *x)
 	if (x->end_mono_ns > g->clock)
 		g->clock = x->end_mono_ns;
 	expire_pending(g);
-	node = node_get(g, service, x->host ? x->host : "", false);
+	node = node_get(g, service, x->host ? x->host : "", NODE_SERVICE);
 	if (node == NONE) {
 		g->st.nodes_dropped++;
 		return;
@@ -516,6 +561,7 @@ void graph__add(struct graph *g, const struct graph_exchange *x)
 	p->dur = x->duration_ns;
 	p->end = x->end_mono_ns;
 	p->srtt_us = x->srtt_us;
+	p->peer_local = x->peer_addr && addr_on_host(g, x->family, x->peer_addr, x->local_addr);
 	copy_str(p->peer, sizeof(p->peer), x->peer ? x->peer : "");
 	h = h & (PENDING_INDEX - 1);
 	while (g->pend_idx[h])
@@ -582,12 +628,20 @@ static void put_node_id(struct jbuf *b, const struct gnode *n)
 {
 	char id[GRAPH_NAME_MAX + HOST_MAX + 8];
 
-	if (n->external)
+	if (n->kind == NODE_PEER_OUTSIDE)
 		snprintf(id, sizeof(id), "peer:%s", n->name);
+	else if (n->kind == NODE_PEER_LOCAL)
+		snprintf(id, sizeof(id), "local:%s@%s", n->name, n->host);
 	else
 		snprintf(id, sizeof(id), "svc:%s@%s", n->name, n->host);
 	jbuf_json_string(b, id, sizeof(id));
 }
+
+static const char *const kind_names[] = {
+	[NODE_SERVICE] = "service",
+	[NODE_PEER_OUTSIDE] = "peer",
+	[NODE_PEER_LOCAL] = "local_peer",
+};
 
 static void put_ms_or_null(struct jbuf *b, const char *key, bool have, double ms)
 {
@@ -657,9 +711,10 @@ static void render_edge(struct graph *g, struct jbuf *b, const struct gedge *e, 
 	jbuf_json_string(b, src->name, sizeof(src->name));
 	jbuf_puts(b, ",\"server\":");
 	jbuf_json_string(b, dst->name, sizeof(dst->name));
-	if (src->external || dst->external) {
+	if (src->kind != NODE_SERVICE || dst->kind != NODE_SERVICE) {
 		jbuf_puts(b, ",\"peer\":");
-		jbuf_json_string(b, src->external ? src->name : dst->name, GRAPH_NAME_MAX);
+		jbuf_json_string(b, src->kind != NODE_SERVICE ? src->name : dst->name,
+				 GRAPH_NAME_MAX);
 	}
 	jbuf_puts(b, e->paired ? ",\"paired\":true" : ",\"paired\":false");
 	jbuf_puts(b, ",\"request_bytes_per_s\":");
@@ -724,7 +779,11 @@ int graph__render_json(struct graph *g, struct jbuf *out, uint64_t now_mono_ns)
 		jbuf_u64(out, live_pids(n, g->clock));
 		if (n->pids_truncated)
 			jbuf_puts(out, ",\"pids_truncated\":true");
-		jbuf_puts(out, n->external ? ",\"external\":true}" : ",\"external\":false}");
+		jbuf_puts(out, ",\"kind\":\"");
+		jbuf_puts(out, kind_names[n->kind]);
+		/* Outside this host: never a loopback or local address. */
+		jbuf_puts(out, n->kind == NODE_PEER_OUTSIDE ? "\",\"external\":true}" :
+							      "\",\"external\":false}");
 	}
 	jbuf_puts(out, "],\"edges\":[");
 	first = true;

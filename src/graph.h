@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The live service graph behind the agent's own map: nodes are services
- * (processes grouped by service name and host) and peers outside the host,
+ * (processes grouped by service name and host) and peers: on this host
+ * (a loopback address, the connection's own address or one of the host's
+ * addresses, whose process the agent does not see: its own UI listener, a
+ * namespace left out by capture.netns) or outside it,
  * edges are client service -> server service with rates over the last
  * GRAPH_WINDOW_S seconds (bytes each way, exchanges), p50/p99 exchange
  * latency and srtt.
@@ -52,6 +55,10 @@ struct graph_exchange {
 	const uint8_t *client_span_id; /* 8 bytes: the client span (the server span's parent) */
 	/* The remote end: for a client the server's "addr:port", for a server the client's "addr". */
 	const char *peer;
+	/* The connection's addresses (4 bytes for AF_INET, 16 for AF_INET6), which
+	 * tell a peer on this host from one outside it; peer_addr NULL: outside. */
+	int family;
+	const uint8_t *local_addr, *peer_addr;
 	uint64_t request_bytes, response_bytes, duration_ns;
 	uint32_t srtt_us;
 	uint64_t end_mono_ns; /* CLOCK_MONOTONIC */
@@ -74,6 +81,15 @@ struct graph *graph__new(void);
 void graph__free(struct graph *g);
 /* Every exchange, before sampling. */
 void graph__add(struct graph *g, const struct graph_exchange *x);
+/* An address of this host (GRAPH_MAX_LOCAL_ADDRS at most are kept). */
+#define GRAPH_MAX_LOCAL_ADDRS 64
+struct graph_addr {
+	int family; /* AF_INET or AF_INET6 */
+	uint8_t addr[16]; /* 4 bytes used for AF_INET */
+};
+
+/* The host's own addresses: a peer at one of them is on this host. Replaces the last set. */
+void graph__set_local_addrs(struct graph *g, const struct graph_addr *addrs, size_t n);
 /* Exchanges reach the map sampled (spans.sampling_ratio): rates and totals
  * are scaled back up by 1/ratio, estimates of every exchange. */
 void graph__set_sampling(struct graph *g, double ratio);

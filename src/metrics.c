@@ -44,6 +44,11 @@ struct stream {
 	struct hnode node;
 	struct stream_key key;
 	struct group *group;
+	/* metrics.per_process false: the service instance's stream that every
+	 * change is also added to (NULL for such a stream itself), and for that
+	 * one, how many process streams feed it. */
+	struct stream *agg;
+	unsigned feeders;
 	struct stream *prev, *next; /* in the group */
 	char peer[NETADDR_STRLEN];
 	char peer_label[NETADDR_STRLEN + 8]; /* for the live map: [v6]:port or v4:port */
@@ -62,6 +67,9 @@ struct stream {
 /* The streams of one resource, so that the body is written resource by resource. */
 struct group {
 	struct hnode node;
+	struct hnode inode; /* a service instance's group: in metrics.instances */
+	bool instance;
+	uint64_t attrs_hash;
 	struct proc_resource *res;
 	struct stream *head;
 	size_t n;
@@ -71,6 +79,8 @@ struct metrics {
 	struct procinfo *pi;
 	struct htable streams;
 	struct htable groups;
+	struct htable instances; /* groups of service instances, by their attributes */
+	bool per_process;
 	size_t max_streams;
 	uint64_t dropped;
 	uint64_t start_unix_ns;
@@ -84,7 +94,9 @@ struct metrics *metrics__new(struct procinfo *pi, size_t max_streams)
 		return NULL;
 	m->pi = pi;
 	m->max_streams = max_streams;
-	if (htable_init(&m->streams, 1024) || htable_init(&m->groups, 256)) {
+	m->per_process = true;
+	if (htable_init(&m->streams, 1024) || htable_init(&m->groups, 256) ||
+	    htable_init(&m->instances, 64)) {
 		metrics__free(m);
 		errno = ENOMEM;
 		return NULL;
@@ -103,13 +115,22 @@ static void stream_free(struct metrics *m, struct stream *s)
 		g->head = s->next;
 	if (s->next)
 		s->next->prev = s->prev;
+	if (s->agg)
+		s->agg->feeders--;
 	procinfo__put(m->pi, s->key.res);
 	free(s->peer_service);
 	free(s);
 	if (--g->n == 0) {
 		htable_remove(&m->groups, &g->node);
+		if (g->instance)
+			htable_remove(&m->instances, &g->inode);
 		free(g);
 	}
+}
+
+void metrics__set_per_process(struct metrics *m, bool per_process)
+{
+	m->per_process = per_process;
 }
 
 void metrics__free(struct metrics *m)
@@ -120,11 +141,15 @@ void metrics__free(struct metrics *m)
 	if (!m)
 		return;
 	if (m->streams.buckets) {
+		/* In any order: no stream may count on the instance stream it feeds. */
+		htable_for_each_safe(&m->streams, i, n, tmp)
+			container_of(n, struct stream, node)->agg = NULL;
 		htable_for_each_safe(&m->streams, i, n, tmp)
 			stream_free(m, container_of(n, struct stream, node));
 	}
 	htable_free(&m->streams);
 	htable_free(&m->groups);
+	htable_free(&m->instances);
 	free(m);
 }
 
@@ -152,7 +177,46 @@ static struct group *group_get(struct metrics *m, struct proc_resource *res)
 	return g;
 }
 
-struct stream *metrics__stream(struct metrics *m, const struct stream_key *key)
+static uint64_t attrs_hash(const struct proc_resource *res)
+{
+	uint64_t h = 0;
+
+	for (size_t i = 0; i < res->n_attrs; i++) {
+		const struct otlp_attr *a = &res->attrs[i];
+
+		h = hash_bytes(a->key, strlen(a->key), h);
+		h = a->type == OTLP_STRING ? hash_bytes(a->s, strlen(a->s), h) :
+					     hash_bytes(&a->i, sizeof(a->i), h);
+	}
+	return h;
+}
+
+/*
+ * The service instance of process resource `res`: its attributes without
+ * process.pid and process.command_line, one resource (and group) for every
+ * process that has the same. A new reference, or NULL.
+ */
+static struct proc_resource *instance_of(struct metrics *m, const struct proc_resource *res)
+{
+	struct proc_resource *inst = procinfo__without_process(m->pi, res);
+	uint64_t h;
+
+	if (!inst)
+		return NULL;
+	h = attrs_hash(inst);
+	for (struct hnode *n = htable_first(&m->instances, h); n; n = htable_next_same(n, h)) {
+		struct group *g = container_of(n, struct group, inode);
+
+		if (g->attrs_hash == h && procinfo_same_attrs(g->res, inst)) {
+			procinfo__put(m->pi, inst);
+			return procinfo__ref(g->res);
+		}
+	}
+	return inst;
+}
+
+/* Takes over the reference to key->res. */
+static struct stream *stream_get(struct metrics *m, const struct stream_key *key, bool instance)
 {
 	struct stream_key k;
 	struct stream *s;
@@ -190,6 +254,11 @@ struct stream *metrics__stream(struct metrics *m, const struct stream_key *key)
 		procinfo__put(m->pi, key->res);
 		return NULL;
 	}
+	if (instance && !g->instance) {
+		g->instance = true;
+		g->attrs_hash = attrs_hash(key->res);
+		htable_insert(&m->instances, &g->inode, g->attrs_hash);
+	}
 	s->key = k;
 	s->group = g;
 	s->next = g->head;
@@ -204,43 +273,75 @@ struct stream *metrics__stream(struct metrics *m, const struct stream_key *key)
 	return s;
 }
 
+struct stream *metrics__stream(struct metrics *m, const struct stream_key *key)
+{
+	struct stream_key ik = *key;
+	struct stream *s = stream_get(m, key, false);
+
+	if (!s || m->per_process || s->agg)
+		return s;
+	/* A new process stream: it feeds its service instance's. */
+	ik.res = instance_of(m, key->res);
+	if (!ik.res)
+		return s;
+	s->agg = stream_get(m, &ik, true);
+	if (s->agg)
+		s->agg->feeders++;
+	return s;
+}
+
 static void touch(struct stream *s)
 {
 	s->exported_since_change = false;
 }
 
+/* Every change goes to the stream and to the service instance's it feeds. */
+#define for_stream_and_instance(s) for (; (s); (s) = (s)->agg)
+
 void stream_touch(struct stream *s)
 {
-	touch(s);
+	for_stream_and_instance(s) touch(s);
 }
 
 void stream_add_io(struct stream *s, uint64_t sent, uint64_t received)
 {
 	if (!sent && !received)
 		return;
-	s->sent += sent;
-	s->received += received;
-	touch(s);
+	for_stream_and_instance(s)
+	{
+		s->sent += sent;
+		s->received += received;
+		touch(s);
+	}
 }
 
 void stream_add_opened(struct stream *s, uint64_t n)
 {
-	s->opened += n;
-	touch(s);
+	for_stream_and_instance(s)
+	{
+		s->opened += n;
+		touch(s);
+	}
 }
 
 void stream_add_active(struct stream *s, int64_t delta)
 {
-	s->active += delta;
-	touch(s);
+	for_stream_and_instance(s)
+	{
+		s->active += delta;
+		touch(s);
+	}
 }
 
 void stream_add_retransmits(struct stream *s, uint64_t n)
 {
 	if (!n)
 		return;
-	s->retransmits += n;
-	touch(s);
+	for_stream_and_instance(s)
+	{
+		s->retransmits += n;
+		touch(s);
+	}
 }
 
 static void hist_minmax(struct histogram *h, double v_min, double v_max)
@@ -276,9 +377,9 @@ static bool hist_add(struct histogram *h, uint64_t *counts, const uint32_t *delt
 void stream_add_srtt(struct stream *s, const uint32_t delta[TCPOTEL_SRTT_BUCKETS], uint64_t sum_us,
 		     uint32_t min_us, uint32_t max_us)
 {
-	if (hist_add(&s->srtt, s->srtt_counts, delta, TCPOTEL_SRTT_BUCKETS, sum_us * 1e-6,
-		     min_us * 1e-6, max_us * 1e-6))
-		touch(s);
+	for_stream_and_instance(s) if (hist_add(&s->srtt, s->srtt_counts, delta,
+						TCPOTEL_SRTT_BUCKETS, sum_us * 1e-6, min_us * 1e-6,
+						max_us * 1e-6)) touch(s);
 }
 
 unsigned metrics_exchange_bucket(uint64_t duration_ns)
@@ -293,9 +394,9 @@ unsigned metrics_exchange_bucket(uint64_t duration_ns)
 void stream_add_exchanges(struct stream *s, const uint32_t delta[TCPOTEL_EXCHANGE_BUCKETS],
 			  uint64_t sum_ns, uint64_t min_ns, uint64_t max_ns)
 {
-	if (hist_add(&s->exchange, s->exchange_counts, delta, EXCHANGE_BUCKETS, sum_ns * 1e-9,
-		     min_ns * 1e-9, max_ns * 1e-9))
-		touch(s);
+	for_stream_and_instance(s) if (hist_add(&s->exchange, s->exchange_counts, delta,
+						EXCHANGE_BUCKETS, sum_ns * 1e-9, min_ns * 1e-9,
+						max_ns * 1e-9)) touch(s);
 }
 
 void stream_add_exchange(struct stream *s, uint64_t duration_ns)
@@ -316,11 +417,16 @@ const char *stream_peer_label(const struct stream *s)
 	return s->peer_label;
 }
 
+const char *stream_peer_service(const struct stream *s)
+{
+	return s->peer_service;
+}
+
 void stream_set_peer_service(struct stream *s, const char *name)
 {
-	if (s->peer_service || !name)
+	if (!name)
 		return;
-	s->peer_service = strdup(name);
+	for_stream_and_instance(s) if (!s->peer_service) s->peer_service = strdup(name);
 }
 
 size_t metrics__streams(const struct metrics *m)
@@ -581,7 +687,9 @@ size_t metrics__encode(struct metrics *m, struct jbuf *b, uint64_t now_unix_ns,
 				s->start_unix_ns = now_unix_ns;
 			s->exported_since_change = true;
 		}
-		points += encode_group(b, g, now_unix_ns);
+		/* Processes, or the service instances they add up to; never both. */
+		if (g->instance != m->per_process)
+			points += encode_group(b, g, now_unix_ns);
 	}
 	if (self)
 		points +=
@@ -602,7 +710,8 @@ size_t metrics__evict_idle(struct metrics *m, uint64_t now_unix_ns, uint64_t idl
 			s->changed_unix_ns = now_unix_ns;
 			continue;
 		}
-		if (s->active <= 0 && s->changed_unix_ns &&
+		/* A service instance's stream goes after the last stream that feeds it. */
+		if (s->active <= 0 && s->changed_unix_ns && !s->feeders &&
 		    now_unix_ns - s->changed_unix_ns >= idle_ns) {
 			stream_free(m, s);
 			removed++;

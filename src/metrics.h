@@ -45,6 +45,14 @@ struct self_stats {
 struct metrics;
 
 struct metrics *metrics__new(struct procinfo *pi, size_t max_streams);
+/*
+ * metrics.per_process (before the first stream): true, the default, writes
+ * one resource per process; false writes one per service instance instead,
+ * the process's resource without process.pid and process.command_line, whose
+ * streams add up those of every process with the same remaining attributes
+ * (and keep counting when one exits). Spans are not concerned.
+ */
+void metrics__set_per_process(struct metrics *m, bool per_process);
 void metrics__free(struct metrics *m);
 
 /*
@@ -74,6 +82,8 @@ void stream_touch(struct stream *s);
 const char *stream_peer_label(const struct stream *s);
 /* The peer's service name when the peer is a process this agent sees. */
 void stream_set_peer_service(struct stream *s, const char *name);
+/* That name, or NULL; it lives as long as the stream. */
+const char *stream_peer_service(const struct stream *s);
 
 /*
  * Writes every stream and the self metrics (under the agent's own resource)

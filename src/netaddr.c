@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/socket.h>
 
 /* Dotted quad without printf (glibc's inet_ntop formats IPv4 with sprintf):
@@ -46,6 +47,13 @@ void netaddr_label(int family, const uint8_t *addr, uint16_t port, char *buf, si
 		snprintf(buf, size, "%s%s%s:%u", v6 ? "[" : "", a, v6 ? "]" : "", port);
 	else
 		snprintf(buf, size, "%s%s%s", v6 ? "[" : "", a, v6 ? "]" : "");
+}
+
+bool netaddr_is_loopback(int family, const uint8_t *addr)
+{
+	static const uint8_t v6_loopback[16] = { [15] = 1 };
+
+	return family == AF_INET ? addr[0] == 127 : !memcmp(addr, v6_loopback, 16);
 }
 
 const char *netaddr_type(int family)

@@ -3,6 +3,7 @@
 #ifndef TCPOTEL_NETADDR_H
 #define TCPOTEL_NETADDR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -13,6 +14,8 @@
 void netaddr_format(int family, const uint8_t *addr, char *buf);
 /* "addr:port", "[v6addr]:port", or without ":port" when port is 0. */
 void netaddr_label(int family, const uint8_t *addr, uint16_t port, char *buf, size_t size);
+/* 127.0.0.0/8 or ::1 (addresses as in the kernel's tuples: v4-mapped ones are IPv4). */
+bool netaddr_is_loopback(int family, const uint8_t *addr);
 /* "ipv4" or "ipv6" (network.type). */
 const char *netaddr_type(int family);
 

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cgroup.h"
 #include "config.h"
 #include "log.h"
 #include "util.h"
@@ -36,11 +37,12 @@
 #define CMDLINE_MAX	      4096
 #define ENVIRON_MAX	      (64 * 1024)
 #define CGROUP_MAX	      (16 * 1024)
-#define CONTAINER_ID_LEN      64
 #define N_ALIASES	      4
 #define DEFAULT_MAX_ENTRIES   4096
 #define DEFAULT_REVALIDATE_MS 5000
 #define SELF_SERVICE_NAME     "tcpotel"
+/* Where a process's service.name came from (docs/configuration.md). */
+#define SOURCE_KEY "tcpotel.service.name.source"
 
 /* A resource and the strings it owns; callers only see `pub`. */
 struct res {
@@ -83,7 +85,7 @@ struct pinfo {
 	char comm[COMM_LEN];
 	char exe[NAME_BYTES];
 	char service[NAME_BYTES]; /* OTEL_SERVICE_NAME, "" if none */
-	char container_id[CONTAINER_ID_LEN + 1]; /* "" if none */
+	struct cgroup_ids cgroup; /* container.id and k8s.pod.uid, "" if none */
 	char *cmdline; /* NULL when not read or empty */
 };
 
@@ -250,35 +252,60 @@ static const char *apply_rules(const struct config *cfg, const char *exe, const 
 	return service;
 }
 
+static bool kv_has(const struct kv_list *l, const char *key)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (l->items[i].key && strcmp(l->items[i].key, key) == 0)
+			return true;
+	return false;
+}
+
 /*
- * Attributes, in this order: service.name, process.pid,
- * process.executable.name, process.command_line (when configured),
- * host.name, container.id (when found), then resource.attributes, whose keys
- * override the ones above in place (never a duplicate key).
+ * Attributes, in this order: service.name, tcpotel.service.name.source,
+ * process.pid, process.executable.name, process.command_line (when
+ * configured), host.name, container.id and k8s.pod.uid (when found), then
+ * resource.attributes, whose keys override the ones above in place (never a
+ * duplicate key).
+ *
+ * The source says who named the service, so that a Collector can name the
+ * ones that only have their executable's name after their workload, and
+ * leave alone the names a process or its operator chose: otel_service_name
+ * (the process's own OTEL_SERVICE_NAME), service_rules, resource_attributes
+ * (service.name in resource.attributes), or executable.
  */
 static struct res *res_build(const struct procinfo *pi, uint32_t pid, const struct pinfo *p)
 {
 	const struct config *cfg = pi->cfg;
 	const char *service = p->service[0] ? p->service : p->exe;
+	const char *source = p->service[0] ? "otel_service_name" : "executable";
 	const char *cmdline = p->cmdline ? p->cmdline : "";
+	const char *named = apply_rules(cfg, p->exe, cmdline, service);
 	size_t n_extra = cfg ? cfg->resource.attributes.n : 0;
-	struct res *r = res_new(6 + n_extra);
+	struct res *r = res_new(8 + n_extra);
 
 	if (!r)
 		return NULL;
+	if (named != service)
+		source = "service_rules";
 	r->pub.pid = pid;
 	r->pub.start_time = p->start_time;
-	res_set_str(r, "service.name", apply_rules(cfg, p->exe, cmdline, service));
+	res_set_str(r, "service.name", named);
+	res_set_str(r, SOURCE_KEY, source);
 	res_set_int(r, "process.pid", pid);
 	res_set_str(r, "process.executable.name", p->exe);
 	if (cfg && cfg->service.command_line && p->cmdline)
 		res_set_str(r, "process.command_line", p->cmdline);
 	if (pi->host_name)
 		res_set_str(r, "host.name", pi->host_name);
-	if (p->container_id[0])
-		res_set_str(r, "container.id", p->container_id);
-	if (cfg)
+	if (p->cgroup.container_id[0])
+		res_set_str(r, "container.id", p->cgroup.container_id);
+	if (p->cgroup.pod_uid[0])
+		res_set_str(r, "k8s.pod.uid", p->cgroup.pod_uid);
+	if (cfg) {
 		res_set_kv_list(r, &cfg->resource.attributes);
+		if (kv_has(&cfg->resource.attributes, "service.name"))
+			res_set_str(r, SOURCE_KEY, "resource_attributes");
+	}
 	if (r->oom) {
 		res_free(r);
 		return NULL;
@@ -481,75 +508,21 @@ static void read_service_env(const struct procinfo *pi, uint32_t pid, char servi
 	free(buf);
 }
 
-static bool is_lower_hex(char c)
-{
-	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-}
-
-/*
- * A container id in one cgroup path: 64 hex digits right after one of the
- * runtimes' prefixes or a '/', and before ".scope", '/' or the end:
- *   docker-<id>.scope, cri-containerd-<id>.scope, crio-<id>.scope,
- *   libpod-<id>.scope, /docker/<id>, /kubepods/<qos>/pod<uid>/<id>.
- * The innermost (last) one in the path wins.
- */
-static bool cgroup_path_container_id(const char *s, size_t len, char out[CONTAINER_ID_LEN + 1])
-{
-	static const char *const prefixes[] = { "docker-", "cri-containerd-", "crio-", "libpod-",
-						"/" };
-	bool found = false;
-	size_t i, j, run = 0;
-
-	for (i = 0; i < len; i++) {
-		run = is_lower_hex(s[i]) ? run + 1 : 0;
-		if (run != CONTAINER_ID_LEN)
-			continue;
-		j = i + 1; /* one past the run */
-		if (j < len && s[j] != '/' && !(len - j >= 6 && memcmp(s + j, ".scope", 6) == 0))
-			continue;
-		for (size_t k = 0; k < ARRAY_SIZE(prefixes); k++) {
-			size_t plen = strlen(prefixes[k]), start = j - CONTAINER_ID_LEN;
-
-			if (start >= plen && memcmp(s + start - plen, prefixes[k], plen) == 0) {
-				memcpy(out, s + start, CONTAINER_ID_LEN);
-				out[CONTAINER_ID_LEN] = '\0';
-				found = true;
-				break;
-			}
-		}
-	}
-	return found;
-}
-
-/* /proc/PID/cgroup: "hierarchy-id:controllers:path" lines; the first line with an id wins. */
-static void read_container_id(const struct procinfo *pi, uint32_t pid,
-			      char out[CONTAINER_ID_LEN + 1])
+/* container.id and k8s.pod.uid from /proc/PID/cgroup. */
+static void read_cgroup(const struct procinfo *pi, uint32_t pid, struct cgroup_ids *out)
 {
 	char path[PATH_MAX];
-	const char *line, *end, *eol, *p;
 	ssize_t len;
 	char *buf;
 
-	out[0] = '\0';
+	memset(out, 0, sizeof(*out));
 	if (proc_path(pi, pid, "cgroup", path, sizeof(path)))
 		return;
 	buf = malloc(CGROUP_MAX);
 	if (!buf)
 		return;
 	len = read_bounded(path, buf, CGROUP_MAX);
-	for (line = buf, end = buf + MAX(len, 0); line < end; line = eol + 1) {
-		eol = memchr(line, '\n', (size_t)(end - line));
-		if (!eol)
-			eol = end;
-		p = memchr(line, ':', (size_t)(eol - line));
-		if (p)
-			p = memchr(p + 1, ':', (size_t)(eol - p - 1));
-		if (!p)
-			continue;
-		p++;
-		if (cgroup_path_container_id(p, (size_t)(eol - p), out))
-			break;
-	}
+	cgroup_parse(buf, (size_t)MAX(len, 0), out);
 	free(buf);
 }
 
@@ -566,7 +539,7 @@ static int read_process(const struct procinfo *pi, uint32_t pid, const char *kco
 	if (pi->need_cmdline)
 		p->cmdline = read_cmdline(pi, pid);
 	read_service_env(pi, pid, p->service);
-	read_container_id(pi, pid, p->container_id);
+	read_cgroup(pi, pid, &p->cgroup);
 	return 0;
 }
 
@@ -793,6 +766,52 @@ void procinfo__put(struct procinfo *pi, struct proc_resource *res)
 		res_put(res_of(res));
 }
 
+/* Attributes that name a process, not the service instance it belongs to. */
+static bool process_only(const char *key)
+{
+	return !strcmp(key, "process.pid") || !strcmp(key, "process.command_line");
+}
+
+struct proc_resource *procinfo__without_process(struct procinfo *pi,
+						const struct proc_resource *res)
+{
+	struct res *r = res_new(res->n_attrs ? res->n_attrs : 1);
+
+	if (!r)
+		return NULL;
+	for (size_t i = 0; i < res->n_attrs; i++) {
+		const struct otlp_attr *a = &res->attrs[i];
+
+		if (process_only(a->key))
+			continue;
+		if (a->type == OTLP_STRING)
+			res_set_str(r, a->key, a->s);
+		else if (a->type == OTLP_INT)
+			res_set_int(r, a->key, a->i);
+	}
+	if (r->oom) {
+		res_free(r);
+		return NULL;
+	}
+	res_fill_fields(r);
+	return &r->pub;
+}
+
+bool procinfo_same_attrs(const struct proc_resource *a, const struct proc_resource *b)
+{
+	if (a->n_attrs != b->n_attrs)
+		return false;
+	for (size_t i = 0; i < a->n_attrs; i++) {
+		const struct otlp_attr *x = &a->attrs[i], *y = &b->attrs[i];
+
+		if (x->type != y->type || strcmp(x->key, y->key))
+			return false;
+		if (x->type == OTLP_STRING ? strcmp(x->s, y->s) : x->i != y->i)
+			return false;
+	}
+	return true;
+}
+
 const struct proc_resource *procinfo__self(struct procinfo *pi)
 {
 	return &pi->self->pub;
@@ -836,14 +855,6 @@ static struct res *self_build(const struct procinfo *pi)
 	}
 	res_fill_fields(r);
 	return r;
-}
-
-static bool kv_has(const struct kv_list *l, const char *key)
-{
-	for (size_t i = 0; i < l->n; i++)
-		if (l->items[i].key && strcmp(l->items[i].key, key) == 0)
-			return true;
-	return false;
 }
 
 struct procinfo *procinfo__new(const struct config *cfg, const struct procinfo_opts *opts)

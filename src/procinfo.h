@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Process information: pid -> OTLP resource (service.name, process.pid,
- * process.executable.name, process.command_line, host.name, container.id,
- * plus the configured resource attributes), with a bounded cache that notices
+ * Process information: pid -> OTLP resource (service.name and where it came
+ * from, process.pid, process.executable.name, process.command_line,
+ * host.name, container.id, k8s.pod.uid, plus the configured resource
+ * attributes), with a bounded cache that notices
  * pid reuse and exec. Everything read from /proc is untrusted bytes:
  * lengths are bounded; the encoder repairs UTF-8 when it writes them.
  */
@@ -67,6 +68,15 @@ struct proc_resource *procinfo__get_env(struct procinfo *pi, uint32_t tgid, cons
 void procinfo__put(struct procinfo *pi, struct proc_resource *res);
 /* Another reference to a resource the caller already holds. */
 struct proc_resource *procinfo__ref(struct proc_resource *res);
+/*
+ * A new resource with `res`'s attributes but process.pid and
+ * process.command_line: what identifies the service instance rather than
+ * the process (metrics.per_process: false). pid 0. NULL when out of memory.
+ */
+struct proc_resource *procinfo__without_process(struct procinfo *pi,
+						const struct proc_resource *res);
+/* Whether two resources have the same attributes, in the same order. */
+bool procinfo_same_attrs(const struct proc_resource *a, const struct proc_resource *b);
 /* The agent's own resource (OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES), borrowed. */
 const struct proc_resource *procinfo__self(struct procinfo *pi);
 size_t procinfo__cached(const struct procinfo *pi);

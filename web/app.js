@@ -74,14 +74,28 @@
     ].filter((f) => f[1] !== '');
   }
 
+  // A node's kind: a service seen here, a peer on this host whose process is not
+  // seen (a loopback or local address), or a peer outside this host.
+  const KINDS = {
+    service: { label: 'service', category: 0 },
+    local_peer: { label: 'peer on this host (process not seen)', category: 1 },
+    peer: { label: 'peer outside this host', category: 2 },
+  };
+  function kindOf(n) {
+    return KINDS[n.kind] || (n.external ? KINDS.peer : KINDS.service);
+  }
+  function isService(n) {
+    return kindOf(n) === KINDS.service;
+  }
+
   function nodeFacts(g, n) {
     const out = g.edges.filter((e) => e.source === n.id);
     const inc = g.edges.filter((e) => e.target === n.id);
     const sum = (list, k) => list.reduce((a, e) => a + (e[k] || 0), 0);
     return [
-      ['kind', n.external ? 'peer outside this host' : 'service'],
+      ['kind', kindOf(n).label],
       ['host', n.host || ''],
-      ['pids', n.external ? '' : String(n.pids) + (n.pids_truncated ? '+' : '')],
+      ['pids', isService(n) ? String(n.pids) + (n.pids_truncated ? '+' : '') : ''],
       ['calls out', out.length ? out.map((e) => e.server).join(', ') : ''],
       ['called by', inc.length ? inc.map((e) => e.client).join(', ') : ''],
       ['served exch/s', inc.length ? fmtRate(sum(inc, 'exchanges_per_s')) : ''],
@@ -140,16 +154,16 @@
 
   function renderTables(g) {
     const nodes = g.nodes.slice().sort((a, b) =>
-      (a.external - b.external) || a.name.localeCompare(b.name));
+      (kindOf(a).category - kindOf(b).category) || a.name.localeCompare(b.name));
     nodesBody.textContent = '';
     for (const n of nodes) {
       const tr = document.createElement('tr');
       tr.dataset.id = n.id;
-      if (n.external) tr.className = 'external';
+      if (!isService(n)) tr.className = 'external';
       cell(tr, n.name);
       cell(tr, n.host || '');
-      cell(tr, n.external ? '' : String(n.pids), 'num');
-      cell(tr, n.external ? 'peer' : 'service');
+      cell(tr, isService(n) ? String(n.pids) : '', 'num');
+      cell(tr, isService(n) ? 'service' : n.external ? 'peer' : 'peer on this host');
       tr.addEventListener('click', () => showDetails({ kind: 'node', id: n.id }));
       nodesBody.appendChild(tr);
     }
@@ -218,9 +232,9 @@
         id: n.id,
         name: n.name,
         value: n.pids,
-        category: n.external ? 1 : 0,
-        symbol: n.external ? 'roundRect' : 'circle',
-        symbolSize: n.external ? 18 : Math.min(48, 24 + 4 * (degree[n.id] || 0)),
+        category: kindOf(n).category,
+        symbol: isService(n) ? 'circle' : 'roundRect',
+        symbolSize: isService(n) ? Math.min(48, 24 + 4 * (degree[n.id] || 0)) : 18,
         raw: n,
       };
       if (pos[n.id]) {
@@ -254,7 +268,7 @@
             facts.map((f) => esc(f[0]) + ': ' + esc(f[1])).join('<br>');
         },
       },
-      legend: [{ data: ['service', 'peer outside this host'], bottom: 4 }],
+      legend: [{ data: Object.values(KINDS).map((k) => k.label), bottom: 4 }],
       series: [{
         id: 'map',
         type: 'graph',
@@ -263,7 +277,7 @@
         draggable: true,
         data: nodes,
         links: edges,
-        categories: [{ name: 'service' }, { name: 'peer outside this host' }],
+        categories: Object.values(KINDS).map((k) => ({ name: k.label })),
         edgeSymbol: ['none', 'arrow'],
         edgeSymbolSize: [0, 9],
         label: { show: true, position: 'right', formatter: '{b}' },
@@ -297,7 +311,7 @@
       renderTables(g);
       if (chart) renderMap(g);
       renderDetails();
-      const services = g.nodes.filter((n) => !n.external).length;
+      const services = g.nodes.filter(isService).length;
       statusEl.className = '';
       statusEl.textContent = 'updated ' + new Date().toLocaleTimeString() + ' \u00b7 ' +
         services + ' services, ' + (g.nodes.length - services) + ' peers, ' +

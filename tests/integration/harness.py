@@ -17,6 +17,9 @@ the two halves, each module with one responsibility:
 - results.py: readers of the receiver's log: metric points, last cumulative
   values, spans, and service-graph edges paired the way the Collector's
   servicegraph connector pairs them.
+- servicegraph.py (imported by the tests that need it): the rest of what the
+  servicegraph connector does, its store's expiry and virtual nodes ("user"
+  for a root SERVER span).
 
 bench/run.py imports the fixtures it needs directly. A new helper goes in the
 module it belongs to and is added to the list below.

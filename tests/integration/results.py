@@ -168,26 +168,9 @@ def pair_like_servicegraph(span_list):
     unpaired entry. Spans whose resource has no service.name are ignored, as
     the connector skips such resources. Returns (edges {(client, server):
     count}, unpaired client spans, unpaired server spans), in arrival order.
+    What the connector then does with the unpaired ones (virtual nodes,
+    "user" for a root SERVER span) is servicegraph.py's.
     """
-    store = {}
-    edges = {}
-    for s in span_list:
-        svc = s["resource"].get("service.name")
-        if not svc:
-            continue
-        if s["kind"] in (SPAN_KIND_CLIENT, SPAN_KIND_PRODUCER):
-            key, side = (s["trace_id"], s["span_id"]), "client"
-        elif s["kind"] in (SPAN_KIND_SERVER, SPAN_KIND_CONSUMER):
-            key, side = (s["trace_id"], s["parent_span_id"]), "server"
-        else:
-            continue
-        entry = store.setdefault(key, {})
-        entry[side] = s
-        if "client" in entry and "server" in entry:
-            e = (entry["client"]["resource"]["service.name"],
-                 entry["server"]["resource"]["service.name"])
-            edges[e] = edges.get(e, 0) + 1
-            del store[key]
-    unpaired_client = [e["client"] for e in store.values() if "client" in e]
-    unpaired_server = [e["server"] for e in store.values() if "server" in e]
-    return edges, unpaired_client, unpaired_server
+    import servicegraph
+
+    return servicegraph.pair(span_list)

@@ -1,8 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
 """The Collector configurations in collector-config/: every YAML file parses, every
 Collector pipeline is wired to components that exist (connectors on both sides),
-and the names, ports, routing key and TTL that the docs rely on are the ones in
-the files. No root needed; PyYAML (Debian's python3-yaml) parses the files."""
+every option is one that the pinned otelcol-contrib (0.120.0) reads
+(tests/fixtures/collector/otelcol-contrib-0.120.0.yaml), every Prometheus
+name the docs quote is one that version writes, the Kubernetes agent names
+pods from resource attributes and services after workloads only where the
+process named none, and the names, ports, routing key and TTL that the docs
+rely on are the ones in the files. No root needed; PyYAML (Debian's
+python3-yaml) parses the files."""
 
 import os
 import re
@@ -18,7 +23,7 @@ except ImportError:  # pragma: no cover - reported by every test below
 
 CC = os.path.join(h.ROOT, "collector-config")
 DOCS = os.path.join(h.ROOT, "docs")
-COLLECTORS = ("agent.yaml", "gateway.yaml", "agent-to-gateway.yaml")
+COLLECTORS = ("agent.yaml", "gateway.yaml", "agent-to-gateway.yaml", "k8s-agent.yaml")
 PAIRING = ("agent.yaml", "gateway.yaml")   # the ones that run the servicegraph connector
 ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)")
@@ -169,7 +174,7 @@ def test_env_references_have_defaults():
 
 
 def test_otlp_http_receiver_on_4318():
-    for name in ("agent.yaml", "agent-to-gateway.yaml", "gateway.yaml"):
+    for name in COLLECTORS:
         http = load(name)["receivers"]["otlp"]["protocols"]["http"]
         host, port = host_port(http["endpoint"])
         assert (host, port) == ("0.0.0.0", 4318), (name, http)
@@ -230,8 +235,12 @@ def test_exporters_to_jaeger_tempo_and_prometheus():
         prom = exp["prometheus"]
         assert host_port(prom["endpoint"]) == ("0.0.0.0", 8889), prom
         assert prom["resource_to_telemetry_conversion"]["enabled"] is True
-        traces = cfg["service"]["pipelines"]["traces"]["exporters"]
-        assert {"otlp/jaeger", "otlp/tempo", "servicegraph", "spanmetrics"} <= set(traces)
+        traces = set()
+        for pid, p in cfg["service"]["pipelines"].items():
+            if kind(pid) == "traces":
+                assert p["receivers"] == ["otlp"], (name, pid, p)
+                traces |= set(p["exporters"])
+        assert traces == {"otlp/jaeger", "otlp/tempo", "servicegraph", "spanmetrics"}, traces
         metrics = cfg["service"]["pipelines"]["metrics"]
         assert {"otlp", "servicegraph", "spanmetrics"} <= set(metrics["receivers"])
         assert metrics["exporters"] == ["prometheus"]
@@ -365,9 +374,383 @@ def test_docs_quote_what_the_files_say():
     for metric in ("traces_service_graph_request_total",
                    "traces_service_graph_request_failed_total",
                    "traces_service_graph_request_server_seconds",
+                   "traces_span_metrics_duration_seconds",
                    "otelcol_connector_servicegraph_expired_edges",
-                   "otelcol_connector_servicegraph_dropped_spans"):
+                   "otelcol_connector_servicegraph_dropped_spans",
+                   "tcp_exchange_duration_seconds_count"):
         assert metric in backends, metric
     for f in os.listdir(CC):
         if f.endswith((".yaml", ".yml")):
             assert "(%s)" % f in readme or "`%s`" % f in readme, "README.md does not list " + f
+
+
+# ---- the pinned version's options and names ------------------------------------------
+
+PINNED = os.path.join(h.ROOT, "tests", "fixtures", "collector", "otelcol-contrib-0.120.0.yaml")
+K8S_DIR = os.path.join(h.ROOT, "deploy", "kubernetes")
+
+
+def pinned():
+    need_yaml()
+    with open(PINNED, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def option_paths(node, path=""):
+    """The options a component's configuration sets: "a.b" for values, "a[]" for list
+    items that are values, "a[].b" below list items that are maps."""
+    if isinstance(node, dict):
+        if not node and path:
+            yield path
+        for k, v in node.items():
+            yield from option_paths(v, "%s.%s" % (path, k) if path else str(k))
+    elif isinstance(node, list):
+        if not node:
+            yield path + "[]"
+        for v in node:
+            yield from option_paths(v, path + "[]")
+    else:
+        yield path
+
+
+def allowed(path, options):
+    for o in options:
+        if o == path or (o.endswith(".*") and (path + ".").startswith(o[:-1])):
+            return True
+    return False
+
+
+def test_every_option_is_one_the_pinned_version_reads():
+    """Every key of every component in every Collector configuration, and of its service
+    section, is an option of that component in otelcol-contrib 0.120.0 (the Collector
+    refuses unknown keys at start)."""
+    ref = pinned()["components"]
+    checked = 0
+    for name in COLLECTORS:
+        cfg = load(name)
+        for section in ("receivers", "processors", "exporters", "connectors", "extensions"):
+            for cid, body in (cfg.get(section) or {}).items():
+                key = "%s/%s" % (section, kind(cid))
+                assert key in ref, "%s: %s is not a component of the pinned set" % (name, key)
+                for p in option_paths(body or {}):
+                    assert allowed(p, ref[key]), \
+                        "%s: %s %s: %s is not an option in 0.120.0" % (name, section, cid, p)
+                    checked += 1
+        for p in option_paths(cfg["service"]):
+            assert allowed(p, ref["service"]), "%s: service: %s is not an option" % (name, p)
+            checked += 1
+    assert checked > 100, checked
+
+
+def test_pinned_options_catch_a_misspelling():
+    """The check above is not vacuous: a misspelt key of each kind is refused."""
+    ref = pinned()["components"]
+    for key, body in (("connectors/spanmetrics", {"histogram": {"units": "s"}}),
+                      ("processors/k8sattributes", {"filter": {"node_from_env": "X"}}),
+                      ("processors/k8sattributes", {"pod_association": [{"source": []}]}),
+                      ("service", {"telemetry": {"metrics": {"readers": [
+                          {"pull": {"exporter": {"prometheus": {"without_type_suffixes": True}}}}]}}}),
+                      ("exporters/prometheus", {"translation_strategy": "x"})):
+        assert not all(allowed(p, ref[key]) for p in option_paths(body)), (key, body)
+
+
+def test_spanmetrics_in_seconds_and_internal_names_without_suffixes():
+    """spanmetrics histogram.unit is s (0.120 defaults to ms, which names the metric
+    ..._milliseconds); the Collector's own Prometheus reader writes the instruments'
+    names without _total or unit suffixes, like its default reader."""
+    for name in COLLECTORS:
+        cfg = load(name)
+        sm = (cfg.get("connectors") or {}).get("spanmetrics")
+        if sm:
+            assert sm["histogram"]["unit"] == "s", (name, sm["histogram"])
+        readers = cfg["service"].get("telemetry", {}).get("metrics", {}).get("readers", [])
+        for r in readers:
+            prom = r["pull"]["exporter"]["prometheus"]
+            assert prom["without_type_suffix"] is True and prom["without_units"] is True, \
+                (name, prom)
+            assert prom["with_resource_constant_labels"] == {"included": []}, (name, prom)
+    assert any(load(n)["service"].get("telemetry") for n in COLLECTORS)
+
+
+NAME_RE = re.compile(r"\b((?:traces_service_graph|traces_span_metrics|otelcol)_[a-z_]+)")
+
+
+def quoted_names(text):
+    """Prometheus names of the connectors and of the Collector quoted in text; a trailing
+    `_*` (a family of series) leaves its base name."""
+    out = set()
+    for m in NAME_RE.finditer(text):
+        n = m.group(1).rstrip("_")
+        out.add(n)
+    return out
+
+
+def test_metric_names_quoted_are_the_ones_0_120_writes():
+    """Every connector or Collector metric name that README, docs, collector-config and the
+    tests quote is one that 0.120.0 writes with these configurations."""
+    names = set(pinned()["prometheus_names"])
+    files = [os.path.join(h.ROOT, "README.md")]
+    files += [os.path.join(DOCS, f) for f in os.listdir(DOCS) if f.endswith(".md")]
+    files += [os.path.join(CC, f) for f in os.listdir(CC) if f.endswith((".md", ".yaml", ".yml"))]
+    tests = os.path.join(h.ROOT, "tests", "integration")
+    files += [os.path.join(tests, f) for f in os.listdir(tests)
+              if f.endswith(".py") and f != os.path.basename(__file__)]
+    seen = set()
+    for path in files:
+        for n in quoted_names(read(path)):
+            assert n in names, "%s quotes %s, which 0.120.0 does not write" % (
+                os.path.relpath(path, h.ROOT), n)
+            seen.add(n)
+    for n in ("traces_span_metrics_duration_seconds", "otelcol_connector_servicegraph_expired_edges",
+              "traces_service_graph_request_total"):
+        assert n in seen, n
+    assert "traces_span_metrics_duration_milliseconds" not in quoted_names(read(
+        os.path.join(DOCS, "backends.md")))
+
+
+def pipelines_into(cfg, exporter):
+    return [(pid, p) for pid, p in cfg["service"]["pipelines"].items()
+            if exporter in p["exporters"]]
+
+
+def transform_deletes(cfg, proc_id, signal):
+    """Resource attributes a transform processor deletes for a signal (metric/trace)."""
+    out = set()
+    for block in cfg["processors"][proc_id].get(signal + "_statements", []):
+        assert block["context"] == "resource", block
+        for st in block["statements"]:
+            m = re.fullmatch(r'delete_key\(attributes, "([^"]+)"\)', st.strip())
+            if m:
+                out.add(m.group(1))
+    return out
+
+
+def test_no_pid_or_command_line_reaches_prometheus_labels():
+    """The connectors count per service instance: the spans they get have no process.pid
+    nor process.command_line (so spanmetrics' resources, which the Prometheus exporter
+    turns into labels, have neither); no command line reaches the exporter; the shipped
+    agent configurations for a Collector set metrics.per_process: false, so their tcp.*
+    metrics carry no pid either."""
+    for name in PAIRING:
+        cfg = load(name)
+        for conn in ("servicegraph", "spanmetrics"):
+            for pid, p in pipelines_into(cfg, conn):
+                gone = set()
+                for q in p["processors"]:
+                    if kind(q) == "transform":
+                        gone |= transform_deletes(cfg, q, "trace")
+                assert {"process.pid", "process.command_line"} <= gone, (name, pid, p)
+        for pid, p in pipelines_into(cfg, "prometheus"):
+            gone = set()
+            for q in p["processors"]:
+                if kind(q) == "transform":
+                    gone |= transform_deletes(cfg, q, "metric")
+            assert "process.command_line" in gone, (name, pid, p)
+            assert set(p["receivers"]) == {"otlp", "servicegraph", "spanmetrics"}, p
+    tryout = load("tcpotel-tryout.yaml")
+    assert tryout["metrics"]["per_process"] is False, tryout
+    with open(os.path.join(K8S_DIR, "daemonset.yaml"), encoding="utf-8") as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    cm = [d for d in docs if d["kind"] == "ConfigMap"][0]
+    assert yaml.safe_load(cm["data"]["tcpotel.yaml"])["metrics"]["per_process"] is False
+
+
+# ---- Kubernetes names ---------------------------------------------------------------
+
+def agent_source_key():
+    """The resource attribute, and the value, by which tcpotel says that only the
+    executable named a service (src/procinfo.c)."""
+    src = read(os.path.join(h.ROOT, "src", "procinfo.c"))
+    key = re.search(r'#define SOURCE_KEY\s+"([^"]+)"', src).group(1)
+    assert '"executable"' in src and '"otel_service_name"' in src
+    return key, "executable"
+
+
+def test_k8s_agent_finds_pods_by_resource_attributes():
+    """k8sattributes associates by k8s.pod.uid (first) and container.id, never by the
+    connection; it watches this node's pods only (node_from_env_var, which the manifest
+    sets from spec.nodeName); it extracts namespace, pod, node, workload and container
+    names (k8s.container.name makes it index the containers that container.id names)."""
+    cfg = load("k8s-agent.yaml")
+    ka = cfg["processors"]["k8sattributes"]
+    rules = [[(s["from"], s["name"]) for s in r["sources"]] for r in ka["pod_association"]]
+    assert rules[0] == [("resource_attribute", "k8s.pod.uid")], rules
+    assert [("resource_attribute", "container.id")] in rules, rules
+    assert all(f == "resource_attribute" for r in rules for f, _n in r), rules
+    meta = set(ka["extract"]["metadata"])
+    assert meta <= set(pinned()["k8sattributes_metadata"]), meta - set(pinned()["k8sattributes_metadata"])
+    assert {"k8s.namespace.name", "k8s.pod.name", "k8s.node.name", "k8s.deployment.name",
+            "k8s.statefulset.name", "k8s.daemonset.name", "k8s.container.name"} <= meta, meta
+    env = ka["filter"]["node_from_env_var"]
+    with open(os.path.join(K8S_DIR, "collector.yaml"), encoding="utf-8") as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    ds = [d for d in docs if d["kind"] == "DaemonSet"][0]
+    (c,) = ds["spec"]["template"]["spec"]["containers"]
+    envs = {e["name"]: e for e in c["env"]}
+    assert envs[env]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName", envs[env]
+
+
+def test_k8s_agent_renames_before_the_connectors():
+    """In both pipelines: memory_limiter, k8sattributes, the renaming transform, batch; the
+    traces then go, routed by trace id, to the gateways whose connectors count them, so
+    servicegraph and spanmetrics see the workload names. The gateway itself renames
+    nothing (it does not know the pods)."""
+    cfg = load("k8s-agent.yaml")
+    for pid in ("traces", "metrics"):
+        procs = cfg["service"]["pipelines"][pid]["processors"]
+        assert procs == ["memory_limiter", "k8sattributes", "transform/service_name", "batch"], \
+            (pid, procs)
+    assert cfg["service"]["pipelines"]["traces"]["exporters"] == ["loadbalancing"]
+    assert cfg["exporters"]["loadbalancing"]["routing_key"] == "traceID"
+    assert "connectors" not in cfg
+    gw = load("gateway.yaml")
+    for p in gw["service"]["pipelines"].values():
+        assert "k8sattributes" not in p["processors"] and "transform/service_name" not in p["processors"]
+
+
+def ottl_apply(statements, attrs):
+    """The renaming statements on one resource's attributes, for the forms they use:
+    set(attributes["A"], attributes["B"] | "lit") where C and C..., with C one of
+    attributes["K"] == "v" and attributes["K"] != nil."""
+    attrs = dict(attrs)
+    st_re = re.compile(r'set\(attributes\["([^"]+)"\], (?:attributes\["([^"]+)"\]|"([^"]*)")\)'
+                       r'(?: where (.*))?$')
+    cond_re = re.compile(r'attributes\["([^"]+)"\] (==|!=) (nil|"[^"]*")$')
+    for st in statements:
+        m = st_re.match(st.strip())
+        assert m, "not a form this check knows: %r" % st
+        target, src_attr, lit, where = m.groups()
+        ok = True
+        for cond in (where.split(" and ") if where else []):
+            c = cond_re.match(cond.strip())
+            assert c, "not a condition this check knows: %r" % cond
+            k, op, v = c.groups()
+            if v == "nil":
+                ok &= (k in attrs) == (op == "!=")
+            else:
+                ok &= (attrs.get(k) == v[1:-1]) == (op == "==")
+        if not ok:
+            continue
+        if src_attr is not None:
+            if src_attr in attrs:
+                attrs[target] = attrs[src_attr]
+        else:
+            attrs[target] = lit
+    return attrs
+
+
+def test_k8s_agent_names_services_after_workloads_only_when_the_process_did_not():
+    """The renaming, run on resources as tcpotel and k8sattributes give them: a process
+    named only by its executable takes its Deployment's name (else StatefulSet, DaemonSet,
+    CronJob, Job, pod); one that set OTEL_SERVICE_NAME, or that a rule or
+    resource.attributes named, keeps its name; the source then says where the name came
+    from. Traces and metrics get the same statements."""
+    key, executable = agent_source_key()
+    cfg = load("k8s-agent.yaml")
+    tr = cfg["processors"]["transform/service_name"]
+    assert tr["trace_statements"] == tr["metric_statements"]
+    (block,) = tr["trace_statements"]
+    assert block["context"] == "resource"
+    stmts = block["statements"]
+    for st in stmts:
+        assert '%s"] == "%s"' % (key, executable) in st, "renames a chosen name: %s" % st
+    pod = {"k8s.namespace.name": "shop", "k8s.pod.name": "cart-7d9f8-x2x", "k8s.node.name": "n1"}
+    cases = [
+        ({"service.name": "java", key: executable, "k8s.deployment.name": "cart",
+          "k8s.statefulset.name": "nope"}, "cart", "k8s.deployment.name"),
+        ({"service.name": "postgres", key: executable, "k8s.statefulset.name": "db"},
+         "db", "k8s.statefulset.name"),
+        ({"service.name": "node", key: executable, "k8s.daemonset.name": "agent"},
+         "agent", "k8s.daemonset.name"),
+        ({"service.name": "python3", key: executable, "k8s.cronjob.name": "report",
+          "k8s.job.name": "report-2900"}, "report", "k8s.cronjob.name"),
+        ({"service.name": "python3", key: executable}, "cart-7d9f8-x2x", "k8s.pod.name"),
+        ({"service.name": "checkout", key: "otel_service_name", "k8s.deployment.name": "cart"},
+         "checkout", "otel_service_name"),
+        ({"service.name": "cache", key: "service_rules", "k8s.deployment.name": "redis"},
+         "cache", "service_rules"),
+        ({"service.name": "pinned", key: "resource_attributes", "k8s.deployment.name": "x"},
+         "pinned", "resource_attributes"),
+        ({"service.name": "tcpotel"}, "tcpotel", None),  # the agent's own resource
+    ]
+    for res, want, source in cases:
+        out = ottl_apply(stmts, dict(pod, **res) if key in res else res)
+        assert out["service.name"] == want and out.get(key) == source, (res, out)
+
+
+# ---- Kubernetes manifests --------------------------------------------------------------
+
+def k8s_docs(name):
+    need_yaml()
+    with open(os.path.join(K8S_DIR, name), encoding="utf-8") as f:
+        return [d for d in yaml.safe_load_all(f) if d]
+
+
+def test_collector_manifest_runs_the_shipped_configs_with_the_rbac_they_need():
+    """deploy/kubernetes/collector.yaml: the ConfigMaps hold collector-config/k8s-agent.yaml
+    and gateway.yaml byte for byte; the node Collector (DaemonSet) runs as a ServiceAccount
+    bound to a ClusterRole that can get, list and watch pods and namespaces and the
+    replicasets of apps, and nothing else; it listens on 4318 of the node (where tcpotel
+    posts) and gets the environment its config names; the gateways' headless Service is
+    the name the load-balancing exporter resolves."""
+    docs = k8s_docs("collector.yaml")
+    by = {}
+    for d in docs:
+        by.setdefault(d["kind"], []).append(d)
+    cms = {d["metadata"]["name"]: d for d in by["ConfigMap"]}
+    files = {}
+    for cm in cms.values():
+        for k, v in cm["data"].items():
+            files[k] = v
+    for f in ("k8s-agent.yaml", "gateway.yaml"):
+        assert files.get(f) == read(os.path.join(CC, f)), "%s differs from collector-config/%s" % (f, f)
+    (sa,) = by["ServiceAccount"]
+    (role,) = by["ClusterRole"]
+    (binding,) = by["ClusterRoleBinding"]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                  "name": role["metadata"]["name"]}, binding
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
+                                    "namespace": sa["metadata"]["namespace"]}], binding
+    grants = {(g, r): set(rule["verbs"]) for rule in role["rules"]
+              for g in rule["apiGroups"] for r in rule["resources"]}
+    assert grants == {("", "pods"): {"get", "list", "watch"},
+                      ("", "namespaces"): {"get", "list", "watch"},
+                      ("apps", "replicasets"): {"get", "list", "watch"}}, grants
+    ds = [d for d in by["DaemonSet"] if d["metadata"]["name"] == "otel-agent"][0]
+    spec = ds["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == sa["metadata"]["name"]
+    (c,) = spec["containers"]
+    assert "contrib" in c["image"] and c["image"].endswith(":0.120.0"), c["image"]
+    ports = {p["containerPort"]: p for p in c["ports"]}
+    assert ports[4318].get("hostPort") == 4318, ports
+    args = " ".join(c["args"])
+    mounted = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    conf = re.search(r"--config=(\S+)", args).group(1)
+    assert os.path.basename(conf) == "k8s-agent.yaml" and os.path.dirname(conf) in mounted, args
+    env = {e["name"] for e in c["env"]}
+    cfg_text = files["k8s-agent.yaml"]
+    assert {v for v, _d in ENV_REF.findall(cfg_text)} <= env | {"GATEWAY_HOSTNAME",
+                                                            "GATEWAY_OTLP_ENDPOINT"}, env
+    gw = [d for d in by["Deployment"] if d["metadata"]["name"] == "otel-gateway"][0]
+    (gc,) = gw["spec"]["template"]["spec"]["containers"]
+    assert "contrib" in gc["image"] and gc["image"].endswith(":0.120.0"), gc["image"]
+    svcs = {d["metadata"]["name"]: d for d in by["Service"]}
+    headless = svcs["otel-gateway-headless"]
+    assert headless["spec"]["clusterIP"] == "None", headless
+    dns = yaml.safe_load(cfg_text)["exporters"]["loadbalancing"]["resolver"]["dns"]
+    host = resolve_env(dns["hostname"])
+    assert host.startswith("otel-gateway-headless.%s." % headless["metadata"]["namespace"]), host
+    assert headless["spec"]["selector"] == gw["spec"]["template"]["metadata"]["labels"], headless
+
+
+def test_tcpotel_daemonset_posts_to_the_node_collector():
+    """tcpotel's DaemonSet posts to the node's 4318, where the otel-agent DaemonSet listens,
+    and leaves the Collectors' own OTLP traffic out of capture."""
+    docs = k8s_docs("daemonset.yaml")
+    ds = [d for d in docs if d["kind"] == "DaemonSet"][0]
+    (c,) = ds["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == "http://$(NODE_IP):4318"
+    cm = [d for d in docs if d["kind"] == "ConfigMap"][0]
+    cfg = yaml.safe_load(cm["data"]["tcpotel.yaml"])
+    assert {4317, 4318} <= set(cfg["capture"]["exclude_ports"]), cfg

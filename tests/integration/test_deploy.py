@@ -9,8 +9,10 @@ run drops to nobody)."""
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 
 import harness as h
 
@@ -412,21 +414,22 @@ def test_forced_backend_failures_are_documented():
 test_forced_backend_failures_are_documented.timeout = 150
 
 
-def _dockerfile_stages():
-    """The package lists of the example Dockerfile in docs/deploy.md: (build, runtime)."""
-    with open(DEPLOY_MD) as f:
-        text = f.read()
-    block = re.search(r"```dockerfile\n(.*?)```", text, re.S).group(1)
-    installs = re.findall(r"apt-get install -y --no-install-recommends((?:\\\n|[^&\n])*)", block)
-    assert len(installs) == 2, installs
-    return [set(i.replace("\\\n", " ").split()) for i in installs]
+CONTAINERFILE = os.path.join(h.ROOT, "Containerfile")
 
 
-def test_dockerfile_example_installs_what_the_agent_needs():
-    """The example image builds with every package scripts/install-deps.sh installs
-    for the build, and its runtime stage holds the package of every library the
-    built agent links (readelf NEEDED, owner from dpkg -S; libc6 is in the base)."""
-    build_pkgs, runtime_pkgs = _dockerfile_stages()
+def containerfile_packages():
+    """The package lists of the Containerfile's two stages: (build, runtime)."""
+    text = read(CONTAINERFILE)
+    lists = dict(re.findall(r'^ARG (BUILD_PACKAGES|RUNTIME_PACKAGES)="([^"]*)"$', text, re.M))
+    assert set(lists) == {"BUILD_PACKAGES", "RUNTIME_PACKAGES"}, lists
+    return set(lists["BUILD_PACKAGES"].split()), set(lists["RUNTIME_PACKAGES"].split())
+
+
+def test_containerfile_installs_what_the_agent_needs():
+    """The image builds with every package scripts/install-deps.sh installs for the build,
+    and its runtime stage holds the package of every library the built agent links
+    (readelf NEEDED, owner from dpkg -S; libc6 is in the base)."""
+    build_pkgs, runtime_pkgs = containerfile_packages()
     with open(os.path.join(h.ROOT, "scripts", "install-deps.sh")) as f:
         deps = re.search(r"^build=\(([^)]*)\)", f.read(), re.M).group(1).split()
     assert set(deps) <= build_pkgs, "build stage lacks %s" % sorted(set(deps) - build_pkgs)
@@ -444,3 +447,94 @@ def test_dockerfile_example_installs_what_the_agent_needs():
     missing = {lib: sorted(p) for lib, p in owners.items()
                if "libc6" not in p and not p & runtime_pkgs}
     assert not missing, "runtime stage lacks the packages of %s" % missing
+
+
+def test_containerfile_image_is_the_daemonsets():
+    """Two Debian 12 stages named by BUILD_BASE and RUNTIME_BASE (make image passes both,
+    so local roots can stand in for a registry); the runtime stage gets what make install
+    lays out and starts the agent on the configuration the DaemonSet mounts over it; the
+    DaemonSet names the image make image tags; the build context leaves .output out;
+    scripts/debian-rootfs.sh takes its package lists from the Containerfile."""
+    text = read(CONTAINERFILE)
+    froms = re.findall(r"^FROM (\S+)(?: AS (\S+))?$", text, re.M)
+    assert froms == [("${BUILD_BASE}", "build"), ("${RUNTIME_BASE}", "")], froms
+    assert re.search(r"^ARG BUILD_BASE=docker\.io/library/debian:12$", text, re.M), text
+    assert re.search(r"^ARG RUNTIME_BASE=docker\.io/library/debian:12-slim$", text, re.M), text
+    assert "install DESTDIR=/stage PREFIX=/usr/local" in text and "COPY --from=build /stage/ /" in text
+    assert 'ENTRYPOINT ["/usr/local/bin/tcpotel"]' in text
+    assert ".output" in read(os.path.join(h.ROOT, ".containerignore")).split()
+    version = read(os.path.join(h.ROOT, "VERSION")).strip()
+    r = subprocess.run(["make", "--no-print-directory", "-n", "image"], cwd=h.ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    cmd = " ".join(r.stdout.replace("\\\n", " ").split())
+    assert cmd.startswith("podman build -f Containerfile -t tcpotel:%s " % version), cmd
+    assert "--build-arg BUILD_BASE=" in cmd and "--build-arg RUNTIME_BASE=" in cmd, cmd
+    ds = daemonset_docs()["DaemonSet"]["spec"]["template"]["spec"]["containers"][0]
+    assert ds["image"] == "tcpotel:%s" % version, ds["image"]
+    assert ds["args"] == ["--config", "/etc/tcpotel/tcpotel.yaml"]
+    rootfs = read(os.path.join(h.ROOT, "scripts", "debian-rootfs.sh"))
+    assert "BUILD_PACKAGES" in rootfs and "RUNTIME_PACKAGES" in rootfs and "Containerfile" in rootfs
+    assert "--format=tar" in rootfs
+
+
+# ---- the DaemonSet's privileges, without a container runtime -------------------------
+
+CAP_BITS = {"CAP_DAC_READ_SEARCH": 2, "CAP_NET_ADMIN": 12, "CAP_SYS_PTRACE": 19,
+            "CAP_SETPCAP": 8, "CAP_PERFMON": 38, "CAP_BPF": 39}
+
+
+def proc_caps(pid, field):
+    with open("/proc/%d/status" % pid) as f:
+        for ln in f:
+            if ln.startswith(field + ":"):
+                v = int(ln.split()[1], 16)
+                return {n for n, b in CAP_BITS.items() if v >> b & 1}, v
+    raise AssertionError("no %s in /proc/%d/status" % (field, pid))
+
+
+def test_daemonset_capabilities_are_enough_and_dropped_after_attach():
+    """The agent started with exactly the DaemonSet's capabilities (its bounding, permitted
+    and effective sets; no CAP_SETPCAP, as a container given `drop: [ALL]` then `add:`
+    has none) attaches, drops to CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH (and CAP_BPF where
+    the kernel wants it to read maps) once attached, and still counts bytes exactly."""
+    h.require_root()
+    h.require_built(h.AGENT)
+    h.require_built(h.TCPLOAD)
+    if not shutil.which("setpriv"):
+        raise AssertionError("setpriv (util-linux) is missing")
+    sc = daemonset_docs()["DaemonSet"]["spec"]["template"]["spec"]["containers"][0]
+    added = [c.lower() for c in sc["securityContext"]["capabilities"]["add"]]
+    caps = ",".join("+" + c for c in added)
+    a, b, link = h.two_hosts()
+    rcv = h.Receiver()
+    cfg = {"capture": {"netns": [a.path, b.path]}, "metrics": {"interval": "1s"},
+           "exporter": {"otlp": {"endpoint": rcv.endpoint}}, "ui": {"listen": ""}}
+    path = os.path.join(h.workdir(), "caps.yaml")
+    with open(path, "w") as f:
+        f.write(h.to_yaml(cfg))
+    agent = h.Proc(["setpriv", "--bounding-set=-all," + caps, "--inh-caps=-all," + caps,
+                    "--ambient-caps=-all," + caps, "--no-new-privs",
+                    h.AGENT, "--config", path], name="tcpotel-caps")
+    h.wait_for(lambda: " running" in agent.stderr_text() or agent.poll() is not None, 30, 0.1,
+               "the agent to run")
+    log = agent.stderr_text()
+    assert agent.poll() is None and "capabilities dropped" in log, log[-2000:]
+    assert "cannot drop capabilities" not in log, log[-2000:]
+    eff, _ = proc_caps(agent.pid, "CapEff")
+    prm, _ = proc_caps(agent.pid, "CapPrm")
+    kept = {"CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH"}
+    assert kept <= eff == prm <= kept | {"CAP_BPF"}, (eff, prm)
+    assert "CAP_BPF" not in eff or "CAP_BPF (this kernel needs it" in log, (eff, log[-1000:])
+    c, s, _port = h.run_workload(a, b, link, ["--conns", 5, "--exchanges", 4,
+                                              "--req-size", "1000", "--resp-size", "70000"])
+    time.sleep(0.3)
+    agent.signal(signal.SIGTERM)
+    assert agent.wait(20) == 0, agent.stderr_text()[-2000:]
+    reqs = rcv.requests()
+    tx = h.total(reqs, "tcp.io", "frontend", {"tcp.role": "client",
+                                             "network.io.direction": "transmit"})
+    rx = h.total(reqs, "tcp.io", "backend", {"tcp.role": "server",
+                                            "network.io.direction": "transmit"})
+    assert tx == c["bytes_sent"] and rx == s["bytes_sent"], (tx, c, rx, s)
+    h.note("kept %s; bytes %d / %d exact", sorted(eff), tx, rx)

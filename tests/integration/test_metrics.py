@@ -561,3 +561,39 @@ def test_peer_service_names_local_peers():
     stop_agent(agent)
     fe = io_streams(rcv2.requests(), "frontend")
     assert fe and all("peer.service" not in dict(attrs) for _pid, attrs in fe), fe
+
+
+def test_per_service_instance_adds_up_processes():
+    """metrics.per_process: false. Three frontend processes in one namespace, one after the
+    other (each ends before the next starts): the agent exports one frontend resource, without
+    process.pid, whose tcp.io is exactly the sum of all three, and which never goes down
+    between exports although the processes come and go; spans keep their process's pid."""
+    a, b, link = hosts()
+    rcv = h.Receiver()
+    agent = start_agent([a.path, b.path], metrics={"per_process": False})
+    srv, port = h.tcpload_server(b, "0.0.0.0:0", "backend")
+    clients = []
+    for size in ("1000", "20000", "300"):
+        clients.append(h.tcpload_client(a, h.hostport(link.ip_b, port),
+                                        ["--conns", 3, "--exchanges", 4, "--req-size", size,
+                                         "--resp-size", 50] + HOLD, "frontend"))
+        wait_exports(rcv, 1)
+    settle()
+    server = h.tcpload_server_stop(srv)
+    stop_agent(agent)
+    reqs = rcv.requests()
+
+    check_io_exact(reqs, clients, server)
+    pids = {res.get("process.pid") for res, _a, _p, _t in h.metric_points(reqs, "tcp.io")
+            if res.get("service.name") in ("frontend", "backend")}
+    assert pids == {None}, pids
+    for res, _a, _p, _t in h.metric_points(reqs, "tcp.io"):
+        assert "process.command_line" not in res, res
+    series = snapshots(reqs, "tcp.io", "frontend",
+                       {"tcp.role": "client", "network.io.direction": "transmit"})
+    values = [v for _t, v in series]
+    assert values == sorted(values) and values[-1] == sum_summaries(clients, "bytes_sent"), series
+    span_pids = {s["resource"].get("process.pid") for s in h.spans(reqs)
+                 if s["resource"].get("service.name") == "frontend"}
+    assert len(span_pids) == 3 and None not in span_pids, span_pids
+    note("frontend tx over three processes: %r", values)

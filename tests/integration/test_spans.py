@@ -29,6 +29,7 @@ import sys
 import time
 
 import harness as h
+import servicegraph
 
 V4 = ("10.231.0.1/24", "10.231.0.2/24")
 V6 = ("fd00:231::1/64", "fd00:231::2/64")
@@ -339,7 +340,8 @@ def test_sampling_quarter_keeps_the_same_exchanges_on_both_hosts():
     K=2000 is 1%: the bounds are 5 sd away); every kept span carries
     traceState "ot=th:c" and a trace id whose randomness (last 56 bits) is
     >= the threshold 0xc0000000000000; the tcp.exchange.duration histogram
-    still counts all K exchanges (metrics are not sampled)."""
+    still counts all K exchanges (metrics are not sampled), while the
+    servicegraph connector would count only the kept pairs."""
     hs = Hosts({"sampling_ratio": 0.25})
     srv, port = hs.server()
     c1 = hs.client_proc(hs.v4(port), ["--conns", 10, "--parallel", 10, "--exchanges", 150,
@@ -366,6 +368,10 @@ def test_sampling_quarter_keeps_the_same_exchanges_on_both_hosts():
         assert int(x["trace_id"][18:], 16) >= THRESHOLD_025, x["trace_id"]
     hc = histogram_counts(reqs)
     assert hc.get(("frontend", "client")) == k and hc.get(("backend", "server")) == k, (hc, k)
+    # What docs/backends.md says: the servicegraph connector counts the sampled pairs as
+    # they are (a quarter of the requests), the histogram's count is every one of them.
+    g = servicegraph.servicegraph(cl + sv)
+    assert g.edges() == {("frontend", "backend"): len(cl)} and len(cl) < k, g.edges()
     report("K=%d kept=%d fraction=%.3f", k, len(cl), frac)
 
 

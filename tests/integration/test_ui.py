@@ -15,6 +15,7 @@ loopback port:
   PromQL query for them;
 - garbage, a POST, a 10 KB path, unknown paths and 200 stalled clients get
   4xx answers or time out, and capture stays exact meanwhile;
+- the agent's own listener on 127.0.0.1 is drawn as a peer on this host;
 - a port already taken stops the start with a message naming the address.
 
 playwright-core comes from `npm ci` of web/package.json into
@@ -460,6 +461,41 @@ def test_bad_and_slow_clients_do_not_disturb_capture():
 
 
 test_bad_and_slow_clients_do_not_disturb_capture.timeout = 180
+
+
+def test_own_listener_is_on_this_host():
+    """The agent's own listener, on 127.0.0.1, is a peer on this host, never one "outside this
+    host". The agent watches this test's own namespace, so the requests this test makes to the
+    listener are captured: client halves whose server half never comes (the agent's sockets
+    are never captured), settled as edges to a peer node at a loopback address."""
+    h.require_root()
+    port = free_port()
+    root_ns = os.stat("/proc/self/ns/net").st_ino
+    rcv = h.Receiver()
+    agent = h.Agent({"capture": {"netns": [root_ns]}, "ui": {"listen": "127.0.0.1:%d" % port}},
+                    receiver=rcv).wait_ready()
+    base = "http://127.0.0.1:%d/" % port
+    label = "127.0.0.1:%d" % port
+
+    def seen():
+        g = graph(base)  # every call is one more request to the listener
+        nodes = [n for n in g["nodes"] if n["name"] == label]
+        return (g, nodes[0]) if nodes else None
+
+    g, n = h.wait_for(seen, 30, 0.5, "the listener's address as a node of the map")
+    note("listener node: %r", n)
+    assert n["kind"] == "local_peer" and n["external"] is False, n
+    assert n["id"] == "local:%s@%s" % (label, n["host"]) and n["host"], n
+    edges = [e for e in g["edges"] if e["target"] == n["id"]]
+    assert edges and all(e["peer"] == label and not e["paired"] for e in edges), edges
+    # No loopback address anywhere on the map is outside this host.
+    for x in g["nodes"]:
+        if x["name"].startswith(("127.", "[::1]")):
+            assert x["kind"] == "local_peer" and x["external"] is False, x
+    stop_agent(agent)
+
+
+test_own_listener_is_on_this_host.timeout = 90
 
 
 # ---- 4. a taken port -------------------------------------------------------------------

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -136,6 +137,7 @@ TEST(config_defaults)
 	ASSERT_U64_EQ(cfg->spans.idle_timeout_ms, 5000);
 	ASSERT_TRUE(cfg->metrics.enabled);
 	ASSERT_U64_EQ(cfg->metrics.interval_ms, 10000);
+	ASSERT_TRUE(cfg->metrics.per_process);
 	ASSERT_EQ(cfg->service.n_rules, 0);
 	ASSERT_FALSE(cfg->service.command_line);
 	ASSERT_EQ(cfg->resource.attributes.n, 0);
@@ -190,9 +192,14 @@ static const char every_key_yaml[] =
 	"  enabled: false\n"
 	"  sampling_ratio: 0.25\n"
 	"  idle_timeout: 1m30s\n"
+	"  external_clients: [203.0.113.0/24, \"2001:db8::/32\", 198.51.100.7]\n"
+	"  internal_networks:\n"
+	"    - 10.0.0.0/8\n"
+	"    - \"::ffff:192.168.0.0/112\"\n"
 	"metrics:\n"
 	"  enabled: False\n"
 	"  interval: 1.5s\n"
+	"  per_process: false\n"
 	"service:\n"
 	"  rules:\n"
 	"    - {match: {exe: redis-server}, name: cache}\n"
@@ -237,8 +244,31 @@ static void check_every_key(const struct config *cfg, const char *auth)
 	ASSERT_FALSE(cfg->spans.enabled);
 	ASSERT_DOUBLE_NEAR(cfg->spans.sampling_ratio, 0.25, 0);
 	ASSERT_U64_EQ(cfg->spans.idle_timeout_ms, 90000);
+	if (ASSERT_EQ(cfg->spans.external_clients.n, 3)) {
+		static const uint8_t in[4] = { 203, 0, 113, 200 }, out[4] = { 203, 0, 114, 1 };
+		static const uint8_t one[4] = { 198, 51, 100, 7 }, next[4] = { 198, 51, 100, 8 };
+		static const uint8_t v6[16] = { 0x20, 0x01, 0x0d, 0xb8, 0xff, [15] = 1 };
+
+		ASSERT_EQ(cfg->spans.external_clients.items[0].prefix, 24);
+		ASSERT_TRUE(cidr_list_contains(&cfg->spans.external_clients, AF_INET, in));
+		ASSERT_FALSE(cidr_list_contains(&cfg->spans.external_clients, AF_INET, out));
+		ASSERT_TRUE(cidr_list_contains(&cfg->spans.external_clients, AF_INET6, v6));
+		/* one address: a /32 */
+		ASSERT_EQ(cfg->spans.external_clients.items[2].prefix, 32);
+		ASSERT_TRUE(cidr_list_contains(&cfg->spans.external_clients, AF_INET, one));
+		ASSERT_FALSE(cidr_list_contains(&cfg->spans.external_clients, AF_INET, next));
+	}
+	if (ASSERT_EQ(cfg->spans.internal_networks.n, 2)) {
+		static const uint8_t lan[4] = { 192, 168, 7, 1 };
+
+		/* the v4-mapped range is kept as the IPv4 range it stands for */
+		ASSERT_EQ(cfg->spans.internal_networks.items[1].family, AF_INET);
+		ASSERT_EQ(cfg->spans.internal_networks.items[1].prefix, 16);
+		ASSERT_TRUE(cidr_list_contains(&cfg->spans.internal_networks, AF_INET, lan));
+	}
 	ASSERT_FALSE(cfg->metrics.enabled);
 	ASSERT_U64_EQ(cfg->metrics.interval_ms, 1500);
+	ASSERT_FALSE(cfg->metrics.per_process);
 	if (ASSERT_EQ(cfg->service.n_rules, 2)) {
 		ASSERT_STREQ(cfg->service.rules[0].match_exe, "redis-server");
 		ASSERT_TRUE(cfg->service.rules[0].match_cmdline == NULL);
@@ -398,7 +428,22 @@ static const struct bad_case bad_cases[] = {
 	{ "capture: 5\n", "F:1:10: capture: got '5' (expected a map with keys backend, netns, "
 			  "exclude_ports, max_sockets)\n" },
 	{ "spans: [1, 2]\n", "F:1:8: spans: got a list (expected a map with keys enabled, "
-			     "sampling_ratio, idle_timeout)\n" },
+			     "sampling_ratio, idle_timeout, external_clients, "
+			     "internal_networks)\n" },
+	/* address ranges */
+	{ "spans:\n  external_clients: [10.1.2.3/8]\n",
+	  "F:2:22: spans.external_clients[0]: '10.1.2.3/8' has address bits set past the prefix "
+	  "(did you mean 10.0.0.0/8?) (expected an address or a CIDR like 10.0.0.0/8 or "
+	  "fd00::/8)\n" },
+	{ "spans:\n  external_clients: [10.0.0.0/33]\n",
+	  "F:2:22: spans.external_clients[0]: '10.0.0.0/33': the prefix length is 0..32 (expected "
+	  "an address or a CIDR like 10.0.0.0/8 or fd00::/8)\n" },
+	{ "spans:\n  internal_networks:\n    - 10.0.0.0/8\n    - lan\n",
+	  "F:4:7: spans.internal_networks[1]: 'lan' is not an address or a CIDR (like 10.0.0.0/8 "
+	  "or fd00::/8) (expected an address or a CIDR like 10.0.0.0/8 or fd00::/8)\n" },
+	{ "spans:\n  internal_networks: 10.0.0.0/8\n",
+	  "F:2:22: spans.internal_networks: got '10.0.0.0/8' (expected a list of addresses or "
+	  "CIDRs like 10.0.0.0/8 or fd00::/8)\n" },
 	{ "metrics:\n  enabled: {a: b}\n",
 	  "F:2:12: metrics.enabled: got a map (expected true or false)\n" },
 	{ "exporter:\n  otlp:\n    headers: [a, b]\n",

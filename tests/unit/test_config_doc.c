@@ -47,8 +47,11 @@ TEST(config_doc_file_is_defaults)
 	ASSERT_EQ(cfg->spans.enabled, def->spans.enabled);
 	ASSERT_DOUBLE_NEAR(cfg->spans.sampling_ratio, def->spans.sampling_ratio, 0);
 	ASSERT_U64_EQ(cfg->spans.idle_timeout_ms, def->spans.idle_timeout_ms);
+	ASSERT_EQ(cfg->spans.external_clients.n, def->spans.external_clients.n);
+	ASSERT_EQ(cfg->spans.internal_networks.n, def->spans.internal_networks.n);
 	ASSERT_EQ(cfg->metrics.enabled, def->metrics.enabled);
 	ASSERT_U64_EQ(cfg->metrics.interval_ms, def->metrics.interval_ms);
+	ASSERT_EQ(cfg->metrics.per_process, def->metrics.per_process);
 	ASSERT_EQ(cfg->service.n_rules, def->service.n_rules);
 	ASSERT_EQ(cfg->service.command_line, def->service.command_line);
 	ASSERT_TRUE(kv_equal(&cfg->resource.attributes, &def->resource.attributes));

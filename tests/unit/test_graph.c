@@ -9,10 +9,12 @@
 #include <json-c/json.h>
 #include <math.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "graph.h"
 #include "test.h"
+#include "util.h"
 
 #define SEC 1000000000ULL
 #define MS  1000000ULL
@@ -225,6 +227,102 @@ TEST(graph_lone_halves_become_peer_edges_after_the_window)
 		ASSERT_TRUE(json_object_get_boolean(get(n, "external")));
 	ASSERT_EQ(num(get(r, "stats"), "unpaired"), 2);
 	ASSERT_EQ(num(get(r, "stats"), "pending"), 0);
+out:
+	json_object_put(r);
+	graph__free(g);
+}
+
+/* One lone client half to `peer_label`, with the connection's addresses. */
+static void add_lone_client(struct graph *g, uint32_t id, int family, const uint8_t *local,
+			    const uint8_t *peer, const char *peer_label)
+{
+	uint8_t trace[16] = { 0 }, span[8] = { 0 };
+	struct graph_exchange x = {
+		.service = "python3",
+		.host = "node-1",
+		.pid = 300,
+		.role = GRAPH_ROLE_CLIENT,
+		.trace_id = trace,
+		.client_span_id = span,
+		.peer = peer_label,
+		.family = family,
+		.local_addr = local,
+		.peer_addr = peer,
+		.request_bytes = 10,
+		.response_bytes = 20,
+		.duration_ns = MS,
+		.end_mono_ns = T0,
+	};
+
+	memcpy(trace, &id, sizeof(id));
+	trace[15] = 0x77;
+	memcpy(span, &id, sizeof(id));
+	graph__add(g, &x);
+}
+
+/*
+ * A peer at a loopback address, at the connection's own address or at one of
+ * the host's addresses is on this host (the agent's own UI listener on
+ * 127.0.0.1 is one: the agent's sockets are never captured, so its half never
+ * comes): never "external". Other addresses are outside it.
+ */
+TEST(graph_loopback_and_local_peers_are_on_this_host)
+{
+	static const uint8_t lo4[4] = { 127, 0, 0, 1 }, lo4b[4] = { 127, 3, 2, 1 };
+	static const uint8_t lo6[16] = { [15] = 1 };
+	static const uint8_t mine[4] = { 10, 1, 2, 3 }, other_ns[4] = { 10, 231, 0, 1 };
+	static const uint8_t far[4] = { 192, 0, 2, 7 },
+			     far6[16] = { 0x20, 0x01, 0x0d, 0xb8, [15] = 9 };
+	static const uint8_t host6[16] = { 0xfd, 0x00, [15] = 0x42 };
+	static const struct {
+		const char *label;
+		int family;
+		const uint8_t *local, *peer;
+		const char *kind;
+	} v[] = {
+		{ "127.0.0.1:9464", AF_INET, lo4, lo4, "local_peer" }, /* the agent's own UI */
+		{ "127.3.2.1:80", AF_INET, mine, lo4b, "local_peer" }, /* anywhere in 127/8 */
+		{ "[::1]:9464", AF_INET6, lo6, lo6, "local_peer" },
+		{ "10.1.2.3:8080", AF_INET, mine, mine, "local_peer" }, /* its own address */
+		{ "10.231.0.1:5432", AF_INET, mine, other_ns, "local_peer" }, /* a host address */
+		{ "[fd00::42]:443", AF_INET6, lo6, host6, "local_peer" },
+		{ "192.0.2.7:443", AF_INET, mine, far, "peer" },
+		{ "[2001:db8::9]:443", AF_INET6, host6, far6, "peer" },
+		{ "198.51.100.1:80", AF_INET, mine, NULL, "peer" }, /* no address given */
+	};
+	struct graph_addr host[2] = {
+		{ .family = AF_INET, .addr = { 10, 231, 0, 1 } },
+		{ .family = AF_INET6, .addr = { 0xfd, 0x00, [15] = 0x42 } },
+	};
+	struct graph *g = graph__new();
+	struct json_object *r = NULL;
+
+	if (!ASSERT_NOT_NULL(g))
+		return;
+	graph__set_local_addrs(g, host, ARRAY_SIZE(host));
+	for (size_t i = 0; i < ARRAY_SIZE(v); i++)
+		add_lone_client(g, (uint32_t)i + 1, v[i].family, v[i].local, v[i].peer, v[i].label);
+	r = render(g, T0 + GRAPH_PAIR_WINDOW_NS + 1);
+	if (!r || !ASSERT_EQ(count(r, "nodes"), 1 + (int)ARRAY_SIZE(v)))
+		goto out;
+	for (size_t i = 0; i < ARRAY_SIZE(v); i++) {
+		struct json_object *n = find(r, "nodes", "name", v[i].label), *e;
+		bool local = !strcmp(v[i].kind, "local_peer");
+		char id[128];
+
+		snprintf(id, sizeof(id), local ? "local:%s@node-1" : "peer:%s", v[i].label);
+		e = find_edge(r, "python3", v[i].label);
+		if (!ASSERT_NOT_NULL(n) || !ASSERT_STREQ(str(n, "kind"), v[i].kind) ||
+		    !ASSERT_TRUE(json_object_get_boolean(get(n, "external")) == !local) ||
+		    !ASSERT_STREQ(str(n, "host"), local ? "node-1" : "") ||
+		    !ASSERT_STREQ(str(n, "id"), id) || !ASSERT_NOT_NULL(e) ||
+		    !ASSERT_STREQ(str(e, "target"), id) ||
+		    !ASSERT_STREQ(str(e, "peer"), v[i].label)) {
+			test_fail_at(__FILE__, __LINE__, "peer %s", v[i].label);
+			break;
+		}
+	}
+	ASSERT_STREQ(str(find(r, "nodes", "name", "python3"), "kind"), "service");
 out:
 	json_object_put(r);
 	graph__free(g);

@@ -3,11 +3,17 @@
  * tcp.exchange.duration is counted in the kernel and exported by user space:
  * the explicit bounds user space writes must be the ones the kernel counts
  * with, and user space's own bucket choice (for exchanges the sweep ends)
- * must be the kernel's.
+ * must be the kernel's. With metrics.per_process false, the processes of one
+ * service instance add up into one resource without pids.
  */
+#include <json-c/json.h>
 #include <math.h>
+#include <stdio.h>
+#include <sys/socket.h>
 
+#include "config.h"
 #include "metrics.h"
+#include "procinfo.h"
 #include "test.h"
 
 TEST(metrics_exchange_bounds_match_the_kernel)
@@ -35,4 +41,200 @@ TEST(metrics_exchange_bucket_is_the_kernels)
 	ASSERT_EQ(metrics_exchange_bucket(60000000000ULL), TCPOTEL_EXCHANGE_BUCKETS - 2);
 	ASSERT_EQ(metrics_exchange_bucket(60000000001ULL), TCPOTEL_EXCHANGE_BUCKETS - 1);
 	ASSERT_EQ(metrics_exchange_bucket(UINT64_MAX), TCPOTEL_EXCHANGE_BUCKETS - 1);
+}
+
+/* ---- metrics.per_process ------------------------------------------------------- */
+
+/* One resource of a metrics body: its attributes and its tcp.io transmit total. */
+struct body_resource {
+	struct json_object *attrs;
+	int64_t transmit;
+	int64_t active;
+	int64_t exchanges;
+};
+
+static const char *res_attr(struct json_object *attrs, const char *key, int64_t *ival)
+{
+	for (size_t i = 0; i < json_object_array_length(attrs); i++) {
+		struct json_object *a = json_object_array_get_idx(attrs, i), *k, *v, *x;
+
+		if (!json_object_object_get_ex(a, "key", &k) ||
+		    strcmp(json_object_get_string(k), key) ||
+		    !json_object_object_get_ex(a, "value", &v))
+			continue;
+		if (json_object_object_get_ex(v, "stringValue", &x))
+			return json_object_get_string(x);
+		if (ival && json_object_object_get_ex(v, "intValue", &x)) {
+			*ival = json_object_get_int64(x);
+			return "";
+		}
+	}
+	return NULL;
+}
+
+static int64_t point_int(struct json_object *p)
+{
+	struct json_object *v;
+
+	if (json_object_object_get_ex(p, "asInt", &v) || json_object_object_get_ex(p, "count", &v))
+		return json_object_get_int64(v);
+	return -1;
+}
+
+/* The tcpotel.* resource is left out; returns how many resources were read. */
+static size_t read_body(struct metrics *m, struct json_object **root, struct body_resource *out,
+			size_t max, uint64_t now)
+{
+	struct json_object *rms, *sms, *ms, *arr;
+	struct jbuf b;
+	size_t n = 0;
+
+	jbuf_init(&b);
+	metrics__encode(m, &b, now, NULL);
+	*root = json_tokener_parse(jbuf_cstr(&b));
+	jbuf_free(&b);
+	if (!*root || !json_object_object_get_ex(*root, "resourceMetrics", &rms))
+		return 0;
+	for (size_t i = 0; i < json_object_array_length(rms) && n < max; i++) {
+		struct json_object *rm = json_object_array_get_idx(rms, i), *res;
+		struct body_resource *r = &out[n++];
+
+		memset(r, 0, sizeof(*r));
+		json_object_object_get_ex(rm, "resource", &res);
+		json_object_object_get_ex(res, "attributes", &r->attrs);
+		json_object_object_get_ex(rm, "scopeMetrics", &sms);
+		json_object_object_get_ex(json_object_array_get_idx(sms, 0), "metrics", &ms);
+		for (size_t j = 0; j < json_object_array_length(ms); j++) {
+			struct json_object *mt = json_object_array_get_idx(ms, j), *name, *kind;
+			const char *nm;
+
+			json_object_object_get_ex(mt, "name", &name);
+			nm = json_object_get_string(name);
+			if (!json_object_object_get_ex(mt, "sum", &kind) &&
+			    !json_object_object_get_ex(mt, "histogram", &kind))
+				continue;
+			json_object_object_get_ex(kind, "dataPoints", &arr);
+			for (size_t k = 0; k < json_object_array_length(arr); k++) {
+				struct json_object *p = json_object_array_get_idx(arr, k), *pa;
+				const char *dir;
+
+				json_object_object_get_ex(p, "attributes", &pa);
+				dir = res_attr(pa, "network.io.direction", NULL);
+				if (!strcmp(nm, "tcp.io") && dir && !strcmp(dir, "transmit"))
+					r->transmit += point_int(p);
+				else if (!strcmp(nm, "tcp.connection.active"))
+					r->active += point_int(p);
+				else if (!strcmp(nm, "tcp.exchange.duration"))
+					r->exchanges += point_int(p);
+			}
+		}
+	}
+	return n;
+}
+
+static struct stream *worker_stream(struct metrics *m, struct procinfo *pi, uint32_t pid)
+{
+	struct stream_key key = {
+		.role = TCPOTEL_ROLE_SERVER,
+		.family = AF_INET,
+		.port = 8000,
+		.peer = { 10, 0, 0, 1 },
+	};
+
+	key.res = procinfo__get(pi, pid, "gunicorn", 1);
+	return key.res ? metrics__stream(m, &key) : NULL;
+}
+
+/*
+ * Two workers of one service (fixtures 420 and 421: same service, container
+ * and pod, different pids and command lines). Per process: two resources
+ * with their pids. Per service instance: one resource, without process.pid
+ * and process.command_line, whose counters add up both workers' and keep
+ * growing after one worker's streams are gone.
+ */
+TEST(metrics_per_service_instance_adds_up_its_processes)
+{
+	char root_path[4096];
+	struct procinfo_opts popts = { .proc_root = root_path,
+				       .host_name = "node-1",
+				       .max_entries = 16,
+				       .revalidate_ms = 1000 };
+	struct config cfg = { .service.command_line = true };
+	struct body_resource r[4];
+	struct json_object *body = NULL;
+	struct procinfo *pi;
+	struct metrics *m = NULL, *mp = NULL;
+	struct stream *a, *b;
+	int64_t pid = 0;
+	size_t n;
+
+	snprintf(root_path, sizeof(root_path), "%s/tests/fixtures/proc", test_srcdir());
+	pi = procinfo__new(&cfg, &popts);
+	m = pi ? metrics__new(pi, 64) : NULL;
+	mp = pi ? metrics__new(pi, 64) : NULL;
+	if (!ASSERT_NOT_NULL(m) || !ASSERT_NOT_NULL(mp))
+		goto out;
+	metrics__set_per_process(m, false);
+
+	/* Per process (the default): two resources, each with its pid. */
+	a = worker_stream(mp, pi, 420);
+	b = worker_stream(mp, pi, 421);
+	if (!ASSERT_NOT_NULL(a) || !ASSERT_NOT_NULL(b) || !ASSERT_TRUE(a != b))
+		goto out;
+	stream_add_io(a, 100, 0);
+	stream_add_io(b, 20, 0);
+	n = read_body(mp, &body, r, 4, 1000);
+	if (!ASSERT_EQ(n, 2))
+		goto out;
+	ASSERT_NOT_NULL(res_attr(r[0].attrs, "process.pid", &pid));
+	ASSERT_NOT_NULL(res_attr(r[1].attrs, "process.command_line", NULL));
+	ASSERT_EQ(r[0].transmit + r[1].transmit, 120);
+	json_object_put(body);
+	body = NULL;
+
+	/* Per service instance. */
+	a = worker_stream(m, pi, 420);
+	b = worker_stream(m, pi, 421);
+	if (!ASSERT_NOT_NULL(a) || !ASSERT_NOT_NULL(b) || !ASSERT_TRUE(a != b))
+		goto out;
+	stream_add_io(a, 100, 7);
+	stream_add_io(b, 20, 3);
+	stream_add_active(a, 1);
+	stream_add_active(b, 2);
+	stream_add_exchange(a, 1000000);
+	stream_add_exchange(b, 2000000);
+	n = read_body(m, &body, r, 4, 1000);
+	if (!ASSERT_EQ(n, 1))
+		goto out;
+	ASSERT_TRUE(res_attr(r[0].attrs, "process.pid", &pid) == NULL);
+	ASSERT_TRUE(res_attr(r[0].attrs, "process.command_line", NULL) == NULL);
+	ASSERT_STREQ(res_attr(r[0].attrs, "service.name", NULL), "checkout");
+	ASSERT_STREQ(res_attr(r[0].attrs, "k8s.pod.uid", NULL),
+		     "2b3c4d5e-6f70-4182-93a4-b5c6d7e8f901");
+	ASSERT_STREQ(res_attr(r[0].attrs, "process.executable.name", NULL), "python3.11");
+	ASSERT_EQ(r[0].transmit, 120);
+	ASSERT_EQ(r[0].active, 3);
+	ASSERT_EQ(r[0].exchanges, 2);
+	json_object_put(body);
+	body = NULL;
+
+	/* Worker a exits: its connection closes, its stream goes once idle and exported. */
+	stream_add_active(a, -1);
+	metrics__evict_idle(m, 2000, 1);
+	n = read_body(m, &body, r, 4, 2500);
+	json_object_put(body);
+	body = NULL;
+	ASSERT_EQ(metrics__evict_idle(m, 3000, 1), 1); /* a alone: b and the instance stay */
+	stream_add_io(b, 5, 0);
+	n = read_body(m, &body, r, 4, 4000);
+	if (ASSERT_EQ(n, 1)) {
+		ASSERT_EQ(r[0].transmit, 125); /* never goes back: a's 100 stay counted */
+		ASSERT_EQ(r[0].active, 2);
+	}
+	ASSERT_EQ(metrics__streams(m), 2);
+out:
+	json_object_put(body);
+	metrics__free(m);
+	metrics__free(mp);
+	procinfo__free(pi);
 }

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cgroup.h"
 #include "config.h"
 #include "procinfo.h"
 #include "test.h"
@@ -22,6 +23,14 @@
 #define ID_CONTAINERD "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define ID_CGROUPFS   "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
 #define ID_CRIO	      "5d6c7b8a99a8b7c6d5e4f30211203f4e5d6c7b8a99a8b7c6d5e4f30211203f4e"
+#define ID_CRIO_FS    "c4f2a9e17b3d58066e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f"
+#define ID_DOCKER_K8S "9a8b7c6d5e4f30211203f4e5d6c7b8a99a8b7c6d5e4f30211203f4e5d6c7b8a9"
+#define ID_V1_SYSTEMD "1122334455667788990011223344556677889900aabbccddeeff001122334455"
+#define ID_V1_FS      "aabbccddeeff00112233445566778899aabbccddeeff00112233445566778899"
+#define ID_GUARANTEED "0fedcba9876543210fedcba9876543210fedcba9876543210fedcba987654321"
+#define ID_CGROUPNS   "3141592653589793238462643383279502884197169399375105820974944592"
+#define ID_KIND	      "2718281828459045235360287471352662497757247093699959574966967627"
+#define ID_MIXED      "1618033988749894848204586834365638117720309179805762862135448622"
 
 static const char *fixture_root(void)
 {
@@ -93,7 +102,8 @@ TEST(plain_process)
 	r = procinfo__get(pi, 100, "redis-server", 1);
 	if (!ASSERT_NOT_NULL(r))
 		goto out;
-	if (!keys_are(r, "service.name,process.pid,process.executable.name,host.name"))
+	if (!keys_are(r, "service.name,tcpotel.service.name.source,process.pid,"
+			 "process.executable.name,host.name"))
 		goto put;
 	ASSERT_STREQ(attr_str(r, "service.name"), "redis-server");
 	ASSERT_EQ(attr_int(r, "process.pid"), 100);
@@ -123,8 +133,8 @@ TEST(command_line)
 	r2 = procinfo__get(pi, 300, "nginx", 1);
 	if (!ASSERT_NOT_NULL(r) || !ASSERT_NOT_NULL(r2))
 		goto out;
-	if (!keys_are(r, "service.name,process.pid,process.executable.name,process.command_line,"
-			 "host.name"))
+	if (!keys_are(r, "service.name,tcpotel.service.name.source,process.pid,"
+			 "process.executable.name,process.command_line,host.name"))
 		goto out;
 	ASSERT_STREQ(attr_str(r, "process.command_line"), "redis-server *:6379");
 	ASSERT_STREQ(r->command_line, "redis-server *:6379");
@@ -177,7 +187,9 @@ TEST(container_id_from_cgroup)
 		{ 100, NULL },	       { 200, NULL },	       { 300, ID_DOCKER },
 		{ 301, ID_DOCKER_V1 }, { 400, ID_CONTAINERD }, { 401, ID_CGROUPFS },
 		{ 402, ID_CRIO },      { 403, ID_CONTAINERD }, { 404, NULL },
-		{ 500, NULL },
+		{ 405, ID_CRIO_FS },   { 406, ID_DOCKER_K8S }, { 407, ID_V1_SYSTEMD },
+		{ 408, ID_V1_FS },     { 409, ID_GUARANTEED }, { 410, ID_CGROUPNS },
+		{ 411, ID_KIND },      { 412, ID_MIXED },      { 500, NULL },
 	};
 	struct config cfg = { 0 };
 	struct procinfo *pi = open_pi(&cfg, NULL, 16);
@@ -192,9 +204,7 @@ TEST(container_id_from_cgroup)
 			break;
 		if (v[i].id)
 			ok = ASSERT_STREQ(attr_str(r, "container.id"), v[i].id) &&
-			     ASSERT_STREQ(r->container_id, v[i].id) &&
-			     /* last of the built-in attributes */
-			     ASSERT_STREQ(r->attrs[r->n_attrs - 1].key, "container.id");
+			     ASSERT_STREQ(r->container_id, v[i].id);
 		else
 			ok = ASSERT_TRUE(attr(r, "container.id") == NULL) &&
 			     ASSERT_TRUE(r->container_id == NULL);
@@ -205,6 +215,148 @@ TEST(container_id_from_cgroup)
 			break;
 	}
 	procinfo__free(pi);
+}
+
+/* k8s.pod.uid: the UID with dashes whatever the cgroup driver wrote; after container.id. */
+TEST(pod_uid_from_cgroup)
+{
+	static const struct {
+		uint32_t pid;
+		const char *uid; /* NULL: none */
+	} v[] = {
+		{ 100, NULL }, /* no container */
+		{ 300, NULL }, /* Docker outside Kubernetes */
+		{ 301, NULL },
+		{ 403, NULL }, /* podman */
+		{ 404, NULL }, /* CRI-O's monitor */
+		{ 400, "1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809" }, /* containerd, systemd, v2 */
+		{ 401, "1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809" }, /* containerd, cgroupfs, v2 */
+		{ 402, "7c1e5a2b-9d3f-4e8a-b6c0-2f4d8e1a9b37" }, /* CRI-O, systemd, v2 */
+		{ 405, "3e9f1c2a-7b4d-4c8e-a1f6-5d2b9e0c7a48" }, /* CRI-O, cgroupfs, v2 */
+		{ 406, "0f6e2d1c-8b7a-4960-9e5d-4c3b2a190807" }, /* Docker, systemd, v2 */
+		{ 407, "b2c3d4e5-f607-4819-8a2b-3c4d5e6f7081" }, /* containerd, systemd, v1 */
+		{ 408, "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d" }, /* Docker, cgroupfs, v1 */
+		{ 409, "6f5e4d3c-2b1a-4098-8765-43210fedcba9" }, /* Guaranteed */
+		{ 410, "d4e5f6a7-b8c9-4d0e-9f1a-2b3c4d5e6f70" }, /* seen from a cgroup namespace */
+		{ 411, "8e7d6c5b-4a39-4281-b0c9-d8e7f6a5b4c3" }, /* kind */
+		{ 412, NULL }, /* mixed separators: not a UID */
+	};
+	struct config cfg = { 0 };
+	struct procinfo *pi = open_pi(&cfg, NULL, 32);
+
+	if (!ASSERT_NOT_NULL(pi))
+		return;
+	for (size_t i = 0; i < ARRAY_SIZE(v); i++) {
+		struct proc_resource *r = procinfo__get(pi, v[i].pid, NULL, 1);
+		bool ok;
+
+		if (!ASSERT_NOT_NULL(r))
+			break;
+		if (v[i].uid)
+			ok = ASSERT_STREQ(attr_str(r, "k8s.pod.uid"), v[i].uid) &&
+			     /* the last of the built-in attributes, right after container.id */
+			     ASSERT_STREQ(r->attrs[r->n_attrs - 1].key, "k8s.pod.uid") &&
+			     ASSERT_STREQ(r->attrs[r->n_attrs - 2].key, "container.id");
+		else
+			ok = ASSERT_TRUE(attr(r, "k8s.pod.uid") == NULL);
+		if (!ok)
+			test_fail_at(__FILE__, __LINE__, "pid %u", v[i].pid);
+		procinfo__put(pi, r);
+		if (!ok)
+			break;
+	}
+	procinfo__free(pi);
+}
+
+/* The pure parser on what a file can hold beyond the fixtures. */
+TEST(cgroup_parse_edges)
+{
+	static const char uid[] = "1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809";
+	static const struct {
+		const char *text;
+		const char *id, *uid; /* "" : none */
+	} v[] = {
+		/* a pod UID on an earlier line belongs to another cgroup than the container */
+		{ "2:cpu:/kubepods/pod"
+		  "1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809\n"
+		  "1:name=systemd:/docker/" ID_DOCKER "\n",
+		  ID_DOCKER, "" },
+		/* no container: the pod's UID alone */
+		{ "0::/kubepods/burstable/pod1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809\n", "", uid },
+		/* not under kubepods */
+		{ "0::/system.slice/pod1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809.slice\n", "", "" },
+		/* upper case, one digit short, one too many */
+		{ "0::/kubepods/pod1A2B3C4D-5E6F-7081-92A3-B4C5D6E7F809/" ID_CGROUPFS, ID_CGROUPFS,
+		  "" },
+		{ "0::/kubepods/pod1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f80/" ID_CGROUPFS, ID_CGROUPFS,
+		  "" },
+		{ "0::/kubepods/pod1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f8090/" ID_CGROUPFS, ID_CGROUPFS,
+		  "" },
+		/* a 65-digit run is no id; no newline at the end; no path at all */
+		{ "0::/kubepods/pod1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809/0" ID_CGROUPFS, "", uid },
+		{ "garbage without colons\n0:", "", "" },
+		{ "", "", "" },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(v); i++) {
+		struct cgroup_ids ids;
+
+		cgroup_parse(v[i].text, strlen(v[i].text), &ids);
+		if (!ASSERT_STREQ(ids.container_id, v[i].id) ||
+		    !ASSERT_STREQ(ids.pod_uid, v[i].uid)) {
+			test_fail_at(__FILE__, __LINE__, "case %zu", i);
+			break;
+		}
+	}
+}
+
+/* tcpotel.service.name.source: who named the service, so that a Collector can tell. */
+TEST(service_name_source)
+{
+	struct service_rule rules[] = {
+		{ .match_exe = S("redis-server"), .name = S("cache") },
+	};
+	struct kv_pair kv[] = { { S("service.name"), S("pinned") } };
+	static const struct {
+		uint32_t pid;
+		bool with_rules, with_attr;
+		const char *service, *source;
+	} v[] = {
+		{ 406, false, false, "node", "executable" },
+		{ 400, false, false, "server", "executable" }, /* empty OTEL_SERVICE_NAME */
+		{ 401, false, false, "edge-proxy", "otel_service_name" },
+		{ 100, true, false, "cache", "service_rules" },
+		{ 401, true, false, "edge-proxy", "otel_service_name" },
+		{ 406, true, true, "pinned", "resource_attributes" },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(v); i++) {
+		struct config cfg = { 0 };
+		struct procinfo *pi;
+		struct proc_resource *r;
+		bool ok;
+
+		if (v[i].with_rules) {
+			cfg.service.rules = rules;
+			cfg.service.n_rules = ARRAY_SIZE(rules);
+		}
+		if (v[i].with_attr)
+			cfg.resource.attributes = (struct kv_list){ kv, ARRAY_SIZE(kv) };
+		pi = open_pi(&cfg, NULL, 16);
+		if (!ASSERT_NOT_NULL(pi))
+			return;
+		r = procinfo__get(pi, v[i].pid, NULL, 1);
+		ok = ASSERT_NOT_NULL(r) &&
+		     ASSERT_STREQ(attr_str(r, "service.name"), v[i].service) &&
+		     ASSERT_STREQ(attr_str(r, "tcpotel.service.name.source"), v[i].source) &&
+		     ASSERT_STREQ(r->attrs[1].key, "tcpotel.service.name.source");
+		if (!ok)
+			test_fail_at(__FILE__, __LINE__, "case %zu", i);
+		procinfo__put(pi, r);
+		procinfo__free(pi);
+		if (!ok)
+			break;
+	}
 }
 
 TEST(comm_with_spaces_and_parens)
@@ -310,7 +462,8 @@ TEST(resource_attributes_override_in_place)
 		return;
 	r = procinfo__get(pi, 300, "nginx", 1);
 	if (ASSERT_NOT_NULL(r) &&
-	    keys_are(r, "service.name,process.pid,process.executable.name,host.name,container.id,"
+	    keys_are(r, "service.name,tcpotel.service.name.source,process.pid,"
+			"process.executable.name,host.name,container.id,"
 			"deployment.environment.name,team")) {
 		ASSERT_STREQ(attr_str(r, "host.name"), "node-7");
 		ASSERT_STREQ(attr_str(r, "deployment.environment.name"), "prod");
@@ -377,7 +530,8 @@ TEST(process_gone_named_by_comm)
 		return;
 	r = procinfo__get(pi, 99999, "short-lived-job", 1);
 	if (ASSERT_NOT_NULL(r) &&
-	    keys_are(r, "service.name,process.pid,process.executable.name,host.name")) {
+	    keys_are(r, "service.name,tcpotel.service.name.source,process.pid,"
+			"process.executable.name,host.name")) {
 		/* The kernel keeps 15 bytes of comm. */
 		ASSERT_STREQ(r->service_name, "short-lived-job");
 		ASSERT_STREQ(attr_str(r, "process.executable.name"), "short-lived-job");
