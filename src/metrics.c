@@ -46,7 +46,6 @@ struct stream {
 	struct group *group;
 	struct stream *prev, *next; /* in the group */
 	char peer[NETADDR_STRLEN];
-	char peer_label[NETADDR_STRLEN + 8]; /* for the live map: [v6]:port or v4:port */
 	char *peer_service;
 	uint64_t start_unix_ns;
 	uint64_t changed_unix_ns;
@@ -198,8 +197,6 @@ struct stream *metrics__stream(struct metrics *m, const struct stream_key *key)
 	g->head = s;
 	g->n++;
 	netaddr_format(k.family, k.peer, s->peer);
-	netaddr_label(k.family, k.peer, k.role == TCPOTEL_ROLE_CLIENT ? k.port : 0, s->peer_label,
-		      sizeof(s->peer_label));
 	htable_insert(&m->streams, &s->node, h);
 	return s;
 }
@@ -209,12 +206,12 @@ static void touch(struct stream *s)
 	s->exported_since_change = false;
 }
 
-void stream_touch(struct stream *s)
+void stream__touch(struct stream *s)
 {
 	touch(s);
 }
 
-void stream_add_io(struct stream *s, uint64_t sent, uint64_t received)
+void stream__add_io(struct stream *s, uint64_t sent, uint64_t received)
 {
 	if (!sent && !received)
 		return;
@@ -223,19 +220,19 @@ void stream_add_io(struct stream *s, uint64_t sent, uint64_t received)
 	touch(s);
 }
 
-void stream_add_opened(struct stream *s, uint64_t n)
+void stream__add_opened(struct stream *s, uint64_t n)
 {
 	s->opened += n;
 	touch(s);
 }
 
-void stream_add_active(struct stream *s, int64_t delta)
+void stream__add_active(struct stream *s, int64_t delta)
 {
 	s->active += delta;
 	touch(s);
 }
 
-void stream_add_retransmits(struct stream *s, uint64_t n)
+void stream__add_retransmits(struct stream *s, uint64_t n)
 {
 	if (!n)
 		return;
@@ -273,8 +270,8 @@ static bool hist_add(struct histogram *h, uint64_t *counts, const uint32_t *delt
 	return true;
 }
 
-void stream_add_srtt(struct stream *s, const uint32_t delta[TCPOTEL_SRTT_BUCKETS], uint64_t sum_us,
-		     uint32_t min_us, uint32_t max_us)
+void stream__add_srtt(struct stream *s, const uint32_t delta[TCPOTEL_SRTT_BUCKETS], uint64_t sum_us,
+		      uint32_t min_us, uint32_t max_us)
 {
 	if (hist_add(&s->srtt, s->srtt_counts, delta, TCPOTEL_SRTT_BUCKETS, sum_us * 1e-6,
 		     min_us * 1e-6, max_us * 1e-6))
@@ -290,33 +287,15 @@ unsigned metrics_exchange_bucket(uint64_t duration_ns)
 	return k;
 }
 
-void stream_add_exchanges(struct stream *s, const uint32_t delta[TCPOTEL_EXCHANGE_BUCKETS],
-			  uint64_t sum_ns, uint64_t min_ns, uint64_t max_ns)
+void stream__add_exchanges(struct stream *s, const uint32_t delta[TCPOTEL_EXCHANGE_BUCKETS],
+			   uint64_t sum_ns, uint64_t min_ns, uint64_t max_ns)
 {
 	if (hist_add(&s->exchange, s->exchange_counts, delta, EXCHANGE_BUCKETS, sum_ns * 1e-9,
 		     min_ns * 1e-9, max_ns * 1e-9))
 		touch(s);
 }
 
-void stream_add_exchange(struct stream *s, uint64_t duration_ns)
-{
-	uint32_t delta[TCPOTEL_EXCHANGE_BUCKETS] = { 0 };
-
-	delta[metrics_exchange_bucket(duration_ns)] = 1;
-	stream_add_exchanges(s, delta, duration_ns, duration_ns, duration_ns);
-}
-
-const struct stream_key *stream_key(const struct stream *s)
-{
-	return &s->key;
-}
-
-const char *stream_peer_label(const struct stream *s)
-{
-	return s->peer_label;
-}
-
-void stream_set_peer_service(struct stream *s, const char *name)
+void stream__set_peer_service(struct stream *s, const char *name)
 {
 	if (s->peer_service || !name)
 		return;

@@ -207,6 +207,8 @@ static void res_fill_fields(struct res *r)
 	r->pub.command_line = a && a->type == OTLP_STRING ? (char *)(uintptr_t)a->s : NULL;
 	a = res_find(r, "container.id");
 	r->pub.container_id = a && a->type == OTLP_STRING ? (char *)(uintptr_t)a->s : NULL;
+	a = res_find(r, "host.name");
+	r->pub.host_name = a && a->type == OTLP_STRING ? a->s : "";
 }
 
 static struct proc_resource *res_ref(struct res *r)

@@ -25,6 +25,7 @@ struct proc_resource {
 	char *exe_name;
 	char *command_line; /* NULL unless service.command_line is on */
 	char *container_id; /* NULL outside containers */
+	const char *host_name; /* host.name, "" when there is none */
 	struct otlp_attr *attrs; /* ready to encode, service.name first */
 	size_t n_attrs;
 	unsigned refs; /* owned by procinfo; use procinfo__get/procinfo__put */

@@ -2,8 +2,8 @@
 /*
  * tcp.exchange.duration is counted in the kernel and exported by user space:
  * the explicit bounds user space writes must be the ones the kernel counts
- * with, and user space's own bucket choice (for exchanges the sweep ends)
- * must be the kernel's.
+ * with, and metrics_exchange_bucket(), with which the unit tests and the
+ * benchmark stand in for the kernel, must pick the kernel's bucket.
  */
 #include <math.h>
 
