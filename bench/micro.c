@@ -313,7 +313,6 @@ static int bench_points(void)
 	struct procinfo_opts popts = { .proc_root = "/proc",
 				       .max_entries = 64,
 				       .revalidate_ms = 5000 };
-	struct config *cfg = config__defaults();
 	struct procinfo *pi = NULL;
 	struct metrics *m = NULL;
 	size_t points = 0;
@@ -321,9 +320,7 @@ static int bench_points(void)
 	int err = -ENOMEM;
 
 	jbuf_init(&b);
-	if (!cfg)
-		goto out;
-	pi = procinfo__new(cfg, &popts);
+	pi = procinfo__new(&popts);
 	m = pi ? metrics__new(pi, 262144) : NULL;
 	if (!m)
 		goto out;
@@ -403,7 +400,6 @@ out:
 	jbuf_free(&b);
 	metrics__free(m);
 	procinfo__free(pi);
-	config__free(cfg);
 	return err;
 }
 
@@ -417,7 +413,6 @@ static int bench_exchange(void)
 				       .max_entries = 64,
 				       .revalidate_ms = 5000 };
 	struct exchanges_opts xopts = { .spans = true, .sampling_ratio = 1.0 };
-	struct config *cfg = config__defaults();
 	struct procinfo *pi = NULL;
 	struct proc_resource *res = NULL;
 	struct tcpotel_tuple *tuples = NULL;
@@ -425,9 +420,7 @@ static int bench_exchange(void)
 	double v[REPS];
 	int err = -ENOMEM;
 
-	if (!cfg)
-		goto out;
-	pi = procinfo__new(cfg, &popts);
+	pi = procinfo__new(&popts);
 	res = pi ? procinfo__get(pi, (uint32_t)getpid(), "micro", 0) : NULL;
 	tuples = calloc(n, sizeof(*tuples));
 	if (!res || !tuples)
@@ -476,7 +469,6 @@ out:
 	if (res)
 		procinfo__put(pi, res);
 	procinfo__free(pi);
-	config__free(cfg);
 	return err;
 }
 
@@ -492,7 +484,6 @@ out:
 
 struct sweep_bench {
 	struct capture *capture;
-	struct config *cfg;
 	struct procinfo *pi;
 	struct metrics *m;
 	struct sockets *ss;
@@ -590,7 +581,6 @@ static void sb_free(struct sweep_bench *b)
 	sockets__free(b->ss);
 	metrics__free(b->m);
 	procinfo__free(b->pi);
-	config__free(b->cfg);
 	capture__destroy(b->capture);
 	free(b->v);
 	free(b->k);
@@ -622,8 +612,7 @@ static int sb_init(struct sweep_bench *b, uint32_t n)
 	}
 	b->map_fd = capture__sockets_fd(b->capture);
 	b->queue_fd = capture__dirty_fd(b->capture);
-	b->cfg = config__defaults();
-	b->pi = b->cfg ? procinfo__new(b->cfg, &popts) : NULL;
+	b->pi = procinfo__new(&popts);
 	b->m = b->pi ? metrics__new(b->pi, 262144) : NULL;
 	sopts.source.ctx = b->capture;
 	b->ss = b->m ? sockets__new(&sopts, b->m, b->pi, NULL) : NULL;

@@ -154,6 +154,30 @@ static void seed_listeners(struct agent *a)
 	free(found);
 }
 
+/* exporter.* as the export thread takes it. */
+static void exporter_opts_of(const struct config *cfg, struct exporter_opts *o)
+{
+	const typeof(cfg->exporter.otlp) *otlp = &cfg->exporter.otlp;
+
+	*o = (struct exporter_opts){
+		.endpoints = { [SIGNAL_METRICS] = otlp->metrics_endpoint,
+			       [SIGNAL_TRACES] = otlp->traces_endpoint },
+		.headers = { [SIGNAL_METRICS] = &otlp->metrics_headers,
+			     [SIGNAL_TRACES] = &otlp->traces_headers },
+		.gzip = otlp->compression == COMPRESSION_GZIP,
+		.to_stdout = cfg->exporter.stdout,
+		.timeout_ms = otlp->timeout_ms,
+		.ca_file = otlp->tls.ca_file,
+		.cert_file = otlp->tls.cert_file,
+		.key_file = otlp->tls.key_file,
+		.insecure_skip_verify = otlp->tls.insecure_skip_verify,
+		.retry_initial_ms = otlp->retry.initial_interval_ms,
+		.retry_max_ms = otlp->retry.max_interval_ms,
+		.retry_max_elapsed_ms = otlp->retry.max_elapsed_time_ms,
+		.queue_size = otlp->queue_size,
+	};
+}
+
 static bool ui_enabled(const struct config *cfg)
 {
 	return cfg->ui.listen && *cfg->ui.listen;
@@ -214,6 +238,12 @@ struct agent *agent__start(const struct config *cfg, enum capture_backend backen
 		.proc_root = "/proc",
 		.max_entries = 8192,
 		.revalidate_ms = 5000,
+		.rules = cfg->service.rules,
+		.n_rules = cfg->service.n_rules,
+		.command_line = cfg->service.command_line,
+		.attributes = &cfg->resource.attributes,
+		.self_service_name = cfg->self.service_name,
+		.self_attributes = &cfg->self.attributes,
 	};
 	struct sockets_opts sopts = {
 		.source = { .begin = sweep_begin, .collect = sweep_collect },
@@ -223,6 +253,7 @@ struct agent *agent__start(const struct config *cfg, enum capture_backend backen
 		.spans = cfg->spans.enabled,
 		.sampling_ratio = cfg->spans.sampling_ratio,
 	};
+	struct exporter_opts eopts;
 	uint32_t *netns = NULL;
 	struct agent *a;
 	int err = -ENOMEM;
@@ -240,7 +271,7 @@ struct agent *agent__start(const struct config *cfg, enum capture_backend backen
 			goto fail;
 		copts.netns = netns;
 	}
-	a->pi = procinfo__new(cfg, &popts);
+	a->pi = procinfo__new(&popts);
 	a->metrics = a->pi ? metrics__new(a->pi, MAX_STREAMS) : NULL;
 	if (!a->metrics)
 		goto fail_errno;
@@ -256,7 +287,8 @@ struct agent *agent__start(const struct config *cfg, enum capture_backend backen
 		goto fail;
 	/* Before any thread starts: capabilities are per thread, inherited. */
 	privdrop_after_attach(capture__sockets_fd(a->capture));
-	a->exporter = exporter__start(cfg);
+	exporter_opts_of(cfg, &eopts);
+	a->exporter = exporter__start(&eopts);
 	if (!a->exporter)
 		goto fail_errno;
 	a->exchanges = exchanges__new(&xopts, a->pi, a->exporter);

@@ -11,7 +11,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config.h"
 #include "exchange.h"
 #include "export.h"
 #include "graph.h"
@@ -65,7 +64,6 @@ TEST(exchange_map_is_drawn_from_the_origin)
 				       .max_entries = 16,
 				       .revalidate_ms = 5000 };
 	struct exchanges_opts xopts = { .spans = false, .sampling_ratio = 0.25 };
-	struct config *cfg = config__defaults();
 	struct procinfo *pi = NULL;
 	struct proc_resource *res = NULL;
 	struct exchanges *x = NULL;
@@ -73,9 +71,9 @@ TEST(exchange_map_is_drawn_from_the_origin)
 	struct tcpotel_tuple t = { .family = AF_INET, .sport = 40000, .dport = 8080 };
 	char peer[64] = "";
 
-	if (!ASSERT_NOT_NULL(cfg) || !ASSERT_NOT_NULL(g))
+	if (!ASSERT_NOT_NULL(g))
 		goto out;
-	pi = procinfo__new(cfg, &popts);
+	pi = procinfo__new(&popts);
 	res = pi ? procinfo__get(pi, (uint32_t)getpid(), "frontend", 0) : NULL;
 	x = res ? exchanges__new(&xopts, pi, NULL) : NULL;
 	if (!ASSERT_NOT_NULL(x))
@@ -114,7 +112,6 @@ out:
 		procinfo__put(pi, res);
 	procinfo__free(pi);
 	graph__free(g);
-	config__free(cfg);
 }
 
 static uint64_t clock_of(clockid_t id)
@@ -141,8 +138,9 @@ TEST(exchange_spans_get_unix_time_when_written)
 				       .max_entries = 16,
 				       .revalidate_ms = 5000 };
 	struct exchanges_opts xopts = { .spans = true, .sampling_ratio = 1.0 };
-	struct config *cfg = config__defaults();
+	struct exporter_opts eopts = { .timeout_ms = 2000, .queue_size = 16 };
 	struct http_stub *stub = http_stub__start(0);
+	char *url = NULL;
 	struct procinfo *pi = NULL;
 	struct proc_resource *res = NULL;
 	struct exporter *exp = NULL;
@@ -153,17 +151,16 @@ TEST(exchange_spans_get_unix_time_when_written)
 	const struct http_stub_request *req;
 	uint64_t mono, unix_now;
 
-	if (!ASSERT_NOT_NULL(cfg) || !ASSERT_NOT_NULL(stub))
+	if (!ASSERT_NOT_NULL(stub))
 		goto out;
-	free(cfg->exporter.otlp.traces_endpoint);
-	if (asprintf(&cfg->exporter.otlp.traces_endpoint, "http://127.0.0.1:%u/v1/traces",
-		     (unsigned int)http_stub__port(stub)) < 0) {
-		cfg->exporter.otlp.traces_endpoint = NULL;
+	if (asprintf(&url, "http://127.0.0.1:%u/v1/traces", (unsigned int)http_stub__port(stub)) <
+	    0) {
+		url = NULL;
 		goto out;
 	}
-	cfg->exporter.otlp.compression = COMPRESSION_NONE;
-	exp = exporter__start(cfg);
-	pi = procinfo__new(cfg, &popts);
+	eopts.endpoints[SIGNAL_TRACES] = url;
+	exp = exporter__start(&eopts);
+	pi = procinfo__new(&popts);
 	res = pi ? procinfo__get(pi, (uint32_t)getpid(), "frontend", 0) : NULL;
 	x = res && exp ? exchanges__new(&xopts, pi, exp) : NULL;
 	if (!ASSERT_NOT_NULL(x))
@@ -209,5 +206,5 @@ out:
 		procinfo__put(pi, res);
 	procinfo__free(pi);
 	http_stub__stop(stub);
-	config__free(cfg);
+	free(url);
 }

@@ -12,7 +12,6 @@
 #include <json-c/json.h>
 #include <unistd.h>
 
-#include "config.h"
 #include "exchange.h"
 #include "graph.h"
 #include "jbuf.h"
@@ -317,7 +316,6 @@ static struct totals totals(struct metrics *m)
 
 struct fixture {
 	struct fake_kernel k;
-	struct config *cfg;
 	struct procinfo *pi;
 	struct metrics *m;
 	struct exchanges *x;
@@ -338,8 +336,7 @@ static bool setup(struct fixture *f, bool with_map)
 	};
 
 	memset(f, 0, sizeof(*f));
-	f->cfg = config__defaults();
-	f->pi = f->cfg ? procinfo__new(f->cfg, &popts) : NULL;
+	f->pi = procinfo__new(&popts);
 	f->m = f->pi ? metrics__new(f->pi, 1024) : NULL;
 	if (with_map) {
 		f->g = graph__new();
@@ -358,7 +355,6 @@ static void teardown(struct fixture *f)
 	graph__free(f->g);
 	metrics__free(f->m);
 	procinfo__free(f->pi);
-	config__free(f->cfg);
 }
 
 static void sweep(struct fixture *f, uint64_t now)
