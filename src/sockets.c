@@ -533,6 +533,35 @@ static void sweep_socket(struct sockets *ss, const struct tcpotel_snapshot *snap
 		idle_clear(ss, u);
 }
 
+/*
+ * The sockets of a batch were last touched a sweep ago: their usocks and
+ * streams are out of the cache. Fetching them all at once, in steps, lets
+ * the misses of the batch overlap.
+ */
+static void prefetch_batch(const struct sockets *ss, const struct tcpotel_snapshot *out, int n)
+{
+	for (int i = 0; i < n; i++)
+		htable_prefetch_bucket(&ss->socks, hash_u64(out[i].sock.sock_id));
+	for (int i = 0; i < n; i++)
+		htable_prefetch_first(&ss->socks, hash_u64(out[i].sock.sock_id));
+	for (int i = 0; i < n; i++) {
+		const struct usock *u = usock_find(ss, out[i].sock.sock_id);
+
+		if (!u)
+			continue;
+		for (size_t off = 64; off < sizeof(*u); off += 64)
+			__builtin_prefetch((const char *)u + off);
+		if (u->us)
+			__builtin_prefetch(u->us);
+	}
+	for (int i = 0; i < n; i++) {
+		const struct usock *u = usock_find(ss, out[i].sock.sock_id);
+
+		if (u && u->us && u->us->stream)
+			__builtin_prefetch(u->us->stream);
+	}
+}
+
 /* Its close record was lost: what it did since the last sweep is lost (counted
  * by the kernel as a lost record); only the connection is taken away. */
 static void sweep_close_lost(struct sockets *ss, uint64_t sock_id)
@@ -594,6 +623,7 @@ int sockets__sweep(struct sockets *ss, uint64_t now_mono_ns)
 					strerror(-err));
 			break;
 		}
+		prefetch_batch(ss, out, n);
 		for (int i = 0; i < n; i++) {
 			if (out[i].status == TCPOTEL_SNAP_SOCKET)
 				sweep_socket(ss, &out[i], now_mono_ns);
