@@ -44,6 +44,7 @@
 #define SPAN_BATCH    4096 /* EXCHANGE_MAX_BATCH: one traces body */
 #define GZIP_LEVEL    1 /* the exporter's level (ISA-L igzip); zlib shown for comparison */
 #define SWEEP_MAP_MAX 131072
+#define SWEEP_IDLE_NS (5 * NSEC_PER_SEC)
 
 static bool json_out;
 /* Keeps results alive so the compiler cannot drop the timed loops. */
@@ -592,14 +593,14 @@ static int sb_init(struct sweep_bench *b, uint32_t n)
 		.backend = BACKEND_TRACEPOINT,
 		.max_sockets = SWEEP_MAP_MAX,
 		.self_tgid = (uint32_t)getpid(),
-		.idle_timeout_ns = 5 * NSEC_PER_SEC,
+		.idle_timeout_ns = SWEEP_IDLE_NS,
 	};
 	struct procinfo_opts popts = { .proc_root = "/proc",
 				       .max_entries = 64,
 				       .revalidate_ms = 5000 };
 	struct sockets_opts sopts = {
 		.source = { .begin = sb_begin, .collect = sb_collect },
-		.idle_timeout_ns = 5 * NSEC_PER_SEC,
+		.idle_timeout_ns = SWEEP_IDLE_NS,
 	};
 
 	memset(b, 0, sizeof(*b));
@@ -627,7 +628,7 @@ static int bench_sweep_size(uint32_t n)
 	double first, idle[REPS], changed[REPS], all[REPS], silent[REPS], ns;
 	size_t heap_before, heap_after;
 	struct sweep_bench b;
-	uint64_t add = 0;
+	uint64_t add = 0, exchanges;
 	char name[64], note[128];
 	int err;
 
@@ -663,13 +664,23 @@ static int bench_sweep_size(uint32_t n)
 		err = err ?: sb_touch(&b, NULL, n, add, 0);
 		err = err ?: sb_sweep(&b, &all[r]);
 	}
-	/* 1 % answered and went silent: one sweep learns it, the next asks the kernel,
-	 * which ends the exchange. */
+	/* 1 % answered, and their silence is about to reach the idle timeout: one
+	 * sweep learns of it, the one after it is due asks the kernel, which ends
+	 * the exchanges. */
 	for (int r = 0; r < REPS && !err; r++) {
 		add += 128;
-		err = sb_touch(&b, some, n_some, add, now_ns() - 10 * NSEC_PER_SEC);
+		err = sb_touch(&b, some, n_some, add,
+			       now_ns() - SWEEP_IDLE_NS + 50 * NSEC_PER_MSEC);
 		err = err ?: sb_sweep(&b, &ns);
+		usleep(100 * 1000);
+		exchanges = sockets__exchanges(b.ss);
 		err = err ?: sb_sweep(&b, &silent[r]);
+		if (!err && sockets__exchanges(b.ss) != exchanges + n_some) {
+			fprintf(stderr,
+				"micro: %" PRIu64 " exchanges ended for silence, %u expected\n",
+				sockets__exchanges(b.ss) - exchanges, n_some);
+			err = -EINVAL;
+		}
 	}
 	if (err)
 		goto out;
