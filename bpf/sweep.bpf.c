@@ -2,13 +2,13 @@
 /*
  * The sweep's collect program. It is never attached: user space runs it
  * (BPF_PROG_TEST_RUN, raw tracepoint programs since 5.10) once per
- * TCPOTEL_COLLECT_BATCH sockets, and it copies into collect_out[]:
+ * TCPOTEL_COLLECT_BATCH sockets, and it copies into collect_out[] either
  *
- *   1. the sockets user space asks for in collect_keys[] (exchanges that
- *      may have gone silent), then
- *   2. sockets queued in `dirty` at their first change since the last sweep
- *      (sock_mark()), then
- *   3. sockets whose close record the ring buffer had no room for.
+ *   - the sockets user space asks for in collect_keys[] (exchanges that
+ *     may have gone silent), or
+ *   - sockets queued in `dirty` at their first change since the last sweep
+ *     (sock_mark()), then sockets whose close record the ring buffer had no
+ *     room for (their sock_id only).
  *
  * Before copying a socket it ends its exchange if that went silent for
  * spans.idle_timeout (sock_end_if_idle()), so that every exchange is ended,
@@ -61,24 +61,36 @@ static __always_inline void collect_close_lost(__u32 slot, __u64 sock_id)
 	out->sock.sock_id = sock_id;
 }
 
+/*
+ * Asked for keys, it snapshots those; asked for none, it empties the queues:
+ * changed sockets, then lost closes. Two loops rather than one with a branch
+ * for each source, which the verifier would follow in every combination.
+ */
 SEC("raw_tp")
 int collect(void *ctx)
 {
 	__u64 now = bpf_ktime_get_ns();
 	__u32 n = collect_n_keys, i;
+	bool lost = false;
 
+	if (n) {
+		for (i = 0; i < TCPOTEL_COLLECT_BATCH; i++) {
+			if (i >= n)
+				break;
+			collect_slot(i, now);
+		}
+		collect_n_out = i;
+		return 0;
+	}
 	for (i = 0; i < TCPOTEL_COLLECT_BATCH; i++) {
 		__u64 v;
 
-		if (i < n) {
-			collect_slot(i, now);
-			continue;
-		}
-		if (!bpf_map_pop_elem(&dirty, &v)) {
+		if (!lost && !bpf_map_pop_elem(&dirty, &v)) {
 			collect_keys[i] = v;
 			collect_slot(i, now);
 			continue;
 		}
+		lost = true;
 		if (bpf_map_pop_elem(&closes_lost, &v))
 			break;
 		collect_close_lost(i, v);

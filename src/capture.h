@@ -43,11 +43,10 @@ int capture__add_listener(struct capture *c, uint32_t netns, uint16_t port);
  * The sweep (docs/design.md, "The sweep"). capture__sweep_begin() starts a
  * new generation: a socket's first change from now on queues it again.
  * capture__collect() runs the collect program once: snapshots of the sockets
- * at `keys` (n <= TCPOTEL_COLLECT_BATCH), then of sockets queued as changed,
- * then closes whose record was lost, TCPOTEL_COLLECT_BATCH at most in all;
- * it ends exchanges gone silent first. *out points at them until the next
- * call. Returns how many, or -errno; fewer than TCPOTEL_COLLECT_BATCH: the
- * queues are empty.
+ * at `keys` (0 < n <= TCPOTEL_COLLECT_BATCH), or with n == 0 of sockets
+ * queued as changed and then closes whose record was lost, at most
+ * TCPOTEL_COLLECT_BATCH; it ends exchanges gone silent first. *out points at
+ * them until the next call. Returns how many, or -errno.
  */
 void capture__sweep_begin(struct capture *c);
 int capture__collect(struct capture *c, const uint64_t *keys, size_t n,

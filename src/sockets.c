@@ -48,7 +48,11 @@ struct ustream {
 	struct proc_resource *res; /* a reference */
 	struct exchange_origin origin; /* for exchange.c, resolved once */
 	char peer[NETADDR_STRLEN + 8]; /* origin.peer */
-	unsigned users; /* usocks and ends; none: freed at the end of the sweep */
+	unsigned users; /* usocks and ends */
+	/* On ss->unused: it had no user at some point since the last sweep, which
+	 * frees it if it still has none. */
+	bool unused;
+	struct ustream *unused_next;
 };
 
 /* What user space added last for one live socket. */
@@ -67,8 +71,13 @@ struct usock {
 	uint32_t *hist;
 	uint32_t hist_cap;
 	uint32_t idle_pos; /* in ss->idle, or NOT_IDLE */
-	uint64_t idle_due_ns; /* when its open exchange may have gone silent */
 	uint32_t inline_hist[HIST_INLINE];
+};
+
+/* A socket whose exchange is open, and when it may have gone silent. */
+struct idle {
+	struct usock *u;
+	uint64_t due_ns;
 };
 
 /* A connection's tuple seen from one socket, kept a few sweeps. */
@@ -90,8 +99,9 @@ struct sockets {
 	struct htable streams; /* ustream by key */
 	struct htable ends; /* end by tuple */
 	struct end *ends_head, *ends_tail;
-	struct usock **idle; /* sockets with an open exchange */
+	struct idle *idle; /* sockets with an open exchange */
 	size_t n_idle, cap_idle;
+	struct ustream *unused;
 	uint64_t *want; /* keys asked about in this sweep */
 	size_t cap_want;
 	uint64_t generation;
@@ -121,6 +131,21 @@ struct sockets *sockets__new(const struct sockets_opts *opts, struct metrics *m,
 }
 
 /* ---- streams --------------------------------------------------------------------------- */
+
+static void ustream_unuse(struct sockets *ss, struct ustream *us)
+{
+	if (us->users || us->unused)
+		return;
+	us->unused = true;
+	us->unused_next = ss->unused;
+	ss->unused = us;
+}
+
+static void ustream_put(struct sockets *ss, struct ustream *us)
+{
+	us->users--;
+	ustream_unuse(ss, us);
+}
 
 static void ustream_free(struct sockets *ss, struct ustream *us)
 {
@@ -194,18 +219,19 @@ static struct ustream *ustream_get(struct sockets *ss, uint32_t tgid, const char
 		.peer = us->peer,
 	};
 	htable_insert(&ss->streams, &us->node, h);
+	/* Kept until the end of the sweep, for the records that come before it. */
+	ustream_unuse(ss, us);
 	return us;
 }
 
 /* Streams no socket or end uses any more (the metric store keeps its own). */
 static void free_unused_streams(struct sockets *ss)
 {
-	struct hnode *n, *tmp;
-	size_t i;
+	while (ss->unused) {
+		struct ustream *us = ss->unused;
 
-	htable_for_each_safe(&ss->streams, i, n, tmp) {
-		struct ustream *us = container_of(n, struct ustream, node);
-
+		ss->unused = us->unused_next;
+		us->unused = false;
 		if (!us->users)
 			ustream_free(ss, us);
 	}
@@ -245,8 +271,7 @@ static void forget_oldest_end(struct sockets *ss)
 	if (!ss->ends_head)
 		ss->ends_tail = NULL;
 	htable_remove(&ss->ends, &e->tnode);
-	if (e->us)
-		e->us->users--;
+	ustream_put(ss, e->us);
 	free(e);
 	ss->freed++;
 }
@@ -325,25 +350,26 @@ static struct usock *usock_find(const struct sockets *ss, uint64_t sock_id)
 
 static void idle_clear(struct sockets *ss, struct usock *u)
 {
-	struct usock *last;
+	struct idle last;
 
 	if (u->idle_pos == NOT_IDLE)
 		return;
 	last = ss->idle[--ss->n_idle];
 	ss->idle[u->idle_pos] = last;
-	last->idle_pos = u->idle_pos;
+	last.u->idle_pos = u->idle_pos;
 	u->idle_pos = NOT_IDLE;
 }
 
 /* The socket's exchange is open: ask the kernel about it once it may be silent. */
 static void idle_set(struct sockets *ss, struct usock *u, uint64_t due_ns)
 {
-	u->idle_due_ns = due_ns;
-	if (u->idle_pos != NOT_IDLE)
+	if (u->idle_pos != NOT_IDLE) {
+		ss->idle[u->idle_pos].due_ns = due_ns;
 		return;
+	}
 	if (ss->n_idle == ss->cap_idle) {
 		size_t cap = ss->cap_idle ? ss->cap_idle * 2 : 1024;
-		struct usock **idle = realloc(ss->idle, cap * sizeof(*idle));
+		struct idle *idle = realloc(ss->idle, cap * sizeof(*idle));
 
 		if (!idle)
 			return; /* it is asked about when it next changes */
@@ -351,7 +377,7 @@ static void idle_set(struct sockets *ss, struct usock *u, uint64_t due_ns)
 		ss->cap_idle = cap;
 	}
 	u->idle_pos = (uint32_t)ss->n_idle;
-	ss->idle[ss->n_idle++] = u;
+	ss->idle[ss->n_idle++] = (struct idle){ u, due_ns };
 }
 
 static void usock_remove(struct sockets *ss, struct usock *u)
@@ -359,17 +385,17 @@ static void usock_remove(struct sockets *ss, struct usock *u)
 	idle_clear(ss, u);
 	htable_remove(&ss->socks, &u->node);
 	if (u->us)
-		u->us->users--;
+		ustream_put(ss, u->us);
 	if (u->hist != u->inline_hist)
 		free(u->hist);
 	free(u);
 	ss->freed++;
 }
 
-static void usock_set_stream(struct usock *u, struct ustream *us)
+static void usock_set_stream(struct sockets *ss, struct usock *u, struct ustream *us)
 {
 	if (u->us)
-		u->us->users--;
+		ustream_put(ss, u->us);
 	u->us = us;
 	if (us)
 		us->users++;
@@ -395,7 +421,7 @@ static struct usock *usock_new(struct sockets *ss, const struct tcpotel_sock *s,
 	u->hist = u->inline_hist;
 	u->hist_cap = HIST_INLINE;
 	u->idle_pos = NOT_IDLE;
-	usock_set_stream(u, ustream_get(ss, s->tgid, s->comm, &s->tuple, s->role, now_mono_ns));
+	usock_set_stream(ss, u, ustream_get(ss, s->tgid, s->comm, &s->tuple, s->role, now_mono_ns));
 	st = usock_stream(u);
 	if (st) {
 		stream__add_active(st, 1);
@@ -419,7 +445,7 @@ static void usock_follow_owner(struct sockets *ss, struct usock *u, const struct
 	if (st)
 		stream__add_active(st, -1);
 	u->tgid = s->tgid;
-	usock_set_stream(u, ustream_get(ss, s->tgid, s->comm, &s->tuple, s->role, now_mono_ns));
+	usock_set_stream(ss, u, ustream_get(ss, s->tgid, s->comm, &s->tuple, s->role, now_mono_ns));
 	st = usock_stream(u);
 	if (st)
 		stream__add_active(st, 1);
@@ -578,7 +604,11 @@ static void sweep_close_lost(struct sockets *ss, uint64_t sock_id)
 	usock_remove(ss, u);
 }
 
-/* Keys of the sockets whose exchange may have gone silent by now. */
+/*
+ * Keys of the sockets whose exchange may have gone silent by now. They stay
+ * on the list until a snapshot shows their exchange over (or a close takes
+ * them away), so a failed collect only delays them.
+ */
 static size_t want_silent(struct sockets *ss, uint64_t now_mono_ns)
 {
 	size_t n = 0;
@@ -591,32 +621,34 @@ static size_t want_silent(struct sockets *ss, uint64_t now_mono_ns)
 		ss->want = want;
 		ss->cap_want = ss->n_idle;
 	}
-	/* Backwards: idle_clear() moves the last entry into the hole. */
-	for (size_t i = ss->n_idle; i-- > 0;) {
-		struct usock *u = ss->idle[i];
-
-		if (u->idle_due_ns > now_mono_ns)
-			continue;
-		ss->want[n++] = u->key;
-		idle_clear(ss, u);
-	}
+	for (size_t i = 0; i < ss->n_idle; i++)
+		if (ss->idle[i].due_ns <= now_mono_ns)
+			ss->want[n++] = ss->idle[i].u->key;
 	return n;
 }
 
 int sockets__sweep(struct sockets *ss, uint64_t now_mono_ns)
 {
 	const struct sockets_source *src = &ss->opts.source;
-	size_t n_want, asked = 0;
+	unsigned batches = 0;
+	size_t n_want;
 	int err = 0;
 
 	ss->generation++;
 	src->begin(src->ctx);
 	n_want = want_silent(ss, now_mono_ns);
-	for (unsigned batches = 0; batches < SWEEP_MAX_BATCHES; batches++) {
+	/* The sockets whose exchange may be silent, then those queued as changed. */
+	for (size_t asked = 0; !err;) {
 		size_t batch = MIN(n_want - asked, (size_t)TCPOTEL_COLLECT_BATCH);
 		const struct tcpotel_snapshot *out;
-		int n = src->collect(src->ctx, ss->want + asked, batch, &out);
+		int n;
 
+		if (asked < n_want)
+			n = src->collect(src->ctx, ss->want + asked, batch, &out);
+		else if (batches++ < SWEEP_MAX_BATCHES)
+			n = src->collect(src->ctx, NULL, 0, &out);
+		else
+			break;
 		if (n < 0) {
 			err = n;
 			log_ratelimited(LOG_WARN, 60000, "cannot read the socket table: %s",
@@ -630,8 +662,9 @@ int sockets__sweep(struct sockets *ss, uint64_t now_mono_ns)
 			else if (out[i].status == TCPOTEL_SNAP_CLOSE_LOST)
 				sweep_close_lost(ss, out[i].sock.sock_id);
 		}
-		asked += batch;
-		if (asked >= n_want && n < TCPOTEL_COLLECT_BATCH)
+		if (asked < n_want)
+			asked += batch;
+		else if (n < TCPOTEL_COLLECT_BATCH)
 			break;
 	}
 	forget_old_ends(ss);
@@ -719,8 +752,8 @@ void sockets__free(struct sockets *ss)
 	}
 	while (ss->ends_head)
 		forget_oldest_end(ss);
-	if (ss->streams.buckets)
-		free_unused_streams(ss);
+	/* Every stream has lost its last user by now. */
+	free_unused_streams(ss);
 	htable_free(&ss->socks);
 	htable_free(&ss->streams);
 	htable_free(&ss->ends);

@@ -31,11 +31,11 @@ struct sockets_source {
 	/* A new sweep: a socket's next change queues it again. */
 	void (*begin)(void *ctx);
 	/*
-	 * Snapshots of the sockets at keys[0..n) (n <= TCPOTEL_COLLECT_BATCH),
-	 * then of sockets queued as changed and of lost closes, at most
-	 * TCPOTEL_COLLECT_BATCH in all; exchanges gone silent are ended first.
-	 * Returns how many (*out, valid until the next call) or -errno; fewer
-	 * than TCPOTEL_COLLECT_BATCH: nothing more is queued.
+	 * Snapshots of the sockets at keys[0..n) (0 < n <= TCPOTEL_COLLECT_BATCH),
+	 * or, with n == 0, of sockets queued as changed, then of lost closes, at
+	 * most TCPOTEL_COLLECT_BATCH; exchanges gone silent are ended first.
+	 * Returns how many (*out, valid until the next call) or -errno; with
+	 * n == 0, fewer than TCPOTEL_COLLECT_BATCH means nothing more is queued.
 	 */
 	int (*collect)(void *ctx, const uint64_t *keys, size_t n,
 		       const struct tcpotel_snapshot **out);

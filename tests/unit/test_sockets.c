@@ -9,6 +9,7 @@
  * real sockets in tests/bpf/test_sweep.c.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <json-c/json.h>
 #include <unistd.h>
 
@@ -38,6 +39,7 @@ struct fake_kernel {
 	uint64_t asked[FK_QUEUE]; /* keys the sweep asked about, in order */
 	size_t n_asked;
 	unsigned begins, collects;
+	int fail_next; /* the next collect fails with this (negative errno) */
 	uint64_t now; /* the kernel's clock at the next collect */
 	struct tcpotel_exchange_record recs[FK_SOCKS]; /* exchanges it ended for silence */
 	size_t n_recs;
@@ -110,7 +112,7 @@ static void fk_begin(void *ctx)
 	((struct fake_kernel *)ctx)->begins++;
 }
 
-/* As the collect program: asked keys, then the queue, then lost closes. */
+/* As the collect program: the keys asked for, or else the queue, then lost closes. */
 static int fk_collect(void *ctx, const uint64_t *keys, size_t n,
 		      const struct tcpotel_snapshot **out)
 {
@@ -118,11 +120,21 @@ static int fk_collect(void *ctx, const uint64_t *keys, size_t n,
 	uint32_t i;
 
 	k->collects++;
+	if (k->fail_next) {
+		int err = k->fail_next;
+
+		k->fail_next = 0;
+		return err;
+	}
+	*out = k->out;
+	for (i = 0; i < n; i++) {
+		k->asked[k->n_asked++] = keys[i];
+		fk_snapshot(k, i, keys[i]);
+	}
+	if (n)
+		return (int)n;
 	for (i = 0; i < TCPOTEL_COLLECT_BATCH; i++) {
-		if (i < n) {
-			k->asked[k->n_asked++] = keys[i];
-			fk_snapshot(k, i, keys[i]);
-		} else if (k->n_queue) {
+		if (k->n_queue) {
 			fk_snapshot(k, i, k->queue[0]);
 			memmove(k->queue, k->queue + 1, --k->n_queue * sizeof(k->queue[0]));
 		} else if (k->n_lost) {
@@ -133,7 +145,6 @@ static int fk_collect(void *ctx, const uint64_t *keys, size_t n,
 			break;
 		}
 	}
-	*out = k->out;
 	return (int)i;
 }
 
@@ -452,6 +463,29 @@ TEST(sockets_idle_exchange_ends_by_silence_then_close_counted_once)
 	ASSERT_EQ(t.sent, 100);
 	ASSERT_EQ(t.received, 1000);
 	ASSERT_EQ(sockets__tracked(f.ss), 0);
+out:
+	teardown(&f);
+}
+
+/* A sweep that cannot read the table only delays a silent exchange. */
+TEST(sockets_failed_collect_delays_a_silent_exchange)
+{
+	struct fixture f;
+
+	if (!setup(&f, false))
+		goto out;
+	fk_exchange(fk_open(&f.k, 0, 40000), 1 * SEC, 3 * MS, 100, 1000);
+	sweep(&f, 1 * SEC + 100 * MS);
+	f.k.fail_next = -EIO;
+	f.k.now = 4 * SEC;
+	ASSERT_EQ(sockets__sweep(f.ss, 4 * SEC), -EIO);
+	ASSERT_EQ(f.k.n_asked, 0);
+	ASSERT_U64_EQ(sockets__exchanges(f.ss), 0);
+	sweep(&f, 5 * SEC);
+	ASSERT_EQ(f.k.n_asked, 1);
+	ASSERT_U64_EQ(sockets__exchanges(f.ss), 1);
+	sweep(&f, 6 * SEC);
+	ASSERT_EQ(f.k.n_asked, 1);
 out:
 	teardown(&f);
 }
