@@ -206,7 +206,8 @@ int capture__collect(struct capture *c, const uint64_t *keys, size_t n,
 
 	if (n > TCPOTEL_COLLECT_BATCH)
 		return -EINVAL;
-	memcpy(bss->collect_keys, keys, n * sizeof(*keys));
+	if (n)
+		memcpy(bss->collect_keys, keys, n * sizeof(*keys));
 	bss->collect_n_keys = (uint32_t)n;
 	err = bpf_prog_test_run_opts(bpf_program__fd(c->skel->progs.collect), &run);
 	if (err)
