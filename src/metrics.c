@@ -258,7 +258,10 @@ static bool hist_add(struct histogram *h, uint64_t *counts, const uint32_t *delt
 {
 	uint64_t total = 0;
 
+	/* A delta holds a few buckets: only theirs are written (and brought into the cache). */
 	for (int i = 0; i < n_buckets; i++) {
+		if (!delta[i])
+			continue;
 		counts[i] += delta[i];
 		total += delta[i];
 	}
