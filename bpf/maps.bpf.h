@@ -133,7 +133,9 @@ extern __u64 next_sock_id;
 
 /* The sweep generation: user space moves it on at each sweep (it writes the
  * .data section directly), and a socket's first change after that queues
- * it in `dirty` again. Starts at 1: a new entry's mark is 0. */
+ * it in `dirty` again. Sockets keep its low 16 bits (mark), which are never
+ * 0, a new entry's mark: it starts at 1 and user space skips the multiples
+ * of 65536. */
 extern __u32 sweep_gen;
 
 /* The collect program's input and output (bpf/tcpotel.h), in .bss. */

@@ -97,7 +97,9 @@ struct tcpotel_sock {
 	char comm[TCPOTEL_COMM_LEN];
 	__u8 role; /* enum tcpotel_role */
 	__u8 flags; /* enum tcpotel_sock_flags */
-	__u16 _pad;
+	/* The sweep generation (its low 16 bits) in which it was last queued as
+	 * changed: beside flags, in the line every call reads anyway. */
+	__u16 mark;
 	__u32 retransmits;
 	__u64 bytes_sent;
 	__u64 bytes_received;
@@ -108,12 +110,10 @@ struct tcpotel_sock {
 	__u64 srtt_sum_us;
 	__u32 srtt_hist[TCPOTEL_SRTT_BUCKETS];
 	struct tcpotel_exchange ex;
-	struct tcpotel_exchange_hist done;
-	__u32 mark; /* the sweep generation in which it was last queued as changed */
-	__u32 _pad2;
 	/* start_ns of the exchange the sweep ended for silence: a call that raced
 	 * the sweep does not end (count, report) it a second time. */
 	__u64 idle_ended_ns;
+	struct tcpotel_exchange_hist done;
 };
 
 /* Listening sockets, to give accepted connections their owner and to class

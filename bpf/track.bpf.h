@@ -344,7 +344,7 @@ static __always_inline void sock_end_if_idle(struct tcpotel_sock *s, __u64 now)
  */
 static __always_inline void sock_mark(struct tcpotel_sock *s, __u64 key)
 {
-	__u32 gen = sweep_gen;
+	__u16 gen = sweep_gen;
 
 	if (s->mark == gen)
 		return;

@@ -193,8 +193,13 @@ int capture__add_listener(struct capture *c, uint32_t netns, uint16_t port)
 
 void capture__sweep_begin(struct capture *c)
 {
+	uint32_t gen = c->skel->data->sweep_gen + 1;
+
+	/* Sockets keep the low 16 bits, and a new entry's are 0: never that. */
+	if (!(uint16_t)gen)
+		gen++;
 	/* .data is mapped into the agent: the programs read it at their next call. */
-	__atomic_store_n(&c->skel->data->sweep_gen, c->skel->data->sweep_gen + 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&c->skel->data->sweep_gen, gen, __ATOMIC_RELEASE);
 }
 
 int capture__collect(struct capture *c, const uint64_t *keys, size_t n,
