@@ -175,7 +175,7 @@ static int by_resource(const void *a, const void *b, void *arg)
 }
 
 static void encode_span(struct jbuf *b, const struct pending_span *p, const char *trace_state,
-			uint64_t mono_to_unix_ns)
+			uint64_t to_unix_ns)
 {
 	bool client = p->role == TCPOTEL_ROLE_CLIENT;
 	char local[NETADDR_STRLEN], remote[NETADDR_STRLEN];
@@ -187,8 +187,8 @@ static void encode_span(struct jbuf *b, const struct pending_span *p, const char
 		.trace_state = trace_state,
 		.name = SPAN_NAME,
 		.kind = client ? OTLP_SPAN_KIND_CLIENT : OTLP_SPAN_KIND_SERVER,
-		.start_unix_nano = p->start_mono_ns + mono_to_unix_ns,
-		.end_unix_nano = p->end_mono_ns + mono_to_unix_ns,
+		.start_unix_nano = p->start_mono_ns + to_unix_ns,
+		.end_unix_nano = p->end_mono_ns + to_unix_ns,
 		.attrs = a,
 		.n_attrs = ARRAY_SIZE(a),
 		.status = p->reset ? OTLP_STATUS_ERROR : OTLP_STATUS_UNSET,
