@@ -59,7 +59,6 @@ struct ustream {
 struct usock {
 	struct hnode node; /* by sock_id */
 	uint64_t sock_id;
-	uint64_t key; /* the kernel table's key, to ask about it again */
 	struct ustream *us; /* NULL only when out of memory */
 	uint32_t tgid;
 	uint32_t retransmits;
@@ -68,15 +67,18 @@ struct usock {
 	/* Counts of the non-empty buckets (bit k: srtt bucket k, bit
 	 * TCPOTEL_SRTT_BUCKETS + k: exchange bucket k), in bit order. */
 	uint64_t hist_mask;
-	uint32_t *hist;
-	uint32_t hist_cap;
+	uint32_t *hist; /* inline_hist, or as many as hist_mask has bits */
 	uint32_t idle_pos; /* in ss->idle, or NOT_IDLE */
 	uint32_t inline_hist[HIST_INLINE];
 };
 
-/* A socket whose exchange is open, and when it may have gone silent. */
+/* 120 bytes, 128 with malloc's header: a few bytes more and it would take 144. */
+_Static_assert(sizeof(struct usock) <= 120, "struct usock fits a 128-byte malloc chunk");
+
+/* A socket whose exchange is open: its key, and when it may have gone silent. */
 struct idle {
 	struct usock *u;
+	uint64_t key; /* the kernel table's, to ask about it */
 	uint64_t due_ns;
 };
 
@@ -361,9 +363,10 @@ static void idle_clear(struct sockets *ss, struct usock *u)
 }
 
 /* The socket's exchange is open: ask the kernel about it once it may be silent. */
-static void idle_set(struct sockets *ss, struct usock *u, uint64_t due_ns)
+static void idle_set(struct sockets *ss, struct usock *u, uint64_t key, uint64_t due_ns)
 {
 	if (u->idle_pos != NOT_IDLE) {
+		ss->idle[u->idle_pos].key = key;
 		ss->idle[u->idle_pos].due_ns = due_ns;
 		return;
 	}
@@ -377,7 +380,7 @@ static void idle_set(struct sockets *ss, struct usock *u, uint64_t due_ns)
 		ss->cap_idle = cap;
 	}
 	u->idle_pos = (uint32_t)ss->n_idle;
-	ss->idle[ss->n_idle++] = (struct idle){ u, due_ns };
+	ss->idle[ss->n_idle++] = (struct idle){ u, key, due_ns };
 }
 
 static void usock_remove(struct sockets *ss, struct usock *u)
@@ -407,7 +410,7 @@ static struct stream *usock_stream(const struct usock *u)
 }
 
 /* A socket seen for the first time: nothing of it counted yet, one connection more. */
-static struct usock *usock_new(struct sockets *ss, const struct tcpotel_sock *s, uint64_t key,
+static struct usock *usock_new(struct sockets *ss, const struct tcpotel_sock *s,
 			       uint64_t now_mono_ns)
 {
 	struct usock *u = calloc(1, sizeof(*u));
@@ -416,10 +419,8 @@ static struct usock *usock_new(struct sockets *ss, const struct tcpotel_sock *s,
 	if (!u)
 		return NULL;
 	u->sock_id = s->sock_id;
-	u->key = key;
 	u->tgid = s->tgid;
 	u->hist = u->inline_hist;
-	u->hist_cap = HIST_INLINE;
 	u->idle_pos = NOT_IDLE;
 	usock_set_stream(ss, u, ustream_get(ss, s->tgid, s->comm, &s->tuple, s->role, now_mono_ns));
 	st = usock_stream(u);
@@ -485,7 +486,8 @@ static bool hist_take(struct usock *u, const struct tcpotel_sock *s,
 		else
 			ex[b - TCPOTEL_SRTT_BUCKETS] = d;
 	}
-	if (n > u->hist_cap) {
+	if (n > (u->hist == u->inline_hist ? HIST_INLINE :
+					     (unsigned)__builtin_popcountll(u->hist_mask))) {
 		uint32_t *h = malloc(n * sizeof(*h));
 
 		if (!h)
@@ -493,7 +495,6 @@ static bool hist_take(struct usock *u, const struct tcpotel_sock *s,
 		if (u->hist != u->inline_hist)
 			free(u->hist);
 		u->hist = h;
-		u->hist_cap = n;
 	}
 	memcpy(u->hist, kept, n * sizeof(*kept));
 	u->hist_mask = mask;
@@ -545,16 +546,15 @@ static void sweep_socket(struct sockets *ss, const struct tcpotel_snapshot *snap
 		return;
 	u = usock_find(ss, s->sock_id);
 	if (!u) {
-		u = usock_new(ss, s, snap->key, now_mono_ns);
+		u = usock_new(ss, s, now_mono_ns);
 		if (!u)
 			return;
 	} else {
-		u->key = snap->key;
 		usock_follow_owner(ss, u, s, now_mono_ns);
 	}
 	account(ss, u, s);
 	if (TCPOTEL_PHASE_ENDS_WHEN_IDLE(s->ex.phase))
-		idle_set(ss, u, s->ex.end_ns + ss->opts.idle_timeout_ns);
+		idle_set(ss, u, snap->key, s->ex.end_ns + ss->opts.idle_timeout_ns);
 	else
 		idle_clear(ss, u);
 }
@@ -623,7 +623,7 @@ static size_t want_silent(struct sockets *ss, uint64_t now_mono_ns)
 	}
 	for (size_t i = 0; i < ss->n_idle; i++)
 		if (ss->idle[i].due_ns <= now_mono_ns)
-			ss->want[n++] = ss->idle[i].u->key;
+			ss->want[n++] = ss->idle[i].key;
 	return n;
 }
 
@@ -687,7 +687,7 @@ void sockets__on_close(struct sockets *ss, const struct tcpotel_close_record *r)
 
 	if (!u) {
 		/* Opened and closed between two sweeps: all of it is new. */
-		u = usock_new(ss, s, 0, r->closed_ns);
+		u = usock_new(ss, s, r->closed_ns);
 		if (!u)
 			return;
 	} else {
