@@ -21,9 +21,20 @@ _Static_assert(sizeof(struct tcpotel_exchange_record) % 8 == 0, "ABI: exchange r
 _Static_assert(sizeof(struct tcpotel_close_record) % 8 == 0, "ABI: close record");
 _Static_assert(sizeof(struct tcpotel_snapshot) % 8 == 0, "ABI: snapshot");
 
+/* The sweep's view of the loaded object: found once, after load. */
+struct sweep_globals {
+	uint32_t *gen; /* .data: sweep_gen */
+	__u64 *keys; /* .bss: collect_keys[TCPOTEL_COLLECT_BATCH] */
+	uint32_t *n_keys; /* .bss: collect_n_keys */
+	const struct tcpotel_snapshot *out; /* .bss: collect_out[TCPOTEL_COLLECT_BATCH] */
+	const uint32_t *n_out; /* .bss: collect_n_out */
+	int collect_fd; /* the collect program */
+};
+
 struct capture {
 	struct tcpotel_bpf *skel;
 	enum capture_backend backend;
+	struct sweep_globals sweep;
 };
 
 /* Per back-end, the hook programs it attaches; the state programs are shared. */
@@ -131,6 +142,14 @@ struct capture *capture__load(const struct capture_opts *opts)
 			config_backend_name(opts->backend), strerror(-err));
 		goto err_destroy;
 	}
+	c->sweep = (struct sweep_globals){
+		.gen = &c->skel->data->sweep_gen,
+		.keys = c->skel->bss->collect_keys,
+		.n_keys = &c->skel->bss->collect_n_keys,
+		.out = c->skel->bss->collect_out,
+		.n_out = &c->skel->bss->collect_n_out,
+		.collect_fd = bpf_program__fd(c->skel->progs.collect),
+	};
 	for (size_t i = 0; i < opts->n_netns; i++) {
 		__u8 one = 1;
 
@@ -193,32 +212,32 @@ int capture__add_listener(struct capture *c, uint32_t netns, uint16_t port)
 
 void capture__sweep_begin(struct capture *c)
 {
-	uint32_t gen = c->skel->data->sweep_gen + 1;
+	uint32_t gen = *c->sweep.gen + 1;
 
 	/* Sockets keep the low 16 bits, and a new entry's are 0: never that. */
 	if (!(uint16_t)gen)
 		gen++;
 	/* .data is mapped into the agent: the programs read it at their next call. */
-	__atomic_store_n(&c->skel->data->sweep_gen, gen, __ATOMIC_RELEASE);
+	__atomic_store_n(c->sweep.gen, gen, __ATOMIC_RELEASE);
 }
 
 int capture__collect(struct capture *c, const uint64_t *keys, size_t n,
 		     const struct tcpotel_snapshot **out)
 {
 	LIBBPF_OPTS(bpf_test_run_opts, run);
-	struct tcpotel_bpf__bss *bss = c->skel->bss;
+	const struct sweep_globals *g = &c->sweep;
 	int err;
 
 	if (n > TCPOTEL_COLLECT_BATCH)
 		return -EINVAL;
 	if (n)
-		memcpy(bss->collect_keys, keys, n * sizeof(*keys));
-	bss->collect_n_keys = (uint32_t)n;
-	err = bpf_prog_test_run_opts(bpf_program__fd(c->skel->progs.collect), &run);
+		memcpy(g->keys, keys, n * sizeof(*keys));
+	*g->n_keys = (uint32_t)n;
+	err = bpf_prog_test_run_opts(g->collect_fd, &run);
 	if (err)
 		return -errno;
-	*out = bss->collect_out;
-	return (int)MIN(bss->collect_n_out, (uint32_t)TCPOTEL_COLLECT_BATCH);
+	*out = g->out;
+	return (int)MIN(*g->n_out, (uint32_t)TCPOTEL_COLLECT_BATCH);
 }
 
 int capture__read_counters(const struct capture *c, uint64_t out[TCPOTEL_CNT__MAX])
