@@ -2,19 +2,21 @@
 /*
  * Micro-benchmarks of the agent's user-space hot paths, on the project's own
  * modules: OTLP JSON encoding of spans and metric points, gzip of a span
- * body, trace id derivation, the exchange-end path, and the socket-table
- * sweep over a real BPF hash map at 10k and 100k sockets (needs root).
+ * body, trace id derivation, the exchange-end path, and the sweep against
+ * the real collect program and BPF maps at 10k and 100k sockets (needs root).
  *
  *   micro [--json] [--quick] [BENCH...]     BENCH: span point ids exchange sweep
  *
  * Each figure is the best of several repetitions, in ns per item: the
  * machine is shared, and the fastest repetition is the one least disturbed. The
- * sweep is timed three ways: the first sweep (every socket new), steady
- * sweeps (nothing changed) and sweeps after every socket's counters moved,
- * once by a little and once by a lot, to show that its cost follows the
- * number of sockets, not the amount of traffic.
+ * sweep is timed five ways: the first sweep (every socket new), sweeps where
+ * nothing changed (per socket), where 1 % of the sockets changed (per changed
+ * socket), where every socket changed, and where 1 % of the sockets' exchanges
+ * went silent and the kernel ends them (per exchange): its cost follows what
+ * changed, not how many sockets there are.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,7 @@
 #include <bpf/bpf.h>
 
 #include "abi.h"
+#include "capture.h"
 #include "config.h"
 #include "exchange.h"
 #include "jbuf.h"
@@ -41,6 +44,7 @@
 #define SPAN_BATCH    4096 /* EXCHANGE_MAX_BATCH: one traces body */
 #define GZIP_LEVEL    1 /* the exporter's level (ISA-L igzip); zlib shown for comparison */
 #define SWEEP_MAP_MAX 131072
+#define SWEEP_IDLE_NS (5 * NSEC_PER_SEC)
 
 static bool json_out;
 /* Keeps results alive so the compiler cannot drop the timed loops. */
@@ -310,7 +314,6 @@ static int bench_points(void)
 	struct procinfo_opts popts = { .proc_root = "/proc",
 				       .max_entries = 64,
 				       .revalidate_ms = 5000 };
-	struct config *cfg = config__defaults();
 	struct procinfo *pi = NULL;
 	struct metrics *m = NULL;
 	size_t points = 0;
@@ -318,9 +321,7 @@ static int bench_points(void)
 	int err = -ENOMEM;
 
 	jbuf_init(&b);
-	if (!cfg)
-		goto out;
-	pi = procinfo__new(cfg, &popts);
+	pi = procinfo__new(&popts);
 	m = pi ? metrics__new(pi, 262144) : NULL;
 	if (!m)
 		goto out;
@@ -330,6 +331,7 @@ static int bench_points(void)
 					  .family = AF_INET,
 					  .port = (uint16_t)(8000 + i % 50) };
 		uint32_t delta[TCPOTEL_SRTT_BUCKETS] = { 0 };
+		uint32_t ex_delta[TCPOTEL_EXCHANGE_BUCKETS] = { 0 };
 		struct stream *s;
 
 		memcpy(key.peer, (const uint8_t[]){ 10, 3, (uint8_t)(i >> 8), (uint8_t)i }, 4);
@@ -339,12 +341,13 @@ static int bench_points(void)
 			goto out;
 		delta[5] = 3;
 		delta[6] = 7;
-		stream_add_io(s, 1000 + i, 5000 + i);
-		stream_add_opened(s, 1);
-		stream_add_active(s, 1);
-		stream_add_srtt(s, delta, 400, 20, 70);
-		stream_add_exchange(s, 250000);
-		stream_add_exchange(s, 2500000);
+		ex_delta[metrics_exchange_bucket(250000)]++;
+		ex_delta[metrics_exchange_bucket(2500000)]++;
+		stream__add_io(s, 1000 + i, 5000 + i);
+		stream__add_opened(s, 1);
+		stream__add_active(s, 1);
+		stream__add_srtt(s, delta, 400, 20, 70);
+		stream__add_exchanges(s, ex_delta, 2750000, 250000, 2500000);
 	}
 	for (int r = 0; r < REPS; r++) {
 		struct otlp_attr pa[5] = {
@@ -398,44 +401,42 @@ out:
 	jbuf_free(&b);
 	metrics__free(m);
 	procinfo__free(pi);
-	config__free(cfg);
 	return err;
 }
 
-/* ---- exchange end: ids, sampling, metric, pending span ----------------------------------- */
+/* ---- exchange end: ids, the live map's feed, pending span ------------------------------------ */
 
-static int bench_exchange_ratio(double ratio, const char *name)
+/* exchanges__end() as sockets.c calls it: the kernel sampled, the origin resolved. */
+static int bench_exchange(void)
 {
 	uint32_t n = 60000; /* below EXCHANGE_MAX_PENDING: nothing dropped */
 	struct procinfo_opts popts = { .proc_root = "/proc",
 				       .max_entries = 64,
 				       .revalidate_ms = 5000 };
-	struct config *cfg = config__defaults();
+	struct exchanges_opts xopts = { .spans = true, .sampling_ratio = 1.0 };
 	struct procinfo *pi = NULL;
-	struct metrics *m = NULL;
+	struct proc_resource *res = NULL;
 	struct tcpotel_tuple *tuples = NULL;
-	struct stream *s = NULL;
-	struct stream_key key = { .role = TCPOTEL_ROLE_CLIENT, .family = AF_INET, .port = 6379 };
+	struct exchange_origin origin;
 	double v[REPS];
 	int err = -ENOMEM;
 
-	if (!cfg)
-		goto out;
-	cfg->spans.enabled = true;
-	cfg->spans.sampling_ratio = ratio;
-	pi = procinfo__new(cfg, &popts);
-	m = pi ? metrics__new(pi, 1024) : NULL;
+	pi = procinfo__new(&popts);
+	res = pi ? procinfo__get(pi, (uint32_t)getpid(), "micro", 0) : NULL;
 	tuples = calloc(n, sizeof(*tuples));
-	if (!m || !tuples)
+	if (!res || !tuples)
 		goto out;
-	key.res = procinfo__get(pi, (uint32_t)getpid(), "micro", 0);
-	s = key.res ? metrics__stream(m, &key) : NULL;
-	if (!s)
-		goto out;
+	origin = (struct exchange_origin){
+		.res = res,
+		.service = res->service_name,
+		.host = res->host_name,
+		.pid = res->pid,
+		.peer = "10.2.0.1:6379",
+	};
 	for (uint32_t i = 0; i < n; i++)
 		fake_tuple(&tuples[i], i, true);
 	for (int r = 0; r < REPS; r++) {
-		struct exchanges *x = exchanges__new(cfg, pi, NULL);
+		struct exchanges *x = exchanges__new(&xopts, pi, NULL);
 		uint64_t t0;
 
 		if (!x)
@@ -450,177 +451,261 @@ static int bench_exchange_ratio(double ratio, const char *name)
 				.request_seq = i * 2654435761u,
 				.phase = TCPOTEL_PHASE_RESPONSE,
 			};
-			struct exchange_end end = {
-				.tuple = &tuples[i],
-				.ex = &ex,
-				.role = TCPOTEL_ROLE_CLIENT,
-				.srtt_us = 30,
-				.res = stream_key(s)->res,
-				.stream = s,
-			};
 
-			exchanges__end(x, &end, 1700000000000000000ULL);
+			exchanges__end(x, &(struct exchange_end){
+						  .origin = &origin,
+						  .tuple = &tuples[i],
+						  .ex = &ex,
+						  .role = TCPOTEL_ROLE_CLIENT,
+						  .srtt_us = 30,
+					  });
 		}
 		v[r] = (double)(now_ns() - t0) / n;
 		exchanges__free(x);
 	}
-	report(name, best(v, REPS), n, "exchange", NULL);
+	report("exchange_end", best(v, REPS), n, "exchange", "a kept exchange to a pending span");
 	err = 0;
 out:
 	free(tuples);
-	metrics__free(m);
+	if (res)
+		procinfo__put(pi, res);
 	procinfo__free(pi);
-	config__free(cfg);
 	return err;
 }
 
-static int bench_exchange(void)
-{
-	int err = bench_exchange_ratio(1.0, "exchange_end_sampled_1.0");
+/* ---- the sweep ---------------------------------------------------------------------------- */
 
-	return err ?: bench_exchange_ratio(0.1, "exchange_end_sampled_0.1");
+/*
+ * The sweep against the real collect program and maps (the capture skeleton,
+ * loaded, nothing attached), with the socket table filled by hand and
+ * sockets queued as changed by hand, as the hot path would. What it costs per
+ * socket that did not change, per socket that did, and per exchange that went
+ * silent.
+ */
+
+struct sweep_bench {
+	struct capture *capture;
+	struct procinfo *pi;
+	struct metrics *m;
+	struct sockets *ss;
+	int map_fd, queue_fd;
+	uint32_t n;
+	struct tcpotel_sock *v;
+	__u64 *k;
+};
+
+static __u64 sb_key(uint32_t i)
+{
+	/* Kernel pointers as keys: spread like slab addresses. */
+	return 0xffff888000000000ULL + (uint64_t)i * 2048;
 }
 
-/* ---- socket-table sweep ------------------------------------------------------------------ */
-
-static int fill_map(int fd, uint32_t from, uint32_t to, uint64_t add_bytes)
+static void sb_fill(struct tcpotel_sock *s, uint32_t i, uint64_t add, uint64_t silent_since)
 {
-	struct tcpotel_sock *v = calloc(1024, sizeof(*v));
-	__u64 *k = calloc(1024, sizeof(*k));
-	uint32_t tgid = (uint32_t)getpid();
-	int err = 0;
+	bool client = i % 2 == 0;
 
-	if (!v || !k) {
-		err = -ENOMEM;
-		goto out;
+	memset(s, 0, sizeof(*s));
+	s->sock_id = i + 1;
+	fake_tuple(&s->tuple, i / 64, client); /* a few peers, 64 sockets each */
+	s->tgid = (uint32_t)getpid();
+	s->netns = 4026531840u;
+	strcpy(s->comm, "micro");
+	s->role = client ? TCPOTEL_ROLE_CLIENT : TCPOTEL_ROLE_SERVER;
+	s->flags = TCPOTEL_SOCK_HAS_TUPLE | TCPOTEL_SOCK_HAS_OWNER | TCPOTEL_SOCK_OPENED;
+	s->bytes_sent = 1000 + add;
+	s->bytes_received = 2000 + 2 * add;
+	s->srtt_last_us = 40;
+	s->srtt_min_us = 20;
+	s->srtt_max_us = 90;
+	s->srtt_count = 5 + (uint32_t)(add / 64);
+	s->srtt_sum_us = 200 + add;
+	s->srtt_hist[6] = s->srtt_count;
+	s->done.count = add / 64;
+	s->done.sum_ns = s->done.count * 300000;
+	s->done.min_ns = s->done.max_ns = 300000;
+	s->done.buckets[1] = (uint32_t)s->done.count;
+	if (silent_since) {
+		/* An exchange answered, then nothing: due to be ended for silence. */
+		s->ex.start_ns = silent_since - 500000;
+		s->ex.end_ns = silent_since;
+		s->ex.request_bytes = 64;
+		s->ex.response_bytes = 128;
+		s->ex.phase = TCPOTEL_PHASE_RESPONSE;
 	}
-	for (uint32_t base = from; base < to; base += 1024) {
-		__u32 count = MIN(1024u, to - base);
+}
 
-		memset(v, 0, sizeof(*v) * 1024);
+/* Writes sockets idx[0..n) (every one: idx NULL) and queues them as changed. */
+static int sb_touch(struct sweep_bench *b, const uint32_t *idx, uint32_t n, uint64_t add,
+		    uint64_t silent_since)
+{
+	for (uint32_t base = 0; base < n; base += 1024) {
+		LIBBPF_OPTS(bpf_map_batch_opts, opts);
+		__u32 count = MIN(1024u, n - base);
+
 		for (uint32_t j = 0; j < count; j++) {
-			uint32_t i = base + j;
-			struct tcpotel_sock *s = &v[j];
-			bool client = i % 2 == 0;
+			uint32_t i = idx ? idx[base + j] : base + j;
 
-			/* Kernel pointers as keys: spread like slab addresses. */
-			k[j] = 0xffff888000000000ULL + (uint64_t)i * 2048;
-			s->sock_id = i + 1;
-			fake_tuple(&s->tuple, i / 64, client); /* a few peers, 64 sockets each */
-			s->tgid = tgid;
-			s->netns = 4026531840u;
-			strcpy(s->comm, "micro");
-			s->role = client ? TCPOTEL_ROLE_CLIENT : TCPOTEL_ROLE_SERVER;
-			s->flags = TCPOTEL_SOCK_HAS_TUPLE | TCPOTEL_SOCK_HAS_OWNER |
-				   TCPOTEL_SOCK_OPENED;
-			s->bytes_sent = 1000 + add_bytes;
-			s->bytes_received = 2000 + 2 * add_bytes;
-			s->srtt_last_us = 40;
-			s->srtt_min_us = 20;
-			s->srtt_max_us = 90;
-			s->srtt_count = 5 + (uint32_t)(add_bytes / 64);
-			s->srtt_sum_us = 200 + add_bytes;
-			s->srtt_hist[6] = s->srtt_count;
+			b->k[j] = sb_key(i);
+			sb_fill(&b->v[j], i, add, silent_since);
 		}
-		{
-			LIBBPF_OPTS(bpf_map_batch_opts, opts);
-
-			if (bpf_map_update_batch(fd, k, v, &count, &opts)) {
-				err = -errno;
-				goto out;
-			}
-		}
+		if (bpf_map_update_batch(b->map_fd, b->k, b->v, &count, &opts))
+			return -errno;
+		for (uint32_t j = 0; j < count; j++)
+			if (bpf_map_update_elem(b->queue_fd, NULL, &b->k[j], BPF_ANY))
+				return -errno;
 	}
-out:
-	free(v);
-	free(k);
-	return err;
+	return 0;
 }
 
-static int sweep_once(struct sockets *ss, double *ns)
+static void sb_begin(void *ctx)
+{
+	capture__sweep_begin(ctx);
+}
+
+static int sb_collect(void *ctx, const uint64_t *keys, size_t n,
+		      const struct tcpotel_snapshot **out)
+{
+	return capture__collect(ctx, keys, n, out);
+}
+
+static int sb_sweep(struct sweep_bench *b, double *ns)
 {
 	uint64_t t0 = now_ns();
-	int err = sockets__sweep(ss, t0, 1700000000000000000ULL);
+	int err = sockets__sweep(b->ss, t0);
 
 	*ns = (double)(now_ns() - t0);
 	return err;
 }
 
-static int bench_sweep_size(uint32_t n)
+static void sb_free(struct sweep_bench *b)
 {
+	sockets__free(b->ss);
+	metrics__free(b->m);
+	procinfo__free(b->pi);
+	capture__destroy(b->capture);
+	free(b->v);
+	free(b->k);
+}
+
+static int sb_init(struct sweep_bench *b, uint32_t n)
+{
+	struct capture_opts copts = {
+		.backend = BACKEND_TRACEPOINT,
+		.max_sockets = SWEEP_MAP_MAX,
+		.self_tgid = (uint32_t)getpid(),
+		.idle_timeout_ns = SWEEP_IDLE_NS,
+	};
 	struct procinfo_opts popts = { .proc_root = "/proc",
 				       .max_entries = 64,
 				       .revalidate_ms = 5000 };
-	struct config *cfg = config__defaults();
-	struct sockets_opts sopts = { .idle_timeout_ns = 5 * NSEC_PER_SEC, .records = false };
-	struct procinfo *pi = NULL;
-	struct metrics *m = NULL;
-	struct sockets *ss = NULL;
-	double first, steady[REPS], small[REPS], big[REPS];
-	uint64_t add = 0;
-	char name[64], note[96];
-	int fd, err;
+	struct sockets_opts sopts = {
+		.source = { .begin = sb_begin, .collect = sb_collect },
+		.idle_timeout_ns = SWEEP_IDLE_NS,
+	};
 
-	fd = bpf_map_create(BPF_MAP_TYPE_HASH, "micro_socks", sizeof(__u64),
-			    sizeof(struct tcpotel_sock), SWEEP_MAP_MAX, NULL);
-	if (fd < 0) {
-		err = -errno;
-		fprintf(stderr, "micro: cannot create a BPF hash map (root needed): %s\n",
+	memset(b, 0, sizeof(*b));
+	b->n = n;
+	b->capture = capture__load(&copts);
+	if (!b->capture) {
+		fprintf(stderr, "micro: cannot load the BPF programs (root needed): %s\n",
 			strerror(errno));
-		return err;
+		return -errno;
 	}
-	err = -ENOMEM;
-	if (!cfg)
-		goto out;
-	cfg->spans.enabled = false;
-	pi = procinfo__new(cfg, &popts);
-	m = pi ? metrics__new(pi, 262144) : NULL;
-	sopts.map_fd = fd;
-	ss = m ? sockets__new(&sopts, m, pi, NULL) : NULL;
-	if (!ss)
-		goto out;
-	err = fill_map(fd, 0, n, 0);
+	b->map_fd = capture__sockets_fd(b->capture);
+	b->queue_fd = capture__dirty_fd(b->capture);
+	b->pi = procinfo__new(&popts);
+	b->m = b->pi ? metrics__new(b->pi, 262144) : NULL;
+	sopts.source.ctx = b->capture;
+	b->ss = b->m ? sockets__new(&sopts, b->m, b->pi, NULL) : NULL;
+	b->v = calloc(1024, sizeof(*b->v));
+	b->k = calloc(1024, sizeof(*b->k));
+	return b->ss && b->v && b->k ? 0 : -ENOMEM;
+}
+
+static int bench_sweep_size(uint32_t n)
+{
+	uint32_t n_some = n / 100, *some = calloc(n_some, sizeof(*some));
+	double first, idle[REPS], changed[REPS], all[REPS], silent[REPS], ns;
+	size_t heap_before, heap_after;
+	struct sweep_bench b;
+	uint64_t add = 0, exchanges;
+	char name[64], note[128];
+	int err;
+
+	if (!some)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n_some; i++)
+		some[i] = i * 100 + 7;
+	err = sb_init(&b, n);
 	if (err)
 		goto out;
-	err = sweep_once(ss, &first);
+	/* Every socket new. */
+	err = sb_touch(&b, NULL, n, 0, 0);
+	heap_before = mallinfo2().uordblks;
+	err = err ?: sb_sweep(&b, &first);
+	heap_after = mallinfo2().uordblks;
 	if (err)
 		goto out;
-	if (sockets__tracked(ss) != n) {
+	if (sockets__tracked(b.ss) != n) {
 		fprintf(stderr, "micro: the sweep tracks %zu sockets, %u expected\n",
-			sockets__tracked(ss), n);
+			sockets__tracked(b.ss), n);
 		err = -EINVAL;
 		goto out;
 	}
+	/* Nothing changed. */
 	for (int r = 0; r < REPS && !err; r++)
-		err = sweep_once(ss, &steady[r]);
-	/* Every socket moved by one small exchange, or by a gigabyte: the same work per
-	 * socket. Interleaved, so that both see the same disturbance. */
+		err = sb_sweep(&b, &idle[r]);
+	/* 1 % of the sockets moved on; then every one. Interleaved. */
 	for (int r = 0; r < REPS && !err; r++) {
 		add += 128;
-		err = fill_map(fd, 0, n, add);
-		err = err ?: sweep_once(ss, &small[r]);
-		add += 1ULL << 30;
-		err = err ?: fill_map(fd, 0, n, add);
-		err = err ?: sweep_once(ss, &big[r]);
+		err = sb_touch(&b, some, n_some, add, 0);
+		err = err ?: sb_sweep(&b, &changed[r]);
+		add += 128;
+		err = err ?: sb_touch(&b, NULL, n, add, 0);
+		err = err ?: sb_sweep(&b, &all[r]);
+	}
+	/* 1 % answered, and their silence is about to reach the idle timeout: one
+	 * sweep learns of it, the one after it is due asks the kernel, which ends
+	 * the exchanges. */
+	for (int r = 0; r < REPS && !err; r++) {
+		add += 128;
+		err = sb_touch(&b, some, n_some, add,
+			       now_ns() - SWEEP_IDLE_NS + 50 * NSEC_PER_MSEC);
+		err = err ?: sb_sweep(&b, &ns);
+		usleep(100 * 1000);
+		exchanges = sockets__exchanges(b.ss);
+		err = err ?: sb_sweep(&b, &silent[r]);
+		if (!err && sockets__exchanges(b.ss) != exchanges + n_some) {
+			fprintf(stderr,
+				"micro: %" PRIu64 " exchanges ended for silence, %u expected\n",
+				sockets__exchanges(b.ss) - exchanges, n_some);
+			err = -EINVAL;
+		}
 	}
 	if (err)
 		goto out;
 	snprintf(name, sizeof(name), "sweep_first_%uk", n / 1000);
-	report(name, first / n, n, "socket", "every socket new: streams created");
-	snprintf(name, sizeof(name), "sweep_steady_%uk", n / 1000);
-	snprintf(note, sizeof(note), "nothing changed, %.2f ms per sweep",
-		 best(steady, REPS) / 1e6);
-	report(name, best(steady, REPS) / n, n, "socket", note);
-	snprintf(name, sizeof(name), "sweep_traffic_small_%uk", n / 1000);
-	report(name, best(small, REPS) / n, n, "socket", "every socket +128 B since last sweep");
-	snprintf(name, sizeof(name), "sweep_traffic_big_%uk", n / 1000);
-	report(name, best(big, REPS) / n, n, "socket", "every socket +1 GiB since last sweep");
+	snprintf(note, sizeof(note), "every socket new: streams created; %.0f B of heap per socket",
+		 (double)(heap_after - heap_before) / n);
+	report(name, first / n, n, "socket", note);
+	snprintf(name, sizeof(name), "sweep_idle_%uk", n / 1000);
+	snprintf(note, sizeof(note), "nothing changed: %.1f us per sweep", best(idle, REPS) / 1e3);
+	report(name, best(idle, REPS) / n, n, "socket", note);
+	snprintf(name, sizeof(name), "sweep_changed_1pct_%uk", n / 1000);
+	snprintf(note, sizeof(note), "1 %% of %uk changed (+128 B): %.2f ms per sweep", n / 1000,
+		 best(changed, REPS) / 1e6);
+	report(name, best(changed, REPS) / n_some, n_some, "socket", note);
+	snprintf(name, sizeof(name), "sweep_changed_all_%uk", n / 1000);
+	snprintf(note, sizeof(note), "every socket changed: %.2f ms per sweep",
+		 best(all, REPS) / 1e6);
+	report(name, best(all, REPS) / n, n, "socket", note);
+	snprintf(name, sizeof(name), "sweep_silent_1pct_%uk", n / 1000);
+	snprintf(note, sizeof(note), "1 %% of %uk silent, ended by the kernel: %.2f ms per sweep",
+		 n / 1000, best(silent, REPS) / 1e6);
+	report(name, best(silent, REPS) / n_some, n_some, "exchange", note);
 out:
-	sockets__free(ss);
-	metrics__free(m);
-	procinfo__free(pi);
-	config__free(cfg);
-	close(fd);
+	sb_free(&b);
+	free(some);
 	return err;
 }
 

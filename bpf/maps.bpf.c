@@ -8,6 +8,8 @@ procs_map_t seen_procs SEC(".maps");
 listeners_map_t listeners SEC(".maps");
 netns_map_t netns_allowed SEC(".maps");
 events_map_t events SEC(".maps");
+dirty_map_t dirty SEC(".maps");
+closes_lost_map_t closes_lost SEC(".maps");
 counters_map_t counters SEC(".maps");
 sendmsg_args_map_t sendmsg_args SEC(".maps");
 
@@ -20,6 +22,11 @@ const volatile __u16 cfg_exclude_ports[TCPOTEL_MAX_EXCLUDE_PORTS] = {};
 const volatile __u32 cfg_n_exclude_ports = 0;
 
 __u64 next_sock_id = 0;
+__u32 sweep_gen = 1;
+__u64 collect_keys[TCPOTEL_COLLECT_BATCH] = {};
+__u32 collect_n_keys = 0;
+struct tcpotel_snapshot collect_out[TCPOTEL_COLLECT_BATCH] = {};
+__u32 collect_n_out = 0;
 
 const struct tcpotel_sock zero_sock = {};
 

@@ -78,6 +78,25 @@ typedef struct {
 } events_map_t;
 extern events_map_t events SEC(".maps");
 
+/* Keys of sockets that changed since they were last collected, each queued
+ * once per sweep (sock_mark()); the collect program takes them out. Sized
+ * from capture.max_sockets: twice as many, for a sweep's and the next. */
+typedef struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, 131072);
+	__type(value, __u64);
+} dirty_map_t;
+extern dirty_map_t dirty SEC(".maps");
+
+/* sock_id of sockets that closed when the ring buffer had no room for their
+ * close record, so that user space still forgets them. */
+typedef struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, 16384);
+	__type(value, __u64);
+} closes_lost_map_t;
+extern closes_lost_map_t closes_lost SEC(".maps");
+
 /* Health counters (enum tcpotel_counter), per CPU so that bumping is cheap. */
 typedef struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -111,6 +130,19 @@ extern const volatile __u32 cfg_n_exclude_ports;
 
 /* Source of sock_id values (never reused, unlike kernel pointers). */
 extern __u64 next_sock_id;
+
+/* The sweep generation: user space moves it on at each sweep (it writes the
+ * .data section directly), and a socket's first change after that queues
+ * it in `dirty` again. Sockets keep its low 16 bits (mark), which are never
+ * 0, a new entry's mark: it starts at 1 and user space skips the multiples
+ * of 65536. */
+extern __u32 sweep_gen;
+
+/* The collect program's input and output (bpf/tcpotel.h), in .bss. */
+extern __u64 collect_keys[TCPOTEL_COLLECT_BATCH];
+extern __u32 collect_n_keys;
+extern struct tcpotel_snapshot collect_out[TCPOTEL_COLLECT_BATCH];
+extern __u32 collect_n_out;
 
 /* An all-zero socket entry to insert before filling it in place: a
  * tcpotel_sock is too big for the BPF stack next to everything else. */

@@ -43,7 +43,7 @@ enum tcpotel_sock_flags {
 	TCPOTEL_SOCK_RESET = 1 << 5, /* a RST was sent or received */
 };
 
-/* Exchange phases (see DESIGN.md, "Exchanges"). The request direction is
+/* Exchange phases (docs/design.md, "Exchanges"). The request direction is
  * send for a client and receive for a server. */
 enum tcpotel_phase {
 	TCPOTEL_PHASE_IDLE = 0, /* no exchange open: the next request starts one */
@@ -52,6 +52,11 @@ enum tcpotel_phase {
 	TCPOTEL_PHASE_SKIP_REQUEST = 3, /* joined mid-stream: this turn may be partial, */
 	TCPOTEL_PHASE_SKIP_RESPONSE = 4, /* so it is not reported */
 };
+
+/* The phases spans.idle_timeout may end: the one rule both the kernel's sweep
+ * (exchange_idle()) and user space (which sockets to ask about) follow. */
+#define TCPOTEL_PHASE_ENDS_WHEN_IDLE(phase) \
+	((phase) == TCPOTEL_PHASE_REQUEST || (phase) == TCPOTEL_PHASE_RESPONSE)
 
 struct tcpotel_tuple {
 	__u8 saddr[16]; /* local address; IPv4 in the first 4 bytes */
@@ -72,8 +77,8 @@ struct tcpotel_exchange {
 	__u8 _pad[3];
 };
 
-/* Every exchange a socket finished (one whose end the kernel saw: the next
- * request, a call after idle_timeout of silence, or the close). */
+/* Every exchange a socket finished: ended by the next request or the close
+ * (the hot path), or by idle_timeout of silence (the sweep's collect program). */
 struct tcpotel_exchange_hist {
 	__u64 count;
 	__u64 sum_ns;
@@ -92,7 +97,9 @@ struct tcpotel_sock {
 	char comm[TCPOTEL_COMM_LEN];
 	__u8 role; /* enum tcpotel_role */
 	__u8 flags; /* enum tcpotel_sock_flags */
-	__u16 _pad;
+	/* The sweep generation (its low 16 bits) in which it was last queued as
+	 * changed: beside flags, in the line every call reads anyway. */
+	__u16 mark;
 	__u32 retransmits;
 	__u64 bytes_sent;
 	__u64 bytes_received;
@@ -103,6 +110,9 @@ struct tcpotel_sock {
 	__u64 srtt_sum_us;
 	__u32 srtt_hist[TCPOTEL_SRTT_BUCKETS];
 	struct tcpotel_exchange ex;
+	/* start_ns of the exchange the sweep ended for silence: a call that raced
+	 * the sweep does not end (count, report) it a second time. */
+	__u64 idle_ended_ns;
 	struct tcpotel_exchange_hist done;
 };
 
@@ -165,6 +175,30 @@ struct tcpotel_process_record {
 	/* The start of its environment (NUL-separated NAME=value strings), for
 	 * OTEL_SERVICE_NAME when the process has exited before /proc is read. */
 	char env[TCPOTEL_ENV_MAX];
+};
+
+/*
+ * The sweep's collect program (bpf/sweep.bpf.c) is never attached: user space
+ * runs it (BPF_PROG_TEST_RUN) with up to TCPOTEL_COLLECT_BATCH socket keys in
+ * collect_keys[], and it fills collect_out[] with those sockets, then with
+ * sockets queued as changed since they were last collected, then with closes
+ * whose ring-buffer record was lost.
+ */
+#define TCPOTEL_COLLECT_BATCH 64
+
+enum tcpotel_snapshot_status {
+	TCPOTEL_SNAP_GONE = 0, /* no socket at that key (closed, or another one now) */
+	TCPOTEL_SNAP_SOCKET = 1, /* sock holds the socket's entry */
+	/* sock.sock_id closed, but the ring buffer had no room for its close record:
+	 * what it did since it was last collected is lost (and counted). */
+	TCPOTEL_SNAP_CLOSE_LOST = 2,
+};
+
+struct tcpotel_snapshot {
+	__u64 key; /* the socket table's key */
+	__u32 status; /* enum tcpotel_snapshot_status */
+	__u32 _pad;
+	struct tcpotel_sock sock;
 };
 
 /* Per-CPU health counters (index into the `counters` array map). */

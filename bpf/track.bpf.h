@@ -11,6 +11,9 @@
  * and nothing goes to user space per call: a record leaves only when a
  * sampled exchange ends, a socket closes, or a process is seen for the first
  * time. Every exchange is counted in the socket's own duration histogram.
+ * A socket's first change after a sweep queues its key for the next one
+ * (sock_mark(): a compare per call, a queue push once per sweep), so the
+ * sweep reads only sockets that changed (docs/design.md, "The sweep").
  */
 #ifndef TCPOTEL_TRACK_BPF_H
 #define TCPOTEL_TRACK_BPF_H
@@ -218,7 +221,8 @@ static __always_inline void srtt_sample(struct tcpotel_sock *s, __u32 srtt)
 	s->srtt_hist[srtt_bucket(srtt) & (TCPOTEL_SRTT_BUCKETS - 1)]++;
 }
 
-static __always_inline void exchange_emit(const struct tcpotel_sock *s, __u32 srtt)
+static __always_inline void exchange_emit(const struct tcpotel_sock *s,
+					  const struct tcpotel_exchange *ex, __u32 srtt)
 {
 	struct tcpotel_exchange_record *r;
 
@@ -239,7 +243,7 @@ static __always_inline void exchange_emit(const struct tcpotel_sock *s, __u32 sr
 	r->flags = s->flags;
 	r->_pad = 0;
 	r->srtt_us = srtt;
-	r->ex = s->ex;
+	r->ex = *ex;
 	bpf_ringbuf_submit(r, RINGBUF_FLAGS);
 }
 
@@ -256,11 +260,12 @@ static __always_inline __u32 exchange_bucket(__u64 ns)
 	return k;
 }
 
-/* Adds the socket's current exchange, now finished, to its histogram. */
-static __always_inline void exchange_count(struct tcpotel_sock *s)
+/* Adds a finished exchange of the socket to its histogram. */
+static __always_inline void exchange_count(struct tcpotel_sock *s,
+					   const struct tcpotel_exchange *ex)
 {
 	struct tcpotel_exchange_hist *h = &s->done;
-	__u64 d = s->ex.end_ns - s->ex.start_ns;
+	__u64 d = ex->end_ns - ex->start_ns;
 	__u32 k = exchange_bucket(d);
 
 	if (!h->count || d < h->min_ns)
@@ -278,25 +283,80 @@ static __always_inline void exchange_count(struct tcpotel_sock *s)
  * sweep turns into tcp.exchange.duration), and only an exchange that is
  * kept by sampling goes to user space as a record. The sampling decision is
  * the one user space and the other end make (ids.bpf.h), so that unsampled
- * exchanges cost neither a ring-buffer record nor user-space time.
+ * exchanges cost neither a ring-buffer record nor user-space time. This is
+ * the only place an exchange is counted or reported, whoever ends it.
  */
-static __always_inline void exchange_end(struct tcpotel_sock *s, __u32 srtt)
+static __always_inline void exchange_end(struct tcpotel_sock *s, const struct tcpotel_exchange *ex,
+					 __u32 srtt)
 {
-	exchange_count(s);
+	exchange_count(s, ex);
 	if (!cfg_exchange_records)
 		return;
-	if (exchange_sampled(&s->tuple, s->role, s->ex.request_seq, cfg_sample_threshold))
-		exchange_emit(s, srtt);
+	if (exchange_sampled(&s->tuple, s->role, ex->request_seq, cfg_sample_threshold))
+		exchange_emit(s, ex, srtt);
 	else
 		counter_inc(TCPOTEL_CNT_SAMPLED_OUT);
 }
 
+/* The hot path ends the socket's current exchange (next request, close),
+ * unless the sweep ended it for silence while this call was under way. */
+static __always_inline void exchange_finish(struct tcpotel_sock *s, __u32 srtt)
+{
+	if (s->ex.start_ns != s->idle_ended_ns)
+		exchange_end(s, &s->ex, srtt);
+}
+
 /*
- * One step of the exchange state machine (DESIGN.md, "Exchanges"). The
+ * Has the exchange gone silent for spans.idle_timeout at `now`? Only the
+ * sweep asks (sock_end_if_idle()); the hot path never ends an exchange for
+ * silence. Which phases may end so: TCPOTEL_PHASE_ENDS_WHEN_IDLE.
+ */
+static __always_inline bool exchange_idle(const struct tcpotel_exchange *ex, __u64 now)
+{
+	return TCPOTEL_PHASE_ENDS_WHEN_IDLE(ex->phase) && now > ex->end_ns &&
+	       now - ex->end_ns > cfg_idle_timeout_ns;
+}
+
+/*
+ * The sweep's collect program ends an exchange that went silent: it marks it
+ * first (idle_ended_ns), so that a call racing with it on another CPU does
+ * not end it again (exchange_finish()), then counts and reports it from its
+ * own copy, and only then makes the socket idle. A call that read the phase
+ * before that store may write it back (the exchange goes on, its later bytes
+ * uncounted): the mark still keeps it from being counted twice.
+ */
+static __always_inline void sock_end_if_idle(struct tcpotel_sock *s, __u64 now)
+{
+	struct tcpotel_exchange ex = s->ex;
+
+	if (!exchange_idle(&ex, now))
+		return;
+	if (ex.start_ns != s->idle_ended_ns) {
+		s->idle_ended_ns = ex.start_ns;
+		exchange_end(s, &ex, s->srtt_last_us);
+	}
+	s->ex.phase = TCPOTEL_PHASE_IDLE;
+}
+
+/*
+ * Queues the socket for the next sweep at its first change since the last
+ * one. A full queue leaves the mark unset, so the next change tries again.
+ */
+static __always_inline void sock_mark(struct tcpotel_sock *s, __u64 key)
+{
+	__u16 gen = sweep_gen;
+
+	if (s->mark == gen)
+		return;
+	if (!bpf_map_push_elem(&dirty, &key, 0))
+		s->mark = gen;
+}
+
+/*
+ * One step of the exchange state machine (docs/design.md, "Exchanges"). The
  * request direction is send for a client and receive for a server; an
- * exchange ends at the next request after a response, after
- * cfg_idle_timeout_ns of silence (noticed here at the next call, or by user
- * space's sweep), or at close.
+ * exchange ends at the next request after a response, at close, or after
+ * cfg_idle_timeout_ns of silence (the sweep: sock_end_if_idle()).
  */
 static __always_inline void exchange_step(struct sock *sk, struct tcpotel_sock *s, bool is_send,
 					  __u32 bytes, const struct tcp_snap *snap)
@@ -306,14 +366,9 @@ static __always_inline void exchange_step(struct sock *sk, struct tcpotel_sock *
 	__u64 now = snap->clock_ns;
 	__u8 phase = ex->phase;
 
-	if ((phase == TCPOTEL_PHASE_REQUEST || phase == TCPOTEL_PHASE_RESPONSE) &&
-	    now - ex->end_ns > cfg_idle_timeout_ns && now > ex->end_ns) {
-		exchange_end(s, snap->srtt_us);
-		phase = TCPOTEL_PHASE_IDLE;
-	}
 	if (is_request) {
 		if (phase == TCPOTEL_PHASE_RESPONSE) {
-			exchange_end(s, snap->srtt_us);
+			exchange_finish(s, snap->srtt_us);
 			phase = TCPOTEL_PHASE_IDLE;
 		}
 		if (phase == TCPOTEL_PHASE_IDLE || phase == TCPOTEL_PHASE_SKIP_RESPONSE) {
@@ -335,7 +390,7 @@ static __always_inline void exchange_step(struct sock *sk, struct tcpotel_sock *
 			phase = TCPOTEL_PHASE_SKIP_RESPONSE;
 		}
 		/* IDLE: a response with no request seen (the server spoke first,
-		 * or the exchange already ended by silence): not an exchange. */
+		 * or the sweep ended the exchange for silence): not an exchange. */
 	}
 	/* The socket clock never runs backwards, but a stale one may equal it. */
 	if (now > ex->end_ns)
@@ -368,6 +423,7 @@ static __always_inline void on_io(struct sock *sk, __u32 bytes, bool is_send)
 	sock_snap(sk, &snap);
 	srtt_sample(s, snap.srtt_us);
 	exchange_step(sk, s, is_send, bytes, &snap);
+	sock_mark(s, key);
 }
 
 static __always_inline void listener_add(const struct sock *sk)
@@ -406,12 +462,16 @@ static __always_inline void sock_close(struct sock *sk)
 		bpf_map_delete_elem(&sockets, &key);
 		return;
 	}
-	/* The exchange in progress ends with the connection (the record carries it). */
+	/* The exchange in progress ends with the connection. */
 	if (s->ex.phase == TCPOTEL_PHASE_REQUEST || s->ex.phase == TCPOTEL_PHASE_RESPONSE)
-		exchange_count(s);
+		exchange_finish(s, s->srtt_last_us ?: sock_srtt_us(sk));
 	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
 	if (!r) {
+		__u64 id = s->sock_id;
+
 		counter_inc(TCPOTEL_CNT_RINGBUF_LOST);
+		/* Its numbers are lost; user space still learns it is gone. */
+		bpf_map_push_elem(&closes_lost, &id, 0);
 		bpf_map_delete_elem(&sockets, &key);
 		return;
 	}
@@ -493,6 +553,9 @@ static __always_inline void on_state(struct sock *sk, int oldstate, int newstate
 					sock_ignore(s);
 			}
 		}
+		/* A new connection is counted at the next sweep, data or not. */
+		if (!(s->flags & TCPOTEL_SOCK_IGNORED))
+			sock_mark(s, key);
 		return;
 	}
 	if (newstate == TCP_CLOSE) {
@@ -511,8 +574,11 @@ static __always_inline void on_retransmit(const struct sock *sk, const struct sk
 	__u64 key = (__u64)sk;
 	struct tcpotel_sock *s = bpf_map_lookup_elem(&sockets, &key);
 
-	if (s)
+	if (s) {
 		__sync_fetch_and_add(&s->retransmits, skb_tcp_segs(skb));
+		if (!(s->flags & TCPOTEL_SOCK_IGNORED))
+			sock_mark(s, key);
+	}
 }
 
 static __always_inline void on_reset(const struct sock *sk)

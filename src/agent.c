@@ -25,7 +25,7 @@
 #include "traceid.h"
 #include "ui.h"
 
-/* How often the socket table is read (deltas, silent exchanges). */
+/* How often the sockets that changed are read, and silent exchanges ended. */
 #define SWEEP_INTERVAL_NS (1000 * NSEC_PER_MSEC)
 /* How long one poll of the ring buffer may wait. */
 #define POLL_TIMEOUT_MS	     20
@@ -47,7 +47,6 @@ struct agent {
 	struct exporter *exporter;
 	struct graph *graph;
 	struct ui *ui;
-	uint64_t mono_to_unix_ns;
 	uint64_t next_graph_ns;
 	uint64_t next_sweep_ns;
 	uint64_t next_metrics_ns;
@@ -94,13 +93,13 @@ static int on_record(void *ctx, void *data, size_t size)
 	switch (hdr->type) {
 	case TCPOTEL_RECORD_EXCHANGE:
 		if (hdr->size == sizeof(struct tcpotel_exchange_record)) {
-			sockets__on_exchange(a->sockets, data, a->mono_to_unix_ns);
+			sockets__on_exchange(a->sockets, data);
 			return 0;
 		}
 		break;
 	case TCPOTEL_RECORD_CLOSE:
 		if (hdr->size == sizeof(struct tcpotel_close_record)) {
-			sockets__on_close(a->sockets, data, a->mono_to_unix_ns);
+			sockets__on_close(a->sockets, data);
 			return 0;
 		}
 		break;
@@ -157,6 +156,30 @@ static void seed_listeners(struct agent *a)
 	free(found);
 }
 
+/* exporter.* as the export thread takes it. */
+static void exporter_opts_of(const struct config *cfg, struct exporter_opts *o)
+{
+	const typeof(cfg->exporter.otlp) *otlp = &cfg->exporter.otlp;
+
+	*o = (struct exporter_opts){
+		.endpoints = { [SIGNAL_METRICS] = otlp->metrics_endpoint,
+			       [SIGNAL_TRACES] = otlp->traces_endpoint },
+		.headers = { [SIGNAL_METRICS] = &otlp->metrics_headers,
+			     [SIGNAL_TRACES] = &otlp->traces_headers },
+		.gzip = otlp->compression == COMPRESSION_GZIP,
+		.to_stdout = cfg->exporter.stdout,
+		.timeout_ms = otlp->timeout_ms,
+		.ca_file = otlp->tls.ca_file,
+		.cert_file = otlp->tls.cert_file,
+		.key_file = otlp->tls.key_file,
+		.insecure_skip_verify = otlp->tls.insecure_skip_verify,
+		.retry_initial_ms = otlp->retry.initial_interval_ms,
+		.retry_max_ms = otlp->retry.max_interval_ms,
+		.retry_max_elapsed_ms = otlp->retry.max_elapsed_time_ms,
+		.queue_size = otlp->queue_size,
+	};
+}
+
 static bool ui_enabled(const struct config *cfg)
 {
 	return cfg->ui.listen && *cfg->ui.listen;
@@ -183,6 +206,18 @@ static int start_ui(struct agent *a)
 	return a->ui ? 0 : -errno;
 }
 
+/* The sweep reads the kernel's socket table through the collect program. */
+static void sweep_begin(void *ctx)
+{
+	capture__sweep_begin(ctx);
+}
+
+static int sweep_collect(void *ctx, const uint64_t *keys, size_t n,
+			 const struct tcpotel_snapshot **out)
+{
+	return capture__collect(ctx, keys, n, out);
+}
+
 const char *agent__ui_url(const struct agent *a)
 {
 	return a->ui ? ui__url(a->ui) : NULL;
@@ -205,11 +240,24 @@ struct agent *agent__start(const struct config *cfg, enum capture_backend backen
 		.proc_root = "/proc",
 		.max_entries = 8192,
 		.revalidate_ms = 5000,
+		.rules = cfg->service.rules,
+		.n_rules = cfg->service.n_rules,
+		.command_line = cfg->service.command_line,
+		.attributes = &cfg->resource.attributes,
+		.self_service_name = cfg->self.service_name,
+		.self_attributes = &cfg->self.attributes,
 	};
 	struct sockets_opts sopts = {
+		.source = { .begin = sweep_begin, .collect = sweep_collect },
 		.idle_timeout_ns = cfg->spans.idle_timeout_ms * NSEC_PER_MSEC,
-		.records = exchange_records(cfg),
 	};
+	struct exchanges_opts xopts = {
+		.spans = cfg->spans.enabled,
+		.sampling_ratio = cfg->spans.sampling_ratio,
+		.external_clients = &cfg->spans.external_clients,
+		.internal_networks = &cfg->spans.internal_networks,
+	};
+	struct exporter_opts eopts;
 	uint32_t *netns = NULL;
 	struct agent *a;
 	int err = -ENOMEM;
@@ -227,7 +275,7 @@ struct agent *agent__start(const struct config *cfg, enum capture_backend backen
 			goto fail;
 		copts.netns = netns;
 	}
-	a->pi = procinfo__new(cfg, &popts);
+	a->pi = procinfo__new(&popts);
 	a->metrics = a->pi ? metrics__new(a->pi, MAX_STREAMS) : NULL;
 	if (!a->metrics)
 		goto fail_errno;
@@ -244,13 +292,14 @@ struct agent *agent__start(const struct config *cfg, enum capture_backend backen
 		goto fail;
 	/* Before any thread starts: capabilities are per thread, inherited. */
 	privdrop_after_attach(capture__sockets_fd(a->capture));
-	a->exporter = exporter__start(cfg);
+	exporter_opts_of(cfg, &eopts);
+	a->exporter = exporter__start(&eopts);
 	if (!a->exporter)
 		goto fail_errno;
-	a->exchanges = exchanges__new(cfg, a->pi, a->exporter);
+	a->exchanges = exchanges__new(&xopts, a->pi, a->exporter);
 	if (!a->exchanges)
 		goto fail_errno;
-	sopts.map_fd = capture__sockets_fd(a->capture);
+	sopts.source.ctx = a->capture;
 	a->sockets = sockets__new(&sopts, a->metrics, a->pi, a->exchanges);
 	if (!a->sockets)
 		goto fail_errno;
@@ -280,7 +329,7 @@ static void collect_self(struct agent *a, struct self_stats *st)
 	exchanges__stats(a->exchanges, &xs);
 	st->sockets_tracked = sockets__tracked(a->sockets);
 	st->exchanges = sockets__exchanges(a->sockets);
-	st->spans_sampled_out = xs.sampled_out + st->kernel_counters[TCPOTEL_CNT_SAMPLED_OUT];
+	st->spans_sampled_out = st->kernel_counters[TCPOTEL_CNT_SAMPLED_OUT];
 	st->spans_dropped = xs.dropped;
 	for (int i = 0; i < SIGNAL__COUNT; i++) {
 		st->sent_items[i] = es.sent_items[i];
@@ -301,8 +350,7 @@ static void export_metrics(struct agent *a)
 
 	collect_self(a, &st);
 	jbuf_init(&body);
-	points = metrics__encode(a->metrics, &body, a->mono_to_unix_ns + clock_ns(CLOCK_MONOTONIC),
-				 &st);
+	points = metrics__encode(a->metrics, &body, clock_ns(CLOCK_REALTIME), &st);
 	if (body.failed) {
 		log_err("out of memory encoding %zu metric points: dropped", points);
 		jbuf_free(&body);
@@ -397,9 +445,10 @@ static void tick(struct agent *a, bool final)
 
 	ring_buffer__consume(a->rb);
 	now = clock_ns(CLOCK_MONOTONIC);
-	a->mono_to_unix_ns = clock_ns(CLOCK_REALTIME) - now;
 	if (final || now >= a->next_sweep_ns) {
-		sockets__sweep(a->sockets, now, a->mono_to_unix_ns);
+		sockets__sweep(a->sockets, now);
+		/* The exchanges the sweep ended for silence go out with this flush. */
+		ring_buffer__consume(a->rb);
 		warn_losses(a);
 		a->next_sweep_ns = now + SWEEP_INTERVAL_NS;
 	}
@@ -416,7 +465,7 @@ static void tick(struct agent *a, bool final)
 	}
 	if (a->cfg->metrics.enabled && (final || now >= a->next_metrics_ns)) {
 		export_metrics(a);
-		metrics__evict_idle(a->metrics, now + a->mono_to_unix_ns, STREAM_IDLE_NS);
+		metrics__evict_idle(a->metrics, clock_ns(CLOCK_REALTIME), STREAM_IDLE_NS);
 		a->next_metrics_ns = now + a->cfg->metrics.interval_ms * NSEC_PER_MSEC;
 	}
 }

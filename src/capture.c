@@ -19,10 +19,22 @@ _Static_assert(sizeof(struct tcpotel_exchange) == 40, "ABI: tcpotel_exchange");
 _Static_assert(sizeof(struct tcpotel_sock) % 8 == 0, "ABI: tcpotel_sock alignment");
 _Static_assert(sizeof(struct tcpotel_exchange_record) % 8 == 0, "ABI: exchange record");
 _Static_assert(sizeof(struct tcpotel_close_record) % 8 == 0, "ABI: close record");
+_Static_assert(sizeof(struct tcpotel_snapshot) % 8 == 0, "ABI: snapshot");
+
+/* The sweep's view of the loaded object: found once, after load. */
+struct sweep_globals {
+	uint32_t *gen; /* .data: sweep_gen */
+	__u64 *keys; /* .bss: collect_keys[TCPOTEL_COLLECT_BATCH] */
+	uint32_t *n_keys; /* .bss: collect_n_keys */
+	const struct tcpotel_snapshot *out; /* .bss: collect_out[TCPOTEL_COLLECT_BATCH] */
+	const uint32_t *n_out; /* .bss: collect_n_out */
+	int collect_fd; /* the collect program */
+};
 
 struct capture {
 	struct tcpotel_bpf *skel;
 	enum capture_backend backend;
+	struct sweep_globals sweep;
 };
 
 /* Per back-end, the hook programs it attaches; the state programs are shared. */
@@ -34,6 +46,8 @@ static const char *const kprobe_progs[] = { "kprobe_tcp_sendmsg", "kretprobe_tcp
 static const char *const state_progs[] = { "tp_inet_sock_set_state", "tp_tcp_destroy_sock",
 					   "tp_tcp_retransmit_skb",  "tp_tcp_receive_reset",
 					   "tp_tcp_send_reset",	     NULL };
+/* Loaded with every back-end and never attached: run by capture__collect(). */
+#define COLLECT_PROG "collect"
 
 const char *const *capture_backend_programs(enum capture_backend backend)
 {
@@ -66,11 +80,14 @@ static int select_programs(struct tcpotel_bpf *skel, enum capture_backend backen
 
 	bpf_object__for_each_program(prog, skel->obj) {
 		const char *name = bpf_program__name(prog);
-		bool on = name_in(name, wanted) || name_in(name, state_progs);
+		bool collect = strcmp(name, COLLECT_PROG) == 0;
+		bool on = collect || name_in(name, wanted) || name_in(name, state_progs);
 
 		err = bpf_program__set_autoload(prog, on);
 		if (err)
 			return err;
+		if (collect)
+			bpf_program__set_autoattach(prog, false);
 	}
 	return 0;
 }
@@ -112,6 +129,9 @@ struct capture *capture__load(const struct capture_opts *opts)
 	}
 	set_knobs(c->skel, opts);
 	err = bpf_map__set_max_entries(c->skel->maps.sockets, opts->max_sockets);
+	/* Each socket is queued once per sweep: room for a sweep's and the next's. */
+	if (!err)
+		err = bpf_map__set_max_entries(c->skel->maps.dirty, 2 * opts->max_sockets);
 	if (!err)
 		err = select_programs(c->skel, opts->backend);
 	if (err)
@@ -122,6 +142,14 @@ struct capture *capture__load(const struct capture_opts *opts)
 			config_backend_name(opts->backend), strerror(-err));
 		goto err_destroy;
 	}
+	c->sweep = (struct sweep_globals){
+		.gen = &c->skel->data->sweep_gen,
+		.keys = c->skel->bss->collect_keys,
+		.n_keys = &c->skel->bss->collect_n_keys,
+		.out = c->skel->bss->collect_out,
+		.n_out = &c->skel->bss->collect_n_out,
+		.collect_fd = bpf_program__fd(c->skel->progs.collect),
+	};
 	for (size_t i = 0; i < opts->n_netns; i++) {
 		__u8 one = 1;
 
@@ -163,6 +191,11 @@ int capture__sockets_fd(const struct capture *c)
 	return bpf_map__fd(c->skel->maps.sockets);
 }
 
+int capture__dirty_fd(const struct capture *c)
+{
+	return bpf_map__fd(c->skel->maps.dirty);
+}
+
 int capture__events_fd(const struct capture *c)
 {
 	return bpf_map__fd(c->skel->maps.events);
@@ -175,6 +208,36 @@ int capture__add_listener(struct capture *c, uint32_t netns, uint16_t port)
 
 	return bpf_map__update_elem(c->skel->maps.listeners, &key, sizeof(key), &val, sizeof(val),
 				    BPF_NOEXIST);
+}
+
+void capture__sweep_begin(struct capture *c)
+{
+	uint32_t gen = *c->sweep.gen + 1;
+
+	/* Sockets keep the low 16 bits, and a new entry's are 0: never that. */
+	if (!(uint16_t)gen)
+		gen++;
+	/* .data is mapped into the agent: the programs read it at their next call. */
+	__atomic_store_n(c->sweep.gen, gen, __ATOMIC_RELEASE);
+}
+
+int capture__collect(struct capture *c, const uint64_t *keys, size_t n,
+		     const struct tcpotel_snapshot **out)
+{
+	LIBBPF_OPTS(bpf_test_run_opts, run);
+	const struct sweep_globals *g = &c->sweep;
+	int err;
+
+	if (n > TCPOTEL_COLLECT_BATCH)
+		return -EINVAL;
+	if (n)
+		memcpy(g->keys, keys, n * sizeof(*keys));
+	*g->n_keys = (uint32_t)n;
+	err = bpf_prog_test_run_opts(g->collect_fd, &run);
+	if (err)
+		return -errno;
+	*out = g->out;
+	return (int)MIN(*g->n_out, (uint32_t)TCPOTEL_COLLECT_BATCH);
 }
 
 int capture__read_counters(const struct capture *c, uint64_t out[TCPOTEL_CNT__MAX])

@@ -34,9 +34,23 @@ int capture__attach(struct capture *c);
 void capture__destroy(struct capture *c);
 
 int capture__sockets_fd(const struct capture *c);
+/* The queue of changed sockets (the benchmark queues sockets by hand). */
+int capture__dirty_fd(const struct capture *c);
 int capture__events_fd(const struct capture *c);
 /* Adds a listening port found before start (tgid 0: owner unknown). */
 int capture__add_listener(struct capture *c, uint32_t netns, uint16_t port);
+/*
+ * The sweep (docs/design.md, "The sweep"). capture__sweep_begin() starts a
+ * new generation: a socket's first change from now on queues it again.
+ * capture__collect() runs the collect program once: snapshots of the sockets
+ * at `keys` (0 < n <= TCPOTEL_COLLECT_BATCH), or with n == 0 of sockets
+ * queued as changed and then closes whose record was lost, at most
+ * TCPOTEL_COLLECT_BATCH; it ends exchanges gone silent first. *out points at
+ * them until the next call. Returns how many, or -errno.
+ */
+void capture__sweep_begin(struct capture *c);
+int capture__collect(struct capture *c, const uint64_t *keys, size_t n,
+		     const struct tcpotel_snapshot **out);
 /* Sums the per-CPU health counters. */
 int capture__read_counters(const struct capture *c, uint64_t out[TCPOTEL_CNT__MAX]);
 /* Programs of the loaded back-end, for BPF statistics: fills ids, returns how many. */

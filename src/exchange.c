@@ -6,20 +6,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "cidr.h"
-#include "config.h"
 #include "export.h"
 #include "graph.h"
 #include "jbuf.h"
 #include "log.h"
-#include "metrics.h"
 #include "netaddr.h"
 #include "otlp.h"
 #include "procinfo.h"
 #include "traceid.h"
 
-/* The span name: the same on both ends and low-cardinality (DESIGN.md). */
+/* The span name: the same on both ends and low-cardinality (docs/design.md). */
 #define SPAN_NAME "tcp.exchange"
 
 struct pending_span {
@@ -33,7 +32,7 @@ struct pending_span {
 	 * borrowed from the stream, which outlives the span's wait for its flush
 	 * (a stream goes only after 10 minutes without change). */
 	const char *peer_service;
-	uint64_t start_unix_ns, end_unix_ns;
+	uint64_t start_mono_ns, end_mono_ns;
 	uint64_t request_bytes, response_bytes;
 	struct exchange_ids ids;
 };
@@ -42,7 +41,6 @@ struct exchanges {
 	struct procinfo *pi;
 	struct exporter *exp;
 	bool spans;
-	uint64_t threshold;
 	char trace_state[32];
 	struct pending_span *pending;
 	uint32_t *order; /* pending spans grouped by resource, by index */
@@ -54,7 +52,7 @@ struct exchanges {
 	struct exchange_stats stats;
 };
 
-struct exchanges *exchanges__new(const struct config *cfg, struct procinfo *pi,
+struct exchanges *exchanges__new(const struct exchanges_opts *opts, struct procinfo *pi,
 				 struct exporter *exp)
 {
 	struct exchanges *x = calloc(1, sizeof(*x));
@@ -63,11 +61,11 @@ struct exchanges *exchanges__new(const struct config *cfg, struct procinfo *pi,
 		return NULL;
 	x->pi = pi;
 	x->exp = exp;
-	x->spans = cfg->spans.enabled;
-	x->threshold = traceid_threshold(cfg->spans.sampling_ratio);
-	x->external_clients = &cfg->spans.external_clients;
-	x->internal_networks = &cfg->spans.internal_networks;
-	traceid_tracestate(x->threshold, x->trace_state, sizeof(x->trace_state));
+	x->spans = opts->spans;
+	x->external_clients = opts->external_clients;
+	x->internal_networks = opts->internal_networks;
+	traceid_tracestate(traceid_threshold(opts->sampling_ratio), x->trace_state,
+			   sizeof(x->trace_state));
 	jbuf_init(&x->body);
 	if (x->spans) {
 		x->pending = calloc(EXCHANGE_MAX_PENDING, sizeof(*x->pending));
@@ -121,9 +119,10 @@ static bool external_client(const struct exchanges *x, const struct tcpotel_tupl
 {
 	const uint8_t *client = t->daddr;
 
-	if (cidr_list_contains(x->external_clients, t->family, client))
+	if (x->external_clients && cidr_list_contains(x->external_clients, t->family, client))
 		return true;
-	if (!x->internal_networks->n || netaddr_is_loopback(t->family, client) ||
+	if (!x->internal_networks || !x->internal_networks->n ||
+	    netaddr_is_loopback(t->family, client) ||
 	    !memcmp(client, t->saddr, t->family == AF_INET ? 4 : 16))
 		return false;
 	return !cidr_list_contains(x->internal_networks, t->family, client);
@@ -134,39 +133,23 @@ void exchanges__set_graph(struct exchanges *x, struct graph *g)
 	x->graph = g;
 }
 
-static const char *resource_attr(const struct proc_resource *res, const char *key)
-{
-	for (size_t i = 0; i < res->n_attrs; i++)
-		if (res->attrs[i].type == OTLP_STRING && strcmp(res->attrs[i].key, key) == 0)
-			return res->attrs[i].s;
-	return "";
-}
-
-/* The live map sees every kept exchange. */
+/* The live map sees every exchange the kernel kept. */
 static void feed_graph(struct exchanges *x, const struct exchange_end *end,
 		       const struct exchange_ids *ids)
 {
-	const struct tcpotel_tuple *t = end->tuple;
-	char label[NETADDR_STRLEN + 8];
-	const char *peer = label;
+	const struct exchange_origin *o = end->origin;
 
-	/* The stream has the label made once; a socket without one formats it here. */
-	if (end->stream)
-		peer = stream_peer_label(end->stream);
-	else
-		netaddr_label(t->family, t->daddr, end->role == TCPOTEL_ROLE_CLIENT ? t->dport : 0,
-			      label, sizeof(label));
 	graph__add(x->graph, &(struct graph_exchange){
-				     .service = end->res->service_name,
-				     .host = resource_attr(end->res, "host.name"),
-				     .pid = end->res->pid,
+				     .service = o->service,
+				     .host = o->host,
+				     .pid = o->pid,
 				     .role = end->role,
 				     .trace_id = ids->trace_id,
 				     .client_span_id = ids->client_span_id,
-				     .peer = peer,
-				     .family = t->family,
-				     .local_addr = t->saddr,
-				     .peer_addr = t->daddr,
+				     .peer = o->peer,
+				     .family = end->tuple->family,
+				     .local_addr = end->tuple->saddr,
+				     .peer_addr = end->tuple->daddr,
 				     .request_bytes = end->ex->request_bytes,
 				     .response_bytes = end->ex->response_bytes,
 				     .duration_ns = end->ex->end_ns - end->ex->start_ns,
@@ -175,7 +158,7 @@ static void feed_graph(struct exchanges *x, const struct exchange_end *end,
 			     });
 }
 
-void exchanges__end(struct exchanges *x, const struct exchange_end *end, uint64_t mono_to_unix_ns)
+void exchanges__end(struct exchanges *x, const struct exchange_end *end)
 {
 	const struct tcpotel_exchange *ex = end->ex;
 	struct pending_span *p;
@@ -183,16 +166,10 @@ void exchanges__end(struct exchanges *x, const struct exchange_end *end, uint64_
 	uint8_t client_addr[16];
 	uint16_t client_port;
 
+	/* The kernel sampled it already (spans.sampling_ratio, on these ids). */
 	client_endpoint(end->tuple, end->role, client_addr, &client_port);
 	traceid_derive_some(client_addr, client_port, ex->request_seq,
 			    x->spans && end->role == TCPOTEL_ROLE_SERVER, &ids);
-	/* The kernel hands over only kept exchanges; those the sweep or a close
-	 * ends are sampled here the same way, so that the map, which scales what
-	 * it gets by 1/ratio, sees a sample of both kinds alike. */
-	if (!traceid_sampled(ids.trace_id, x->threshold)) {
-		x->stats.sampled_out++;
-		return;
-	}
 	if (x->graph)
 		feed_graph(x, end, &ids);
 	if (!x->spans)
@@ -206,17 +183,15 @@ void exchanges__end(struct exchanges *x, const struct exchange_end *end, uint64_
 	if (!x->n_pending)
 		x->oldest_mono_ns = ex->end_ns;
 	p = &x->pending[x->n_pending++];
-	p->res = procinfo__ref(end->res);
+	p->res = procinfo__ref(end->origin->res);
 	p->tuple = *end->tuple;
 	p->role = end->role;
-	p->reset = !!(end->flags & TCPOTEL_SOCK_RESET);
+	p->reset = end->reset;
 	p->root = end->role == TCPOTEL_ROLE_SERVER && external_client(x, end->tuple);
-	p->peer_service = end->role == TCPOTEL_ROLE_CLIENT && end->stream ?
-				  stream_peer_service(end->stream) :
-				  NULL;
+	p->peer_service = end->role == TCPOTEL_ROLE_CLIENT ? end->origin->peer_service : NULL;
 	p->srtt_us = end->srtt_us;
-	p->start_unix_ns = ex->start_ns + mono_to_unix_ns;
-	p->end_unix_ns = ex->end_ns + mono_to_unix_ns;
+	p->start_mono_ns = ex->start_ns;
+	p->end_mono_ns = ex->end_ns;
 	p->request_bytes = ex->request_bytes;
 	p->response_bytes = ex->response_bytes;
 	p->ids = ids;
@@ -232,7 +207,8 @@ static int by_resource(const void *a, const void *b, void *arg)
 	return ra < rb ? -1 : ra > rb;
 }
 
-static void encode_span(struct jbuf *b, const struct pending_span *p, const char *trace_state)
+static void encode_span(struct jbuf *b, const struct pending_span *p, const char *trace_state,
+			uint64_t to_unix_ns)
 {
 	bool client = p->role == TCPOTEL_ROLE_CLIENT;
 	char local[NETADDR_STRLEN], remote[NETADDR_STRLEN];
@@ -244,8 +220,8 @@ static void encode_span(struct jbuf *b, const struct pending_span *p, const char
 		.trace_state = trace_state,
 		.name = SPAN_NAME,
 		.kind = client ? OTLP_SPAN_KIND_CLIENT : OTLP_SPAN_KIND_SERVER,
-		.start_unix_nano = p->start_unix_ns,
-		.end_unix_nano = p->end_unix_ns,
+		.start_unix_nano = p->start_mono_ns + to_unix_ns,
+		.end_unix_nano = p->end_mono_ns + to_unix_ns,
 		.attrs = a,
 		.n_attrs = ARRAY_SIZE(a) - 1,
 		.status = p->reset ? OTLP_STATUS_ERROR : OTLP_STATUS_UNSET,
@@ -279,9 +255,21 @@ static void encode_span(struct jbuf *b, const struct pending_span *p, const char
 	otlp_span(b, &span);
 }
 
+/* CLOCK_REALTIME - CLOCK_MONOTONIC now: the kernel's stamps to Unix time. */
+static uint64_t mono_to_unix_ns(void)
+{
+	struct timespec real, mono;
+
+	clock_gettime(CLOCK_REALTIME, &real);
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	return (uint64_t)(real.tv_sec - mono.tv_sec) * NSEC_PER_SEC + (uint64_t)real.tv_nsec -
+	       (uint64_t)mono.tv_nsec;
+}
+
 /* One body of spans order[from, to), grouped by resource (they are sorted). */
 static void send_batch(struct exchanges *x, size_t from, size_t to)
 {
+	uint64_t to_unix = mono_to_unix_ns();
 	const struct proc_resource *cur = NULL;
 
 	jbuf_reset(&x->body);
@@ -297,7 +285,7 @@ static void send_batch(struct exchanges *x, size_t from, size_t to)
 			otlp_traces_resource_begin(&x->body, &res);
 			cur = p->res;
 		}
-		encode_span(&x->body, p, x->trace_state);
+		encode_span(&x->body, p, x->trace_state, to_unix);
 	}
 	if (cur)
 		otlp_traces_resource_end(&x->body);

@@ -579,7 +579,7 @@ static int build_headers(struct exporter *e, const struct kv_list *h, struct cur
 			return -ENOMEM;
 		*out = l;
 	}
-	for (size_t i = 0; i < h->n; i++) {
+	for (size_t i = 0; h && i < h->n; i++) {
 		struct curl_slist *l;
 		char *line;
 
@@ -601,16 +601,20 @@ static int build_headers(struct exporter *e, const struct kv_list *h, struct cur
 	return 0;
 }
 
-static int setup_curl(struct exporter *e, const struct config *cfg)
+static bool is_set(const char *s)
 {
-	int err;
+	return s && *s;
+}
+
+static int setup_curl(struct exporter *e, const struct exporter_opts *opts)
+{
+	int err = 0;
 
 	e->curl = curl_easy_init();
 	if (!e->curl)
 		return -ENOMEM;
-	err = build_headers(e, &cfg->exporter.otlp.metrics_headers, &e->hdrs[SIGNAL_METRICS]);
-	if (!err)
-		err = build_headers(e, &cfg->exporter.otlp.traces_headers, &e->hdrs[SIGNAL_TRACES]);
+	for (int s = 0; s < SIGNAL__COUNT && !err; s++)
+		err = build_headers(e, opts->headers[s], &e->hdrs[s]);
 	if (err)
 		return err;
 	curl_easy_setopt(e->curl, CURLOPT_USERAGENT, "tcpotel/" TCPOTEL_VERSION);
@@ -625,13 +629,13 @@ static int setup_curl(struct exporter *e, const struct config *cfg)
 			 (long)MIN(e->timeout_ms, (uint64_t)LONG_MAX));
 	curl_easy_setopt(e->curl, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(e->curl, CURLOPT_PROTOCOLS_STR, "http,https");
-	if (cfg->exporter.otlp.tls.ca_file && *cfg->exporter.otlp.tls.ca_file)
-		curl_easy_setopt(e->curl, CURLOPT_CAINFO, cfg->exporter.otlp.tls.ca_file);
-	if (cfg->exporter.otlp.tls.cert_file && *cfg->exporter.otlp.tls.cert_file)
-		curl_easy_setopt(e->curl, CURLOPT_SSLCERT, cfg->exporter.otlp.tls.cert_file);
-	if (cfg->exporter.otlp.tls.key_file && *cfg->exporter.otlp.tls.key_file)
-		curl_easy_setopt(e->curl, CURLOPT_SSLKEY, cfg->exporter.otlp.tls.key_file);
-	if (cfg->exporter.otlp.tls.insecure_skip_verify) {
+	if (is_set(opts->ca_file))
+		curl_easy_setopt(e->curl, CURLOPT_CAINFO, opts->ca_file);
+	if (is_set(opts->cert_file))
+		curl_easy_setopt(e->curl, CURLOPT_SSLCERT, opts->cert_file);
+	if (is_set(opts->key_file))
+		curl_easy_setopt(e->curl, CURLOPT_SSLKEY, opts->key_file);
+	if (opts->insecure_skip_verify) {
 		curl_easy_setopt(e->curl, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(e->curl, CURLOPT_SSL_VERIFYHOST, 0L);
 		log_warn("exporter.otlp.tls.insecure_skip_verify: the collector's certificate is "
@@ -661,12 +665,9 @@ static void exporter_free(struct exporter *e)
 	free(e);
 }
 
-struct exporter *exporter__start(const struct config *cfg)
+struct exporter *exporter__start(const struct exporter_opts *opts)
 {
-	const char *urls[SIGNAL__COUNT] = {
-		[SIGNAL_METRICS] = cfg->exporter.otlp.metrics_endpoint,
-		[SIGNAL_TRACES] = cfg->exporter.otlp.traces_endpoint,
-	};
+	const char *const *urls = opts->endpoints;
 	pthread_condattr_t attr;
 	struct exporter *e;
 	int err;
@@ -680,12 +681,12 @@ struct exporter *exporter__start(const struct config *cfg)
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return NULL;
-	e->gzip = cfg->exporter.otlp.compression == COMPRESSION_GZIP;
-	e->to_stdout = cfg->exporter.stdout;
-	e->timeout_ms = cfg->exporter.otlp.timeout_ms ? cfg->exporter.otlp.timeout_ms : 10000;
-	e->initial_ms = MAX(cfg->exporter.otlp.retry.initial_interval_ms, 1);
-	e->max_ms = MAX(cfg->exporter.otlp.retry.max_interval_ms, e->initial_ms);
-	e->max_elapsed_ms = cfg->exporter.otlp.retry.max_elapsed_time_ms;
+	e->gzip = opts->gzip;
+	e->to_stdout = opts->to_stdout;
+	e->timeout_ms = opts->timeout_ms ? opts->timeout_ms : 10000;
+	e->initial_ms = MAX(opts->retry_initial_ms, 1);
+	e->max_ms = MAX(opts->retry_max_ms, e->initial_ms);
+	e->max_elapsed_ms = opts->retry_max_elapsed_ms;
 	e->rng = (uint64_t)log_now_ms() ^ ((uint64_t)(uintptr_t)e << 16) ^ 0x9e3779b97f4a7c15ULL;
 	if (!e->rng)
 		e->rng = 1;
@@ -700,7 +701,7 @@ struct exporter *exporter__start(const struct config *cfg)
 			goto err_free;
 		}
 	}
-	e->q = queue__new(cfg->exporter.otlp.queue_size);
+	e->q = queue__new(opts->queue_size);
 	if (e->q)
 		queue__set_max_bytes(e->q, EXPORT_QUEUE_MAX_BYTES);
 	if (!e->q) {
@@ -719,7 +720,7 @@ struct exporter *exporter__start(const struct config *cfg)
 			goto err_free;
 		}
 	}
-	err = -setup_curl(e, cfg);
+	err = -setup_curl(e, opts);
 	if (err)
 		goto err_free;
 

@@ -10,12 +10,13 @@
 #ifndef TCPOTEL_EXPORT_H
 #define TCPOTEL_EXPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "queue.h"
 
-struct config;
+struct kv_list;
 
 /* Bodies held while the collector is slow or away, at most (besides queue_size batches). */
 #define EXPORT_QUEUE_MAX_BYTES (32u << 20)
@@ -33,10 +34,25 @@ struct exporter_stats {
 	uint64_t bytes_sent; /* request bodies as sent (after compression) */
 };
 
+/* exporter.* of the configuration. The pointers are borrowed until exporter__start() returns. */
+struct exporter_opts {
+	/* Full URLs; NULL or "": that signal is not posted (stdout only, if at all). */
+	const char *endpoints[SIGNAL__COUNT];
+	/* Header lines sent with each signal; the values are secrets. */
+	const struct kv_list *headers[SIGNAL__COUNT];
+	bool gzip;
+	bool to_stdout; /* also print every body to stdout, one per line */
+	uint64_t timeout_ms; /* per request; 0: 10 s */
+	const char *ca_file, *cert_file, *key_file; /* NULL or "": none */
+	bool insecure_skip_verify;
+	uint64_t retry_initial_ms, retry_max_ms, retry_max_elapsed_ms;
+	uint32_t queue_size; /* batches */
+};
+
 struct exporter;
 
 /* Starts the export thread. NULL with errno set on failure. */
-struct exporter *exporter__start(const struct config *cfg);
+struct exporter *exporter__start(const struct exporter_opts *opts);
 /* Queues one body (ownership of body passes to the exporter); never blocks.
  * With exporter.stdout the body is also printed to stdout, one per line. */
 void exporter__submit(struct exporter *e, enum otlp_signal signal, char *body, size_t len,

@@ -30,6 +30,24 @@ void htable_remove(struct htable *t, struct hnode *n);
 struct hnode *htable_first(const struct htable *t, uint64_t hash);
 struct hnode *htable_next_same(const struct hnode *n, uint64_t hash);
 
+/*
+ * For a batch of lookups of cold entries: prefetch every key's bucket, then
+ * every bucket's first node, then look them up, so that the cache misses of
+ * the batch overlap instead of following one another.
+ */
+static inline void htable_prefetch_bucket(const struct htable *t, uint64_t hash)
+{
+	__builtin_prefetch(&t->buckets[hash & (t->n_buckets - 1)]);
+}
+
+static inline void htable_prefetch_first(const struct htable *t, uint64_t hash)
+{
+	const struct hnode *n = t->buckets[hash & (t->n_buckets - 1)];
+
+	if (n)
+		__builtin_prefetch(n);
+}
+
 /* Iterates every node; `tmp` allows removing `n` while iterating. */
 #define htable_for_each_safe(t, i, n, tmp)                                         \
 	for ((i) = 0; (i) < (t)->n_buckets; (i)++)                                 \

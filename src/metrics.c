@@ -51,7 +51,6 @@ struct stream {
 	unsigned feeders;
 	struct stream *prev, *next; /* in the group */
 	char peer[NETADDR_STRLEN];
-	char peer_label[NETADDR_STRLEN + 8]; /* for the live map: [v6]:port or v4:port */
 	char *peer_service;
 	uint64_t start_unix_ns;
 	uint64_t changed_unix_ns;
@@ -267,8 +266,6 @@ static struct stream *stream_get(struct metrics *m, const struct stream_key *key
 	g->head = s;
 	g->n++;
 	netaddr_format(k.family, k.peer, s->peer);
-	netaddr_label(k.family, k.peer, k.role == TCPOTEL_ROLE_CLIENT ? k.port : 0, s->peer_label,
-		      sizeof(s->peer_label));
 	htable_insert(&m->streams, &s->node, h);
 	return s;
 }
@@ -298,47 +295,44 @@ static void touch(struct stream *s)
 /* Every change goes to the stream and to the service instance's it feeds. */
 #define for_stream_and_instance(s) for (; (s); (s) = (s)->agg)
 
-void stream_touch(struct stream *s)
+void stream__touch(struct stream *s)
 {
-	for_stream_and_instance(s) touch(s);
+	for_stream_and_instance(s)
+		touch(s);
 }
 
-void stream_add_io(struct stream *s, uint64_t sent, uint64_t received)
+void stream__add_io(struct stream *s, uint64_t sent, uint64_t received)
 {
 	if (!sent && !received)
 		return;
-	for_stream_and_instance(s)
-	{
+	for_stream_and_instance(s) {
 		s->sent += sent;
 		s->received += received;
 		touch(s);
 	}
 }
 
-void stream_add_opened(struct stream *s, uint64_t n)
+void stream__add_opened(struct stream *s, uint64_t n)
 {
-	for_stream_and_instance(s)
-	{
+	for_stream_and_instance(s) {
 		s->opened += n;
 		touch(s);
 	}
 }
 
-void stream_add_active(struct stream *s, int64_t delta)
+void stream__add_active(struct stream *s, int64_t delta)
 {
-	for_stream_and_instance(s)
-	{
+	for_stream_and_instance(s) {
 		s->active += delta;
 		touch(s);
 	}
 }
 
-void stream_add_retransmits(struct stream *s, uint64_t n)
+void stream__add_retransmits(struct stream *s, uint64_t n)
 {
 	if (!n)
 		return;
-	for_stream_and_instance(s)
-	{
+	for_stream_and_instance(s) {
 		s->retransmits += n;
 		touch(s);
 	}
@@ -362,7 +356,10 @@ static bool hist_add(struct histogram *h, uint64_t *counts, const uint32_t *delt
 {
 	uint64_t total = 0;
 
+	/* A delta holds a few buckets: only theirs are written (and brought into the cache). */
 	for (int i = 0; i < n_buckets; i++) {
+		if (!delta[i])
+			continue;
 		counts[i] += delta[i];
 		total += delta[i];
 	}
@@ -374,12 +371,14 @@ static bool hist_add(struct histogram *h, uint64_t *counts, const uint32_t *delt
 	return true;
 }
 
-void stream_add_srtt(struct stream *s, const uint32_t delta[TCPOTEL_SRTT_BUCKETS], uint64_t sum_us,
-		     uint32_t min_us, uint32_t max_us)
+void stream__add_srtt(struct stream *s, const uint32_t delta[TCPOTEL_SRTT_BUCKETS], uint64_t sum_us,
+		      uint32_t min_us, uint32_t max_us)
 {
-	for_stream_and_instance(s) if (hist_add(&s->srtt, s->srtt_counts, delta,
-						TCPOTEL_SRTT_BUCKETS, sum_us * 1e-6, min_us * 1e-6,
-						max_us * 1e-6)) touch(s);
+	for_stream_and_instance(s) {
+		if (hist_add(&s->srtt, s->srtt_counts, delta, TCPOTEL_SRTT_BUCKETS, sum_us * 1e-6,
+			     min_us * 1e-6, max_us * 1e-6))
+			touch(s);
+	}
 }
 
 unsigned metrics_exchange_bucket(uint64_t duration_ns)
@@ -391,42 +390,29 @@ unsigned metrics_exchange_bucket(uint64_t duration_ns)
 	return k;
 }
 
-void stream_add_exchanges(struct stream *s, const uint32_t delta[TCPOTEL_EXCHANGE_BUCKETS],
-			  uint64_t sum_ns, uint64_t min_ns, uint64_t max_ns)
+void stream__add_exchanges(struct stream *s, const uint32_t delta[TCPOTEL_EXCHANGE_BUCKETS],
+			   uint64_t sum_ns, uint64_t min_ns, uint64_t max_ns)
 {
-	for_stream_and_instance(s) if (hist_add(&s->exchange, s->exchange_counts, delta,
-						EXCHANGE_BUCKETS, sum_ns * 1e-9, min_ns * 1e-9,
-						max_ns * 1e-9)) touch(s);
+	for_stream_and_instance(s) {
+		if (hist_add(&s->exchange, s->exchange_counts, delta, EXCHANGE_BUCKETS,
+			     sum_ns * 1e-9, min_ns * 1e-9, max_ns * 1e-9))
+			touch(s);
+	}
 }
 
-void stream_add_exchange(struct stream *s, uint64_t duration_ns)
-{
-	uint32_t delta[TCPOTEL_EXCHANGE_BUCKETS] = { 0 };
-
-	delta[metrics_exchange_bucket(duration_ns)] = 1;
-	stream_add_exchanges(s, delta, duration_ns, duration_ns, duration_ns);
-}
-
-const struct stream_key *stream_key(const struct stream *s)
-{
-	return &s->key;
-}
-
-const char *stream_peer_label(const struct stream *s)
-{
-	return s->peer_label;
-}
-
-const char *stream_peer_service(const struct stream *s)
+const char *stream__peer_service(const struct stream *s)
 {
 	return s->peer_service;
 }
 
-void stream_set_peer_service(struct stream *s, const char *name)
+void stream__set_peer_service(struct stream *s, const char *name)
 {
 	if (!name)
 		return;
-	for_stream_and_instance(s) if (!s->peer_service) s->peer_service = strdup(name);
+	for_stream_and_instance(s) {
+		if (!s->peer_service)
+			s->peer_service = strdup(name);
+	}
 }
 
 size_t metrics__streams(const struct metrics *m)

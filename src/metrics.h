@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The cumulative metric store: one stream per (process, role, peer address,
- * service port) — never one per ephemeral port — holding what DESIGN.md's
+ * service port) — never one per ephemeral port — holding what the README's
  * metric table exports, and the encoder of the whole store into one OTLP
- * metrics body (with the agent's own tcpotel.* health metrics).
+ * metrics body (with the agent's own tcpotel.* health metrics). Streams are
+ * objects of this module: stream__verb(). docs/design.md says who feeds it.
  */
 #ifndef TCPOTEL_METRICS_H
 #define TCPOTEL_METRICS_H
@@ -62,28 +63,25 @@ void metrics__free(struct metrics *m);
  */
 struct stream *metrics__stream(struct metrics *m, const struct stream_key *key);
 
-void stream_add_io(struct stream *s, uint64_t sent, uint64_t received);
-void stream_add_opened(struct stream *s, uint64_t n);
-void stream_add_active(struct stream *s, int64_t delta);
-void stream_add_retransmits(struct stream *s, uint64_t n);
+void stream__add_io(struct stream *s, uint64_t sent, uint64_t received);
+void stream__add_opened(struct stream *s, uint64_t n);
+void stream__add_active(struct stream *s, int64_t delta);
+void stream__add_retransmits(struct stream *s, uint64_t n);
 /* srtt samples: per-bucket deltas of the kernel's log2 histogram (microseconds). */
-void stream_add_srtt(struct stream *s, const uint32_t delta[TCPOTEL_SRTT_BUCKETS], uint64_t sum_us,
-		     uint32_t min_us, uint32_t max_us);
-/* Exchanges: per-bucket deltas of a socket's kernel histogram (bpf/tcpotel.h), or one. */
-void stream_add_exchanges(struct stream *s, const uint32_t delta[TCPOTEL_EXCHANGE_BUCKETS],
-			  uint64_t sum_ns, uint64_t min_ns, uint64_t max_ns);
-void stream_add_exchange(struct stream *s, uint64_t duration_ns);
-/* The tcp.exchange.duration bucket of a duration, as the kernel picks it. */
+void stream__add_srtt(struct stream *s, const uint32_t delta[TCPOTEL_SRTT_BUCKETS], uint64_t sum_us,
+		      uint32_t min_us, uint32_t max_us);
+/* Exchanges: per-bucket deltas of a socket's kernel histogram (bpf/tcpotel.h). */
+void stream__add_exchanges(struct stream *s, const uint32_t delta[TCPOTEL_EXCHANGE_BUCKETS],
+			   uint64_t sum_ns, uint64_t min_ns, uint64_t max_ns);
+/* The tcp.exchange.duration bucket of a duration, as the kernel picks it (for tests and
+ * the benchmark, which stand in for the kernel). */
 unsigned metrics_exchange_bucket(uint64_t duration_ns);
-const struct stream_key *stream_key(const struct stream *s);
 /* Counts as a change: the stream is not forgotten as idle for a while. */
-void stream_touch(struct stream *s);
-/* The peer as the live map names it: "addr:port" for a client's server, "addr" for a server's client. */
-const char *stream_peer_label(const struct stream *s);
+void stream__touch(struct stream *s);
 /* The peer's service name when the peer is a process this agent sees. */
-void stream_set_peer_service(struct stream *s, const char *name);
+void stream__set_peer_service(struct stream *s, const char *name);
 /* That name, or NULL; it lives as long as the stream. */
-const char *stream_peer_service(const struct stream *s);
+const char *stream__peer_service(const struct stream *s);
 
 /*
  * Writes every stream and the self metrics (under the agent's own resource)

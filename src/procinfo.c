@@ -66,7 +66,7 @@ struct entry {
 };
 
 struct procinfo {
-	const struct config *cfg;
+	struct procinfo_opts opts; /* proc_root and host_name: see below */
 	char *proc_root;
 	char *host_name; /* NULL: none known */
 	size_t max_entries;
@@ -209,6 +209,8 @@ static void res_fill_fields(struct res *r)
 	r->pub.command_line = a && a->type == OTLP_STRING ? (char *)(uintptr_t)a->s : NULL;
 	a = res_find(r, "container.id");
 	r->pub.container_id = a && a->type == OTLP_STRING ? (char *)(uintptr_t)a->s : NULL;
+	a = res_find(r, "host.name");
+	r->pub.host_name = a && a->type == OTLP_STRING ? a->s : "";
 }
 
 static struct proc_resource *res_ref(struct res *r)
@@ -236,11 +238,11 @@ static bool rule_field_matches(const char *want, const char *have, bool substrin
 }
 
 /* The name of the first rule whose every given match holds, else `service`. */
-static const char *apply_rules(const struct config *cfg, const char *exe, const char *cmdline,
+static const char *apply_rules(const struct procinfo *pi, const char *exe, const char *cmdline,
 			       const char *service)
 {
-	for (size_t i = 0; cfg && i < cfg->service.n_rules; i++) {
-		const struct service_rule *rule = &cfg->service.rules[i];
+	for (size_t i = 0; i < pi->opts.n_rules; i++) {
+		const struct service_rule *rule = &pi->opts.rules[i];
 
 		if (!rule->name || !*rule->name)
 			continue;
@@ -254,7 +256,7 @@ static const char *apply_rules(const struct config *cfg, const char *exe, const 
 
 static bool kv_has(const struct kv_list *l, const char *key)
 {
-	for (size_t i = 0; i < l->n; i++)
+	for (size_t i = 0; l && i < l->n; i++)
 		if (l->items[i].key && strcmp(l->items[i].key, key) == 0)
 			return true;
 	return false;
@@ -275,12 +277,11 @@ static bool kv_has(const struct kv_list *l, const char *key)
  */
 static struct res *res_build(const struct procinfo *pi, uint32_t pid, const struct pinfo *p)
 {
-	const struct config *cfg = pi->cfg;
 	const char *service = p->service[0] ? p->service : p->exe;
 	const char *source = p->service[0] ? "otel_service_name" : "executable";
 	const char *cmdline = p->cmdline ? p->cmdline : "";
-	const char *named = apply_rules(cfg, p->exe, cmdline, service);
-	size_t n_extra = cfg ? cfg->resource.attributes.n : 0;
+	const char *named = apply_rules(pi, p->exe, cmdline, service);
+	size_t n_extra = pi->opts.attributes ? pi->opts.attributes->n : 0;
 	struct res *r = res_new(8 + n_extra);
 
 	if (!r)
@@ -293,7 +294,7 @@ static struct res *res_build(const struct procinfo *pi, uint32_t pid, const stru
 	res_set_str(r, SOURCE_KEY, source);
 	res_set_int(r, "process.pid", pid);
 	res_set_str(r, "process.executable.name", p->exe);
-	if (cfg && cfg->service.command_line && p->cmdline)
+	if (pi->opts.command_line && p->cmdline)
 		res_set_str(r, "process.command_line", p->cmdline);
 	if (pi->host_name)
 		res_set_str(r, "host.name", pi->host_name);
@@ -301,11 +302,9 @@ static struct res *res_build(const struct procinfo *pi, uint32_t pid, const stru
 		res_set_str(r, "container.id", p->cgroup.container_id);
 	if (p->cgroup.pod_uid[0])
 		res_set_str(r, "k8s.pod.uid", p->cgroup.pod_uid);
-	if (cfg) {
-		res_set_kv_list(r, &cfg->resource.attributes);
-		if (kv_has(&cfg->resource.attributes, "service.name"))
-			res_set_str(r, SOURCE_KEY, "resource_attributes");
-	}
+	res_set_kv_list(r, pi->opts.attributes);
+	if (kv_has(pi->opts.attributes, "service.name"))
+		res_set_str(r, SOURCE_KEY, "resource_attributes");
 	if (r->oom) {
 		res_free(r);
 		return NULL;
@@ -832,8 +831,9 @@ size_t procinfo__cached(const struct procinfo *pi)
  */
 static struct res *self_build(const struct procinfo *pi)
 {
-	const struct config *cfg = pi->cfg;
-	size_t n = 4 + (cfg ? cfg->resource.attributes.n + cfg->self.attributes.n : 0);
+	const struct procinfo_opts *o = &pi->opts;
+	size_t n = 4 + (o->attributes ? o->attributes->n : 0) +
+		   (o->self_attributes ? o->self_attributes->n : 0);
 	struct res *r = res_new(n);
 
 	if (!r)
@@ -843,12 +843,10 @@ static struct res *self_build(const struct procinfo *pi)
 	res_set_int(r, "process.pid", (int64_t)r->pub.pid);
 	if (pi->host_name)
 		res_set_str(r, "host.name", pi->host_name);
-	if (cfg) {
-		res_set_kv_list(r, &cfg->resource.attributes);
-		res_set_kv_list(r, &cfg->self.attributes);
-		if (cfg->self.service_name && cfg->self.service_name[0])
-			res_set_str(r, "service.name", cfg->self.service_name);
-	}
+	res_set_kv_list(r, o->attributes);
+	res_set_kv_list(r, o->self_attributes);
+	if (o->self_service_name && o->self_service_name[0])
+		res_set_str(r, "service.name", o->self_service_name);
 	if (r->oom) {
 		res_free(r);
 		return NULL;
@@ -857,7 +855,7 @@ static struct res *self_build(const struct procinfo *pi)
 	return r;
 }
 
-struct procinfo *procinfo__new(const struct config *cfg, const struct procinfo_opts *opts)
+struct procinfo *procinfo__new(const struct procinfo_opts *opts)
 {
 	const char *root = opts && opts->proc_root ? opts->proc_root : "/proc";
 	struct procinfo *pi;
@@ -867,7 +865,8 @@ struct procinfo *procinfo__new(const struct config *cfg, const struct procinfo_o
 	pi = calloc(1, sizeof(*pi));
 	if (!pi)
 		return NULL;
-	pi->cfg = cfg;
+	if (opts)
+		pi->opts = *opts;
 	/* Zero in the options means the default, as with libbpf's opts. */
 	pi->max_entries = opts && opts->max_entries ? opts->max_entries : DEFAULT_MAX_ENTRIES;
 	pi->revalidate_ms = opts && opts->revalidate_ms ? opts->revalidate_ms :
@@ -880,9 +879,9 @@ struct procinfo *procinfo__new(const struct config *cfg, const struct procinfo_o
 		err = -ENOMEM;
 		goto err_free;
 	}
-	pi->need_cmdline = cfg && cfg->service.command_line;
-	for (size_t i = 0; cfg && i < cfg->service.n_rules; i++)
-		if (cfg->service.rules[i].match_cmdline && cfg->service.rules[i].match_cmdline[0])
+	pi->need_cmdline = pi->opts.command_line;
+	for (size_t i = 0; i < pi->opts.n_rules; i++)
+		if (pi->opts.rules[i].match_cmdline && pi->opts.rules[i].match_cmdline[0])
 			pi->need_cmdline = true;
 
 	if (opts && opts->host_name) {
@@ -891,7 +890,7 @@ struct procinfo *procinfo__new(const struct config *cfg, const struct procinfo_o
 			err = -ENOMEM;
 			goto err_free;
 		}
-	} else if (!cfg || !kv_has(&cfg->resource.attributes, "host.name")) {
+	} else if (!kv_has(pi->opts.attributes, "host.name")) {
 		/* gethostname may leave the name unterminated when it is truncated. */
 		if (gethostname(host, sizeof(host) - 1) == 0) {
 			host[sizeof(host) - 1] = '\0';

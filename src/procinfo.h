@@ -16,7 +16,8 @@
 
 #include "otlp.h"
 
-struct config;
+struct kv_list;
+struct service_rule;
 
 /* A resource, shared by reference: streams and pending spans hold refs. */
 struct proc_resource {
@@ -26,21 +27,30 @@ struct proc_resource {
 	char *exe_name;
 	char *command_line; /* NULL unless service.command_line is on */
 	char *container_id; /* NULL outside containers */
+	const char *host_name; /* host.name, "" when there is none */
 	struct otlp_attr *attrs; /* ready to encode, service.name first */
 	size_t n_attrs;
 	unsigned refs; /* owned by procinfo; use procinfo__get/procinfo__put */
 };
 
+/* The pointers are borrowed: what they point at must outlive the procinfo. */
 struct procinfo_opts {
 	const char *proc_root; /* "/proc" (tests use a fake tree) */
 	const char *host_name; /* NULL: gethostname(), unless resource.attributes has host.name */
 	size_t max_entries; /* cache bound */
 	uint64_t revalidate_ms; /* how long a cached entry is trusted without re-reading /proc */
+	const struct service_rule *rules; /* service.rules */
+	size_t n_rules;
+	bool command_line; /* service.command_line */
+	const struct kv_list *attributes; /* resource.attributes: added to every resource */
+	/* The agent's own resource: OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES. */
+	const char *self_service_name;
+	const struct kv_list *self_attributes;
 };
 
 struct procinfo;
 
-struct procinfo *procinfo__new(const struct config *cfg, const struct procinfo_opts *opts);
+struct procinfo *procinfo__new(const struct procinfo_opts *opts);
 void procinfo__free(struct procinfo *pi);
 /*
  * The resource of process `tgid`, taking a reference. `comm` (from the

@@ -1,65 +1,95 @@
 // SPDX-License-Identifier: Apache-2.0
+/*
+ * The ledger (docs/design.md, "Exchanges"): the kernel ends every exchange
+ * once and counts it in its socket's histogram; user space adds the
+ * histogram's growth since it last looked. Per live socket it keeps what it
+ * added last (struct usock: the bytes, retransmits, sums and the non-empty
+ * buckets of both histograms), so that every delta is exact in whatever
+ * order sweeps, closes and lost records come, and nothing else: who the
+ * socket belongs to lives once per stream (struct ustream).
+ */
 #include "sockets.h"
 
 #include <errno.h>
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
-#include <bpf/bpf.h>
+#include <sys/socket.h>
 
 #include "exchange.h"
 #include "htable.h"
 #include "log.h"
 #include "metrics.h"
+#include "netaddr.h"
 #include "procinfo.h"
 
-#define SWEEP_BATCH 1024
-/* A socket missing from this many sweeps without a close record is retired. */
-#define SWEEPS_BEFORE_RETIRE 2
-/* A closed socket stays known by its tuple for this many sweeps, so that the
- * other end's close record, which comes right after, still finds its peer;
- * at most this many are kept (a burst of short connections). */
-#define SWEEPS_CLOSED_KEPT 2
-#define CLOSED_KEPT_MAX	   16384
-/* After a sweep that freed this many entries, memory goes back to the system. */
+/* An end (a connection's tuple as one of its sockets sees it) stays findable
+ * this many sweeps after its socket was first seen or closed, so that the
+ * other socket of a connection within this host finds it (peer.service);
+ * at most ENDS_KEPT_MAX are kept (a burst of new connections). */
+#define SWEEPS_ENDS_KEPT 2
+#define ENDS_KEPT_MAX	 16384
+/* After this many entries were freed, memory goes back to the system. */
 #define FREED_BEFORE_TRIM 16384
+/* Histogram buckets a usock keeps counts of: srtt's, then exchanges'. */
+#define HIST_BITS   (TCPOTEL_SRTT_BUCKETS + TCPOTEL_EXCHANGE_BUCKETS)
+#define HIST_INLINE 4
+#define NOT_IDLE    UINT32_MAX
+/* Batches one sweep reads at most, past what the kernel can have queued. */
+#define SWEEP_MAX_BATCHES (1 << 17)
 
-/* What user space knows of one tracked socket: the last numbers it counted. */
-struct usock {
-	struct hnode node; /* by sock_id */
-	struct hnode tnode; /* by tuple, to find the other end on this host */
-	struct tcpotel_tuple tuple;
-	uint32_t netns;
-	uint64_t sock_id;
-	struct stream *stream;
-	uint32_t tgid;
-	uint64_t generation;
-	uint64_t sent, received;
-	uint32_t retransmits;
-	uint32_t srtt_hist[TCPOTEL_SRTT_BUCKETS];
-	uint64_t srtt_sum_us;
-	uint32_t srtt_count;
-	uint64_t ex_count, ex_sum_ns;
-	uint32_t ex_buckets[TCPOTEL_EXCHANGE_BUCKETS];
-	/* The exchange the sweep ended for silence, so that the kernel's later
-	 * record of the same exchange is not reported twice... */
-	bool idle_reported;
-	uint32_t idle_seq;
-	uint64_t idle_start_ns;
-	/* ...and, until the kernel's histogram counts it too, its duration
-	 * (counted ahead: taken back out of the kernel's next delta). */
-	bool ahead;
-	uint64_t ahead_ns;
+_Static_assert(HIST_BITS <= 64, "one 64-bit mask covers both histograms");
+
+/* One metric stream as sockets.c sees it: who its sockets belong to. */
+struct ustream {
+	struct hnode node; /* by key */
+	struct stream_key key; /* key.res is `res` */
+	struct stream *stream; /* NULL: the stream limit was reached */
+	struct proc_resource *res; /* a reference */
+	struct exchange_origin origin; /* for exchange.c, resolved once */
+	char peer[NETADDR_STRLEN + 8]; /* origin.peer */
+	unsigned users; /* usocks and ends */
+	/* On ss->unused: it had no user at some point since the last sweep, which
+	 * frees it if it still has none. */
+	bool unused;
+	struct ustream *unused_next;
 };
 
-/* What is kept of a closed socket: enough to name it to the other end. */
-struct closed_end {
-	struct hnode tnode;
+/* What user space added last for one live socket. */
+struct usock {
+	struct hnode node; /* by sock_id */
+	uint64_t sock_id;
+	struct ustream *us; /* NULL only when out of memory */
+	uint32_t tgid;
+	uint32_t retransmits;
+	uint64_t sent, received;
+	uint64_t srtt_sum_us, ex_sum_ns;
+	/* Counts of the non-empty buckets (bit k: srtt bucket k, bit
+	 * TCPOTEL_SRTT_BUCKETS + k: exchange bucket k), in bit order. */
+	uint64_t hist_mask;
+	uint32_t *hist; /* inline_hist, or as many as hist_mask has bits */
+	uint32_t idle_pos; /* in ss->idle, or NOT_IDLE */
+	uint32_t inline_hist[HIST_INLINE];
+};
+
+/* 120 bytes, 128 with malloc's header: a few bytes more and it would take 144. */
+_Static_assert(sizeof(struct usock) <= 120, "struct usock fits a 128-byte malloc chunk");
+
+/* A socket whose exchange is open: its key, and when it may have gone silent. */
+struct idle {
+	struct usock *u;
+	uint64_t key; /* the kernel table's, to ask about it */
+	uint64_t due_ns;
+};
+
+/* A connection's tuple seen from one socket, kept a few sweeps. */
+struct end {
+	struct hnode tnode; /* by tuple */
 	struct tcpotel_tuple tuple;
 	uint32_t netns;
-	struct stream *stream;
+	struct ustream *us; /* a user */
 	uint64_t generation;
-	struct closed_end *next;
+	struct end *next; /* oldest first */
 };
 
 struct sockets {
@@ -67,16 +97,19 @@ struct sockets {
 	struct metrics *metrics;
 	struct procinfo *pi;
 	struct exchanges *exchanges;
-	struct htable table;
-	struct htable by_tuple;
-	struct htable closed_by_tuple;
-	struct closed_end *closed_head, *closed_tail; /* oldest first */
-	uint64_t freed;
+	struct htable socks; /* usock by sock_id */
+	struct htable streams; /* ustream by key */
+	struct htable ends; /* end by tuple */
+	struct end *ends_head, *ends_tail;
+	struct idle *idle; /* sockets with an open exchange */
+	size_t n_idle, cap_idle;
+	struct ustream *unused;
+	uint64_t *want; /* keys asked about in this sweep */
+	size_t cap_want;
 	uint64_t generation;
+	uint64_t freed;
 	uint64_t retired;
 	uint64_t exchanges_counted;
-	__u64 *keys;
-	struct tcpotel_sock *values;
 };
 
 struct sockets *sockets__new(const struct sockets_opts *opts, struct metrics *m,
@@ -90,10 +123,8 @@ struct sockets *sockets__new(const struct sockets_opts *opts, struct metrics *m,
 	ss->metrics = m;
 	ss->pi = pi;
 	ss->exchanges = x;
-	ss->keys = calloc(SWEEP_BATCH, sizeof(*ss->keys));
-	ss->values = calloc(SWEEP_BATCH, sizeof(*ss->values));
-	if (!ss->keys || !ss->values || htable_init(&ss->table, 1024) ||
-	    htable_init(&ss->by_tuple, 1024) || htable_init(&ss->closed_by_tuple, 1024)) {
+	if (htable_init(&ss->socks, 1024) || htable_init(&ss->streams, 256) ||
+	    htable_init(&ss->ends, 1024)) {
 		sockets__free(ss);
 		errno = ENOMEM;
 		return NULL;
@@ -101,51 +132,114 @@ struct sockets *sockets__new(const struct sockets_opts *opts, struct metrics *m,
 	return ss;
 }
 
-void sockets__free(struct sockets *ss)
-{
-	struct hnode *n, *tmp;
-	size_t i;
+/* ---- streams --------------------------------------------------------------------------- */
 
-	if (!ss)
+static void ustream_unuse(struct sockets *ss, struct ustream *us)
+{
+	if (us->users || us->unused)
 		return;
-	if (ss->table.buckets) {
-		htable_for_each_safe(&ss->table, i, n, tmp)
-			free(container_of(n, struct usock, node));
-	}
-	while (ss->closed_head) {
-		struct closed_end *c = ss->closed_head;
-
-		ss->closed_head = c->next;
-		free(c);
-	}
-	htable_free(&ss->table);
-	htable_free(&ss->by_tuple);
-	htable_free(&ss->closed_by_tuple);
-	free(ss->keys);
-	free(ss->values);
-	free(ss);
+	us->unused = true;
+	us->unused_next = ss->unused;
+	ss->unused = us;
 }
 
-static struct usock *usock_find(const struct sockets *ss, uint64_t sock_id)
+static void ustream_put(struct sockets *ss, struct ustream *us)
 {
-	uint64_t h = hash_u64(sock_id);
-
-	for (struct hnode *n = htable_first(&ss->table, h); n; n = htable_next_same(n, h)) {
-		struct usock *u = container_of(n, struct usock, node);
-
-		if (u->sock_id == sock_id)
-			return u;
-	}
-	return NULL;
+	us->users--;
+	ustream_unuse(ss, us);
 }
 
-static void usock_remove(struct sockets *ss, struct usock *u)
+static void ustream_free(struct sockets *ss, struct ustream *us)
 {
-	htable_remove(&ss->table, &u->node);
-	htable_remove(&ss->by_tuple, &u->tnode);
-	free(u);
-	ss->freed++;
+	htable_remove(&ss->streams, &us->node);
+	procinfo__put(ss->pi, us->res);
+	free(us);
 }
+
+/* A socket without an owner yet (accepted, never read or written) is "unknown". */
+static struct proc_resource *resource_of(struct sockets *ss, uint32_t tgid, const char *comm,
+					 uint64_t now_mono_ns)
+{
+	char name[TCPOTEL_COMM_LEN + 1];
+
+	memcpy(name, comm, TCPOTEL_COMM_LEN);
+	name[TCPOTEL_COMM_LEN] = '\0';
+	if (!tgid || !name[0])
+		strcpy(name, "unknown");
+	return procinfo__get(ss->pi, tgid, name, now_mono_ns / NSEC_PER_MSEC);
+}
+
+/*
+ * The stream of a socket (process, role, peer address, service port), with
+ * what its exchanges need resolved once: the service, host and pid of its
+ * resource, and the peer as the live map names it. No user is added.
+ */
+static struct ustream *ustream_get(struct sockets *ss, uint32_t tgid, const char *comm,
+				   const struct tcpotel_tuple *t, uint8_t role,
+				   uint64_t now_mono_ns)
+{
+	struct proc_resource *res = resource_of(ss, tgid, comm, now_mono_ns);
+	struct stream_key key, store_key;
+	struct ustream *us;
+	uint64_t h;
+
+	if (!res)
+		return NULL;
+	/* Hashed as bytes: padding and the unused end of an IPv4 address are zero. */
+	memset(&key, 0, sizeof(key));
+	key.res = res;
+	key.role = role;
+	key.family = (uint8_t)t->family;
+	key.port = role == TCPOTEL_ROLE_CLIENT ? t->dport : t->sport;
+	memcpy(key.peer, t->daddr, t->family == AF_INET ? 4 : 16);
+	h = hash_bytes(&key, sizeof(key), 0);
+	for (struct hnode *n = htable_first(&ss->streams, h); n; n = htable_next_same(n, h)) {
+		us = container_of(n, struct ustream, node);
+		if (memcmp(&us->key, &key, sizeof(key)) == 0) {
+			procinfo__put(ss->pi, res);
+			return us;
+		}
+	}
+	us = calloc(1, sizeof(*us));
+	if (!us) {
+		procinfo__put(ss->pi, res);
+		return NULL;
+	}
+	us->key = key;
+	us->res = res;
+	/* The store takes a reference of its own. */
+	store_key = key;
+	store_key.res = procinfo__ref(res);
+	us->stream = metrics__stream(ss->metrics, &store_key);
+	netaddr_label(t->family, t->daddr, role == TCPOTEL_ROLE_CLIENT ? key.port : 0, us->peer,
+		      sizeof(us->peer));
+	us->origin = (struct exchange_origin){
+		.res = res,
+		.service = res->service_name ? res->service_name : "unknown",
+		.host = res->host_name ? res->host_name : "",
+		.pid = res->pid,
+		.peer = us->peer,
+	};
+	htable_insert(&ss->streams, &us->node, h);
+	/* Kept until the end of the sweep, for the records that come before it. */
+	ustream_unuse(ss, us);
+	return us;
+}
+
+/* Streams no socket or end uses any more (the metric store keeps its own). */
+static void free_unused_streams(struct sockets *ss)
+{
+	while (ss->unused) {
+		struct ustream *us = ss->unused;
+
+		ss->unused = us->unused_next;
+		us->unused = false;
+		if (!us->users)
+			ustream_free(ss, us);
+	}
+}
+
+/* ---- ends: the other socket of a connection within this host ------------------------------ */
 
 /* Hash of the connection as seen from `local` to `remote` (either end). */
 static uint64_t tuple_hash(const uint8_t *local, uint16_t lport, const uint8_t *remote,
@@ -171,219 +265,179 @@ static bool is_mirror(const struct tcpotel_tuple *a, uint32_t a_netns,
 	return memcmp(b->saddr, b->daddr, 16) || a_netns == b_netns;
 }
 
-static uint64_t mirror_hash(const struct tcpotel_tuple *t)
+static void forget_oldest_end(struct sockets *ss)
 {
-	return tuple_hash(t->daddr, t->dport, t->saddr, t->sport, t->family);
+	struct end *e = ss->ends_head;
+
+	ss->ends_head = e->next;
+	if (!ss->ends_head)
+		ss->ends_tail = NULL;
+	htable_remove(&ss->ends, &e->tnode);
+	ustream_put(ss, e->us);
+	free(e);
+	ss->freed++;
 }
 
-/* The stream of the other end of u's connection, when that end is on this host too
- * (open, or closed within the last sweeps). */
-static struct stream *peer_stream(const struct sockets *ss, const struct usock *u)
+static void end_keep(struct sockets *ss, const struct tcpotel_tuple *t, uint32_t netns,
+		     struct ustream *us)
 {
-	uint64_t h = mirror_hash(&u->tuple);
-	struct hnode *n;
+	struct end *e;
 
-	for (n = htable_first(&ss->by_tuple, h); n; n = htable_next_same(n, h)) {
-		struct usock *p = container_of(n, struct usock, tnode);
+	if (!us || !us->stream)
+		return;
+	e = malloc(sizeof(*e));
+	if (!e)
+		return;
+	if (ss->ends.count >= ENDS_KEPT_MAX)
+		forget_oldest_end(ss);
+	e->tuple = *t;
+	e->netns = netns;
+	e->us = us;
+	us->users++;
+	e->generation = ss->generation;
+	e->next = NULL;
+	if (ss->ends_tail)
+		ss->ends_tail->next = e;
+	else
+		ss->ends_head = e;
+	ss->ends_tail = e;
+	htable_insert(&ss->ends, &e->tnode,
+		      tuple_hash(t->saddr, t->sport, t->daddr, t->dport, t->family));
+}
 
-		if (p != u && is_mirror(&p->tuple, p->netns, &u->tuple, u->netns))
-			return p->stream;
+/* The other end's service.name, for the stream's metrics and its client spans. */
+static void ustream_name_peer(struct ustream *us, const char *name)
+{
+	stream__set_peer_service(us->stream, name);
+	us->origin.peer_service = stream__peer_service(us->stream);
+}
+
+/*
+ * peer.service: a new socket looks for the other end of its connection among
+ * the ends kept, and both streams name each other's service; then it is kept
+ * itself, for the other end to find should that come later.
+ */
+static void link_peer(struct sockets *ss, const struct tcpotel_tuple *t, uint32_t netns,
+		      struct ustream *us)
+{
+	uint64_t h = tuple_hash(t->daddr, t->dport, t->saddr, t->sport, t->family);
+
+	if (!us || !us->stream)
+		return;
+	for (struct hnode *n = htable_first(&ss->ends, h); n; n = htable_next_same(n, h)) {
+		struct end *e = container_of(n, struct end, tnode);
+
+		if (is_mirror(&e->tuple, e->netns, t, netns)) {
+			ustream_name_peer(us, e->us->res->service_name);
+			ustream_name_peer(e->us, us->res->service_name);
+			break;
+		}
 	}
-	for (n = htable_first(&ss->closed_by_tuple, h); n; n = htable_next_same(n, h)) {
-		struct closed_end *c = container_of(n, struct closed_end, tnode);
+	end_keep(ss, t, netns, us);
+}
 
-		if (is_mirror(&c->tuple, c->netns, &u->tuple, u->netns))
-			return c->stream;
+static void forget_old_ends(struct sockets *ss)
+{
+	while (ss->ends_head && ss->generation - ss->ends_head->generation >= SWEEPS_ENDS_KEPT)
+		forget_oldest_end(ss);
+}
+
+/* ---- sockets ---------------------------------------------------------------------------- */
+
+static struct usock *usock_find(const struct sockets *ss, uint64_t sock_id)
+{
+	uint64_t h = hash_u64(sock_id);
+
+	for (struct hnode *n = htable_first(&ss->socks, h); n; n = htable_next_same(n, h)) {
+		struct usock *u = container_of(n, struct usock, node);
+
+		if (u->sock_id == sock_id)
+			return u;
 	}
 	return NULL;
 }
 
-/* peer.service: both ends name each other's service when both are on this host. */
-static void link_peer(struct sockets *ss, struct usock *u)
+static void idle_clear(struct sockets *ss, struct usock *u)
 {
-	struct stream *p = u->stream ? peer_stream(ss, u) : NULL;
+	struct idle last;
 
-	if (!p)
+	if (u->idle_pos == NOT_IDLE)
 		return;
-	stream_set_peer_service(u->stream, stream_key(p)->res->service_name);
-	stream_set_peer_service(p, stream_key(u->stream)->res->service_name);
+	last = ss->idle[--ss->n_idle];
+	ss->idle[u->idle_pos] = last;
+	last.u->idle_pos = u->idle_pos;
+	u->idle_pos = NOT_IDLE;
 }
 
-static void forget_oldest_closed(struct sockets *ss)
+/* The socket's exchange is open: ask the kernel about it once it may be silent. */
+static void idle_set(struct sockets *ss, struct usock *u, uint64_t key, uint64_t due_ns)
 {
-	struct closed_end *c = ss->closed_head;
+	if (u->idle_pos != NOT_IDLE) {
+		ss->idle[u->idle_pos].key = key;
+		ss->idle[u->idle_pos].due_ns = due_ns;
+		return;
+	}
+	if (ss->n_idle == ss->cap_idle) {
+		size_t cap = ss->cap_idle ? ss->cap_idle * 2 : 1024;
+		struct idle *idle = realloc(ss->idle, cap * sizeof(*idle));
 
-	ss->closed_head = c->next;
-	if (!ss->closed_head)
-		ss->closed_tail = NULL;
-	htable_remove(&ss->closed_by_tuple, &c->tnode);
-	free(c);
+		if (!idle)
+			return; /* it is asked about when it next changes */
+		ss->idle = idle;
+		ss->cap_idle = cap;
+	}
+	u->idle_pos = (uint32_t)ss->n_idle;
+	ss->idle[ss->n_idle++] = (struct idle){ u, key, due_ns };
+}
+
+static void usock_remove(struct sockets *ss, struct usock *u)
+{
+	idle_clear(ss, u);
+	htable_remove(&ss->socks, &u->node);
+	if (u->us)
+		ustream_put(ss, u->us);
+	if (u->hist != u->inline_hist)
+		free(u->hist);
+	free(u);
 	ss->freed++;
 }
 
-/* A closed socket leaves the table; a small record of it stays findable by tuple. */
-static void usock_closed(struct sockets *ss, struct usock *u)
+static void usock_set_stream(struct sockets *ss, struct usock *u, struct ustream *us)
 {
-	struct closed_end *c = malloc(sizeof(*c));
-
-	if (c) {
-		if (ss->closed_by_tuple.count >= CLOSED_KEPT_MAX)
-			forget_oldest_closed(ss);
-		c->tuple = u->tuple;
-		c->netns = u->netns;
-		c->stream = u->stream;
-		/* The record points at the stream: it must outlive the record. */
-		if (c->stream)
-			stream_touch(c->stream);
-		c->generation = ss->generation;
-		c->next = NULL;
-		if (ss->closed_tail)
-			ss->closed_tail->next = c;
-		else
-			ss->closed_head = c;
-		ss->closed_tail = c;
-		htable_insert(&ss->closed_by_tuple, &c->tnode,
-			      tuple_hash(u->tuple.saddr, u->tuple.sport, u->tuple.daddr,
-					 u->tuple.dport, u->tuple.family));
-	}
-	usock_remove(ss, u);
+	if (u->us)
+		ustream_put(ss, u->us);
+	u->us = us;
+	if (us)
+		us->users++;
 }
 
-static void forget_closed(struct sockets *ss)
+static struct stream *usock_stream(const struct usock *u)
 {
-	while (ss->closed_head &&
-	       ss->generation - ss->closed_head->generation >= SWEEPS_CLOSED_KEPT)
-		forget_oldest_closed(ss);
-	/* A burst of short connections leaves the heap full of holes. */
-	if (ss->freed >= FREED_BEFORE_TRIM) {
-		malloc_trim(0);
-		ss->freed = 0;
-	}
+	return u->us ? u->us->stream : NULL;
 }
 
-/* A socket without an owner yet (accepted, never read or written) is "unknown". */
-static struct proc_resource *resource_of(struct sockets *ss, uint32_t tgid, const char *comm,
-					 uint64_t now_mono_ns)
-{
-	char name[TCPOTEL_COMM_LEN + 1];
-
-	memcpy(name, comm, TCPOTEL_COMM_LEN);
-	name[TCPOTEL_COMM_LEN] = '\0';
-	if (!tgid || !name[0])
-		strcpy(name, "unknown");
-	return procinfo__get(ss->pi, tgid, name, now_mono_ns / NSEC_PER_MSEC);
-}
-
-static struct stream *stream_of(struct sockets *ss, uint32_t tgid, const char *comm,
-				const struct tcpotel_tuple *t, uint8_t role, uint64_t now_mono_ns)
-{
-	struct stream_key key = {
-		.role = role,
-		.family = (uint8_t)t->family,
-		.port = role == TCPOTEL_ROLE_CLIENT ? t->dport : t->sport,
-	};
-
-	key.res = resource_of(ss, tgid, comm, now_mono_ns);
-	if (!key.res)
-		return NULL;
-	memcpy(key.peer, t->daddr, sizeof(key.peer));
-	return metrics__stream(ss->metrics, &key);
-}
-
-static bool exchange_open(const struct tcpotel_exchange *ex)
-{
-	return ex->phase == TCPOTEL_PHASE_REQUEST || ex->phase == TCPOTEL_PHASE_RESPONSE;
-}
-
-static bool already_reported(const struct usock *u, const struct tcpotel_exchange *ex)
-{
-	return u && u->idle_reported && u->idle_seq == ex->request_seq &&
-	       u->idle_start_ns == ex->start_ns;
-}
-
-/* Takes one exchange of `ns` out of a histogram delta (it was counted ahead). */
-static void take_back(uint32_t delta[TCPOTEL_EXCHANGE_BUCKETS], uint64_t *sum_ns, uint64_t ns)
-{
-	unsigned k = metrics_exchange_bucket(ns);
-
-	/* The kernel saw the same start and end, so the same bucket; should a
-	 * late packet have stretched its copy, any counted bucket will do. */
-	for (unsigned i = 0; !delta[k] && i < TCPOTEL_EXCHANGE_BUCKETS; i++)
-		k = i;
-	if (delta[k])
-		delta[k]--;
-	*sum_ns -= MIN(*sum_ns, ns);
-}
-
-/* Finished exchanges since the last look; `closed`: the kernel counted the open one too. */
-static void account_exchanges(struct sockets *ss, struct usock *u, const struct tcpotel_sock *s,
-			      bool closed)
-{
-	const struct tcpotel_exchange_hist *h = &s->done;
-	uint32_t delta[TCPOTEL_EXCHANGE_BUCKETS];
-	uint64_t sum_ns, n = h->count - u->ex_count;
-
-	if (!n)
-		return;
-	for (int i = 0; i < TCPOTEL_EXCHANGE_BUCKETS; i++)
-		delta[i] = h->buckets[i] - u->ex_buckets[i];
-	sum_ns = h->sum_ns - u->ex_sum_ns;
-	if (u->ahead && (closed || !exchange_open(&s->ex) || !already_reported(u, &s->ex))) {
-		take_back(delta, &sum_ns, u->ahead_ns);
-		u->ahead = false;
-		n--;
-	}
-	ss->exchanges_counted += n;
-	if (u->stream && n)
-		stream_add_exchanges(u->stream, delta, sum_ns, h->min_ns, h->max_ns);
-	u->ex_count = h->count;
-	u->ex_sum_ns = h->sum_ns;
-	memcpy(u->ex_buckets, h->buckets, sizeof(u->ex_buckets));
-}
-
-/* Adds what changed since `u` last saw the socket, and remembers the new numbers. */
-static void account(struct sockets *ss, struct usock *u, const struct tcpotel_sock *s, bool closed)
-{
-	uint32_t delta[TCPOTEL_SRTT_BUCKETS];
-
-	if (u->stream) {
-		stream_add_io(u->stream, s->bytes_sent - u->sent, s->bytes_received - u->received);
-		stream_add_retransmits(u->stream, s->retransmits - u->retransmits);
-		if (s->srtt_count != u->srtt_count) {
-			for (int i = 0; i < TCPOTEL_SRTT_BUCKETS; i++)
-				delta[i] = s->srtt_hist[i] - u->srtt_hist[i];
-			stream_add_srtt(u->stream, delta, s->srtt_sum_us - u->srtt_sum_us,
-					s->srtt_min_us, s->srtt_max_us);
-		}
-	}
-	account_exchanges(ss, u, s, closed);
-	u->sent = s->bytes_sent;
-	u->received = s->bytes_received;
-	u->retransmits = s->retransmits;
-	u->srtt_count = s->srtt_count;
-	u->srtt_sum_us = s->srtt_sum_us;
-	memcpy(u->srtt_hist, s->srtt_hist, sizeof(u->srtt_hist));
-}
-
+/* A socket seen for the first time: nothing of it counted yet, one connection more. */
 static struct usock *usock_new(struct sockets *ss, const struct tcpotel_sock *s,
 			       uint64_t now_mono_ns)
 {
 	struct usock *u = calloc(1, sizeof(*u));
+	struct stream *st;
 
 	if (!u)
 		return NULL;
 	u->sock_id = s->sock_id;
 	u->tgid = s->tgid;
-	u->tuple = s->tuple;
-	u->netns = s->netns;
-	u->stream = stream_of(ss, s->tgid, s->comm, &s->tuple, s->role, now_mono_ns);
-	if (u->stream && (s->flags & TCPOTEL_SOCK_OPENED))
-		stream_add_opened(u->stream, 1);
-	htable_insert(&ss->table, &u->node, hash_u64(s->sock_id));
-	htable_insert(&ss->by_tuple, &u->tnode,
-		      tuple_hash(s->tuple.saddr, s->tuple.sport, s->tuple.daddr, s->tuple.dport,
-				 s->tuple.family));
-	link_peer(ss, u);
+	u->hist = u->inline_hist;
+	u->idle_pos = NOT_IDLE;
+	usock_set_stream(ss, u, ustream_get(ss, s->tgid, s->comm, &s->tuple, s->role, now_mono_ns));
+	st = usock_stream(u);
+	if (st) {
+		stream__add_active(st, 1);
+		if (s->flags & TCPOTEL_SOCK_OPENED)
+			stream__add_opened(st, 1);
+	}
+	htable_insert(&ss->socks, &u->node, hash_u64(s->sock_id));
+	link_peer(ss, &s->tuple, s->netns, u->us);
 	return u;
 }
 
@@ -391,54 +445,106 @@ static struct usock *usock_new(struct sockets *ss, const struct tcpotel_sock *s,
 static void usock_follow_owner(struct sockets *ss, struct usock *u, const struct tcpotel_sock *s,
 			       uint64_t now_mono_ns)
 {
+	struct stream *st;
+
 	if (u->tgid == s->tgid)
 		return;
-	if (u->stream)
-		stream_add_active(u->stream, -1);
+	st = usock_stream(u);
+	if (st)
+		stream__add_active(st, -1);
 	u->tgid = s->tgid;
-	u->stream = stream_of(ss, s->tgid, s->comm, &s->tuple, s->role, now_mono_ns);
-	if (u->stream)
-		stream_add_active(u->stream, 1);
+	usock_set_stream(ss, u, ustream_get(ss, s->tgid, s->comm, &s->tuple, s->role, now_mono_ns));
+	st = usock_stream(u);
+	if (st)
+		stream__add_active(st, 1);
 }
 
-static void report_exchange(struct sockets *ss, struct usock *u, const struct tcpotel_tuple *t,
-			    const struct tcpotel_exchange *ex, uint8_t role, uint8_t flags,
-			    uint32_t tgid, const char *comm, uint32_t srtt_us,
-			    uint64_t mono_to_unix_ns, uint64_t now_mono_ns)
+/*
+ * Per-bucket growth of both histograms since u last looked (srtt[], ex[]),
+ * and u keeps the new counts. Counts never go down, so the buckets in use
+ * only ever grow; the usual few fit in the usock itself. False when out of
+ * memory: nothing is taken, the growth is counted next time.
+ */
+static bool hist_take(struct usock *u, const struct tcpotel_sock *s,
+		      uint32_t srtt[TCPOTEL_SRTT_BUCKETS], uint32_t ex[TCPOTEL_EXCHANGE_BUCKETS])
 {
-	struct exchange_end end = {
-		.tuple = t,
-		.ex = ex,
-		.role = role,
-		.flags = flags,
-		.srtt_us = srtt_us,
-	};
-	struct proc_resource *res;
+	uint32_t now[HIST_BITS], kept[HIST_BITS];
+	uint64_t mask = u->hist_mask;
+	unsigned n = 0, old = 0;
 
-	if (u && u->stream) {
-		end.stream = u->stream;
-		end.res = stream_key(u->stream)->res;
-		exchanges__end(ss->exchanges, &end, mono_to_unix_ns);
-		return;
+	memcpy(now, s->srtt_hist, sizeof(s->srtt_hist));
+	memcpy(now + TCPOTEL_SRTT_BUCKETS, s->done.buckets, sizeof(s->done.buckets));
+	for (unsigned b = 0; b < HIST_BITS; b++)
+		if (now[b])
+			mask |= 1ULL << b;
+	for (unsigned b = 0; b < HIST_BITS; b++) {
+		uint32_t before = 0, d;
+
+		if (!(mask & (1ULL << b))) {
+			d = 0;
+		} else {
+			if (u->hist_mask & (1ULL << b))
+				before = u->hist[old++];
+			d = now[b] - before;
+			kept[n++] = now[b];
+		}
+		if (b < TCPOTEL_SRTT_BUCKETS)
+			srtt[b] = d;
+		else
+			ex[b - TCPOTEL_SRTT_BUCKETS] = d;
 	}
-	/* A socket not swept yet: find its stream from the record. */
-	end.stream = stream_of(ss, tgid, comm, t, role, now_mono_ns);
-	if (end.stream) {
-		end.res = stream_key(end.stream)->res;
-		exchanges__end(ss->exchanges, &end, mono_to_unix_ns);
-		return;
+	if (n > (u->hist == u->inline_hist ? HIST_INLINE :
+					     (unsigned)__builtin_popcountll(u->hist_mask))) {
+		uint32_t *h = malloc(n * sizeof(*h));
+
+		if (!h)
+			return false;
+		if (u->hist != u->inline_hist)
+			free(u->hist);
+		u->hist = h;
 	}
-	res = resource_of(ss, tgid, comm, now_mono_ns);
-	if (!res)
-		return;
-	end.res = res;
-	exchanges__end(ss->exchanges, &end, mono_to_unix_ns);
-	procinfo__put(ss->pi, res);
+	memcpy(u->hist, kept, n * sizeof(*kept));
+	u->hist_mask = mask;
+	return true;
 }
 
-static void sweep_one(struct sockets *ss, const struct tcpotel_sock *s, uint64_t now_mono_ns,
-		      uint64_t mono_to_unix_ns)
+/* Adds what changed since u last looked, and remembers the new numbers. */
+static void account(struct sockets *ss, struct usock *u, const struct tcpotel_sock *s)
 {
+	uint32_t srtt[TCPOTEL_SRTT_BUCKETS], ex[TCPOTEL_EXCHANGE_BUCKETS];
+	struct stream *st = usock_stream(u);
+	uint64_t n_srtt = 0, n_ex = 0;
+
+	if (st) {
+		stream__add_io(st, s->bytes_sent - u->sent, s->bytes_received - u->received);
+		stream__add_retransmits(st, s->retransmits - u->retransmits);
+	}
+	u->sent = s->bytes_sent;
+	u->received = s->bytes_received;
+	u->retransmits = s->retransmits;
+	if (!hist_take(u, s, srtt, ex))
+		return;
+	for (int i = 0; i < TCPOTEL_SRTT_BUCKETS; i++)
+		n_srtt += srtt[i];
+	for (int i = 0; i < TCPOTEL_EXCHANGE_BUCKETS; i++)
+		n_ex += ex[i];
+	ss->exchanges_counted += n_ex;
+	if (st && n_srtt)
+		stream__add_srtt(st, srtt, s->srtt_sum_us - u->srtt_sum_us, s->srtt_min_us,
+				 s->srtt_max_us);
+	if (st && n_ex)
+		stream__add_exchanges(st, ex, s->done.sum_ns - u->ex_sum_ns, s->done.min_ns,
+				      s->done.max_ns);
+	u->srtt_sum_us = s->srtt_sum_us;
+	u->ex_sum_ns = s->done.sum_ns;
+}
+
+/* ---- the sweep --------------------------------------------------------------------------- */
+
+static void sweep_socket(struct sockets *ss, const struct tcpotel_snapshot *snap,
+			 uint64_t now_mono_ns)
+{
+	const struct tcpotel_sock *s = &snap->sock;
 	struct usock *u;
 
 	if ((s->flags & (TCPOTEL_SOCK_IGNORED | TCPOTEL_SOCK_HAS_TUPLE)) !=
@@ -450,119 +556,184 @@ static void sweep_one(struct sockets *ss, const struct tcpotel_sock *s, uint64_t
 		u = usock_new(ss, s, now_mono_ns);
 		if (!u)
 			return;
-		if (u->stream)
-			stream_add_active(u->stream, 1);
 	} else {
 		usock_follow_owner(ss, u, s, now_mono_ns);
 	}
-	u->generation = ss->generation;
-	account(ss, u, s, false);
-	/* end_ns may be later than now: the kernel stamped it after the clock was read. */
-	if (exchange_open(&s->ex) && now_mono_ns > s->ex.end_ns &&
-	    now_mono_ns - s->ex.end_ns > ss->opts.idle_timeout_ns && !already_reported(u, &s->ex)) {
-		uint64_t ns = s->ex.end_ns - s->ex.start_ns;
-
-		u->idle_reported = true;
-		u->idle_seq = s->ex.request_seq;
-		u->idle_start_ns = s->ex.start_ns;
-		u->ahead = true;
-		u->ahead_ns = ns;
-		ss->exchanges_counted++;
-		if (u->stream)
-			stream_add_exchange(u->stream, ns);
-		if (ss->opts.records)
-			report_exchange(ss, u, &s->tuple, &s->ex, s->role, s->flags, s->tgid,
-					s->comm, s->srtt_last_us, mono_to_unix_ns, now_mono_ns);
-	}
+	account(ss, u, s);
+	if (TCPOTEL_PHASE_ENDS_WHEN_IDLE(s->ex.phase))
+		idle_set(ss, u, snap->key, s->ex.end_ns + ss->opts.idle_timeout_ns);
+	else
+		idle_clear(ss, u);
 }
 
-/* Sockets gone from the kernel table whose close record never came (lost). */
-static void retire_missing(struct sockets *ss)
+/*
+ * The sockets of a batch were last touched a sweep ago: their usocks and
+ * streams are out of the cache. Fetching them all at once, in steps, lets
+ * the misses of the batch overlap.
+ */
+static void prefetch_batch(const struct sockets *ss, const struct tcpotel_snapshot *out, int n)
 {
-	struct hnode *n, *tmp;
-	size_t i;
+	for (int i = 0; i < n; i++)
+		htable_prefetch_bucket(&ss->socks, hash_u64(out[i].sock.sock_id));
+	for (int i = 0; i < n; i++)
+		htable_prefetch_first(&ss->socks, hash_u64(out[i].sock.sock_id));
+	for (int i = 0; i < n; i++) {
+		const struct usock *u = usock_find(ss, out[i].sock.sock_id);
 
-	htable_for_each_safe(&ss->table, i, n, tmp) {
-		struct usock *u = container_of(n, struct usock, node);
-
-		if (ss->generation - u->generation < SWEEPS_BEFORE_RETIRE)
+		if (!u)
 			continue;
-		if (u->stream)
-			stream_add_active(u->stream, -1);
-		ss->retired++;
-		usock_remove(ss, u);
+		for (size_t off = 64; off < sizeof(*u); off += 64)
+			__builtin_prefetch((const char *)u + off);
+		if (u->us)
+			__builtin_prefetch(u->us);
+	}
+	for (int i = 0; i < n; i++) {
+		const struct usock *u = usock_find(ss, out[i].sock.sock_id);
+
+		if (u && u->us && u->us->stream)
+			__builtin_prefetch(u->us->stream);
 	}
 }
 
-int sockets__sweep(struct sockets *ss, uint64_t now_mono_ns, uint64_t mono_to_unix_ns)
+/* Its close record was lost: what it did since the last sweep is lost (counted
+ * by the kernel as a lost record); only the connection is taken away. */
+static void sweep_close_lost(struct sockets *ss, uint64_t sock_id)
 {
-	LIBBPF_OPTS(bpf_map_batch_opts, opts);
-	__u64 in_batch = 0, out_batch = 0;
-	bool first = true;
+	struct usock *u = usock_find(ss, sock_id);
+	struct stream *st;
+
+	if (!u)
+		return;
+	st = usock_stream(u);
+	if (st)
+		stream__add_active(st, -1);
+	ss->retired++;
+	usock_remove(ss, u);
+}
+
+/*
+ * Keys of the sockets whose exchange may have gone silent by now. They stay
+ * on the list until a snapshot shows their exchange over (or a close takes
+ * them away), so a failed collect only delays them.
+ */
+static size_t want_silent(struct sockets *ss, uint64_t now_mono_ns)
+{
+	size_t n = 0;
+
+	if (ss->cap_want < ss->n_idle) {
+		uint64_t *want = realloc(ss->want, ss->n_idle * sizeof(*want));
+
+		if (!want)
+			return 0;
+		ss->want = want;
+		ss->cap_want = ss->n_idle;
+	}
+	for (size_t i = 0; i < ss->n_idle; i++)
+		if (ss->idle[i].due_ns <= now_mono_ns)
+			ss->want[n++] = ss->idle[i].key;
+	return n;
+}
+
+int sockets__sweep(struct sockets *ss, uint64_t now_mono_ns)
+{
+	const struct sockets_source *src = &ss->opts.source;
+	unsigned batches = 0;
+	size_t n_want;
 	int err = 0;
 
 	ss->generation++;
-	for (;;) {
-		__u32 count = SWEEP_BATCH;
+	src->begin(src->ctx);
+	n_want = want_silent(ss, now_mono_ns);
+	/* The sockets whose exchange may be silent, then those queued as changed. */
+	for (size_t asked = 0; !err;) {
+		size_t batch = MIN(n_want - asked, (size_t)TCPOTEL_COLLECT_BATCH);
+		const struct tcpotel_snapshot *out;
+		int n;
 
-		err = bpf_map_lookup_batch(ss->opts.map_fd, first ? NULL : &in_batch, &out_batch,
-					   ss->keys, ss->values, &count, &opts);
-		if (err && errno != ENOENT) {
-			err = -errno;
+		if (asked < n_want)
+			n = src->collect(src->ctx, ss->want + asked, batch, &out);
+		else if (batches++ < SWEEP_MAX_BATCHES)
+			n = src->collect(src->ctx, NULL, 0, &out);
+		else
+			break;
+		if (n < 0) {
+			err = n;
 			log_ratelimited(LOG_WARN, 60000, "cannot read the socket table: %s",
 					strerror(-err));
-			return err;
-		}
-		for (__u32 i = 0; i < count; i++)
-			sweep_one(ss, &ss->values[i], now_mono_ns, mono_to_unix_ns);
-		if (err) /* ENOENT: that was the last batch */
 			break;
-		in_batch = out_batch;
-		first = false;
+		}
+		prefetch_batch(ss, out, n);
+		for (int i = 0; i < n; i++) {
+			if (out[i].status == TCPOTEL_SNAP_SOCKET)
+				sweep_socket(ss, &out[i], now_mono_ns);
+			else if (out[i].status == TCPOTEL_SNAP_CLOSE_LOST)
+				sweep_close_lost(ss, out[i].sock.sock_id);
+		}
+		if (asked < n_want)
+			asked += batch;
+		else if (n < TCPOTEL_COLLECT_BATCH)
+			break;
 	}
-	retire_missing(ss);
-	forget_closed(ss);
-	return 0;
+	forget_old_ends(ss);
+	free_unused_streams(ss);
+	/* A burst of short connections leaves the heap full of holes. */
+	if (ss->freed >= FREED_BEFORE_TRIM) {
+		malloc_trim(0);
+		ss->freed = 0;
+	}
+	return err;
 }
 
-void sockets__on_close(struct sockets *ss, const struct tcpotel_close_record *r,
-		       uint64_t mono_to_unix_ns)
+/* ---- records ----------------------------------------------------------------------------- */
+
+void sockets__on_close(struct sockets *ss, const struct tcpotel_close_record *r)
 {
 	const struct tcpotel_sock *s = &r->sock;
 	struct usock *u = usock_find(ss, s->sock_id);
-	uint64_t now = r->closed_ns;
+	struct stream *st;
 
 	if (!u) {
 		/* Opened and closed between two sweeps: all of it is new. */
-		u = usock_new(ss, s, now);
+		u = usock_new(ss, s, r->closed_ns);
 		if (!u)
 			return;
 	} else {
-		usock_follow_owner(ss, u, s, now);
-		if (u->stream)
-			stream_add_active(u->stream, -1);
+		usock_follow_owner(ss, u, s, r->closed_ns);
 	}
-	account(ss, u, s, true);
-	if (ss->opts.records && exchange_open(&s->ex) && !already_reported(u, &s->ex))
-		report_exchange(ss, u, &s->tuple, &s->ex, s->role, s->flags, s->tgid, s->comm,
-				s->srtt_last_us, mono_to_unix_ns, now);
-	usock_closed(ss, u);
+	st = usock_stream(u);
+	if (st)
+		stream__add_active(st, -1);
+	account(ss, u, s);
+	/* The other end's close may come next: this end stays findable. */
+	end_keep(ss, &s->tuple, s->netns, u->us);
+	usock_remove(ss, u);
 }
 
-void sockets__on_exchange(struct sockets *ss, const struct tcpotel_exchange_record *r,
-			  uint64_t mono_to_unix_ns)
+void sockets__on_exchange(struct sockets *ss, const struct tcpotel_exchange_record *r)
 {
 	struct usock *u = usock_find(ss, r->sock_id);
+	struct ustream *us = u ? u->us : NULL;
 
-	if (already_reported(u, &r->ex))
+	if (!ss->exchanges)
 		return;
-	report_exchange(ss, u, &r->tuple, &r->ex, r->role, r->flags, r->tgid, r->comm, r->srtt_us,
-			mono_to_unix_ns, r->ex.end_ns);
+	/* A socket not swept yet: its stream, kept until the end of the sweep. */
+	if (!us)
+		us = ustream_get(ss, r->tgid, r->comm, &r->tuple, r->role, r->ex.end_ns);
+	if (!us)
+		return;
+	exchanges__end(ss->exchanges, &(struct exchange_end){
+					      .origin = &us->origin,
+					      .tuple = &r->tuple,
+					      .ex = &r->ex,
+					      .role = r->role,
+					      .reset = !!(r->flags & TCPOTEL_SOCK_RESET),
+					      .srtt_us = r->srtt_us,
+				      });
 }
 
 size_t sockets__tracked(const struct sockets *ss)
 {
-	return ss->table.count;
+	return ss->socks.count;
 }
 
 uint64_t sockets__retired(const struct sockets *ss)
@@ -573,4 +744,27 @@ uint64_t sockets__retired(const struct sockets *ss)
 uint64_t sockets__exchanges(const struct sockets *ss)
 {
 	return ss->exchanges_counted;
+}
+
+void sockets__free(struct sockets *ss)
+{
+	struct hnode *n, *tmp;
+	size_t i;
+
+	if (!ss)
+		return;
+	if (ss->socks.buckets) {
+		htable_for_each_safe(&ss->socks, i, n, tmp)
+			usock_remove(ss, container_of(n, struct usock, node));
+	}
+	while (ss->ends_head)
+		forget_oldest_end(ss);
+	/* Every stream has lost its last user by now. */
+	free_unused_streams(ss);
+	htable_free(&ss->socks);
+	htable_free(&ss->streams);
+	htable_free(&ss->ends);
+	free(ss->idle);
+	free(ss->want);
+	free(ss);
 }

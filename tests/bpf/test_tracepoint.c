@@ -3,7 +3,10 @@
  * Root tier: the tracepoint back-end attached for real, with loopback
  * traffic made by this process. Checks what the kernel side keeps per socket
  * (exact bytes, role, tuple, v4-mapped folding, the request sequence number
- * both ends agree on) and that a close hands over the final numbers.
+ * both ends agree on), that a close hands over the final numbers, and the
+ * sweep's collect program: it reads the sockets that changed, and ends an
+ * exchange gone silent once, however often it is asked and whatever comes
+ * after.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -45,13 +48,13 @@ static int on_record(void *ctx, void *data, size_t size)
 	return 0;
 }
 
-static struct capture *attach_tracepoint(void)
+static struct capture *attach_tracepoint_idle(uint64_t idle_timeout_ns)
 {
 	struct capture_opts opts = {
 		.backend = BACKEND_TRACEPOINT,
 		.max_sockets = 4096,
 		.exchange_records = true,
-		.idle_timeout_ns = 5000000000ULL,
+		.idle_timeout_ns = idle_timeout_ns,
 	};
 	struct capture *c = capture__load(&opts);
 
@@ -60,6 +63,11 @@ static struct capture *attach_tracepoint(void)
 		return NULL;
 	}
 	return c;
+}
+
+static struct capture *attach_tracepoint(void)
+{
+	return attach_tracepoint_idle(5000000000ULL);
 }
 
 static bool send_all(int fd, size_t n)
@@ -216,8 +224,9 @@ static void exact_bytes_case(int family, bool v4mapped)
 	close(p.listener);
 	usleep(100 * 1000);
 	ring_buffer__consume(rb);
-	/* The first exchange of each end came out as a record at the second turn. */
-	ASSERT_EQ(closed.exchanges, 2);
+	/* The first exchange of each end came out as a record at the second turn,
+	 * the second one at the close. */
+	ASSERT_EQ(closed.exchanges, 4);
 	ASSERT_EQ(closed.n, 2);
 	for (int i = 0; i < closed.n; i++) {
 		const struct tcpotel_sock *s = &closed.recs[i].sock;
@@ -245,4 +254,156 @@ TEST(tracepoint_exact_bytes_ipv6)
 TEST(tracepoint_v4mapped_folded_to_ipv4)
 {
 	exact_bytes_case(AF_INET6, true);
+}
+
+/* Snapshots of the sockets of `port` the collect program returns, by client/server. */
+struct collected {
+	uint16_t port;
+	int n;
+	struct tcpotel_snapshot client, server;
+};
+
+static int collect_all(struct capture *c, const uint64_t *keys, size_t n_keys,
+		       struct collected *got)
+{
+	const struct tcpotel_snapshot *out;
+	int n, total = 0;
+
+	got->n = 0;
+	do {
+		n = capture__collect(c, keys, n_keys, &out);
+		if (n < 0)
+			return n;
+		for (int i = 0; i < n; i++) {
+			const struct tcpotel_sock *s = &out[i].sock;
+
+			if (out[i].status != TCPOTEL_SNAP_SOCKET ||
+			    (s->tuple.sport != got->port && s->tuple.dport != got->port))
+				continue;
+			got->n++;
+			if (s->role == TCPOTEL_ROLE_CLIENT)
+				got->client = out[i];
+			else
+				got->server = out[i];
+		}
+		total += n;
+		keys = NULL;
+		n_keys = 0;
+	} while (n == TCPOTEL_COLLECT_BATCH);
+	return total;
+}
+
+/* The collect program reads what changed since the last sweep, and only that. */
+TEST(sweep_collects_changed_sockets)
+{
+	struct collected got = {};
+	struct capture *c;
+	struct pair p;
+
+	if (geteuid() != 0) {
+		test_skip("needs root (attaches BPF programs)");
+		return;
+	}
+	c = attach_tracepoint();
+	if (!ASSERT_NOT_NULL(c))
+		return;
+	if (!ASSERT_TRUE(make_pair(&p, AF_INET, false)))
+		goto out;
+	got.port = p.port;
+	ASSERT_TRUE(send_all(p.client, 1000) && recv_all(p.server, 1000));
+	ASSERT_TRUE(send_all(p.server, 300) && recv_all(p.client, 300));
+	capture__sweep_begin(c);
+	ASSERT_GE(collect_all(c, NULL, 0, &got), 2);
+	ASSERT_EQ(got.n, 2);
+	ASSERT_U64_EQ(got.client.sock.bytes_sent, 1000);
+	ASSERT_U64_EQ(got.server.sock.bytes_sent, 300);
+	ASSERT_TRUE(got.client.sock.flags & TCPOTEL_SOCK_OPENED);
+
+	/* Nothing moved: neither socket is read again. */
+	capture__sweep_begin(c);
+	collect_all(c, NULL, 0, &got);
+	ASSERT_EQ(got.n, 0);
+
+	/* One end sends: the receiver and the sender both changed. */
+	ASSERT_TRUE(send_all(p.client, 7) && recv_all(p.server, 7));
+	capture__sweep_begin(c);
+	collect_all(c, NULL, 0, &got);
+	ASSERT_EQ(got.n, 2);
+	ASSERT_U64_EQ(got.client.sock.bytes_sent, 1007);
+	ASSERT_U64_EQ(got.server.sock.bytes_received, 1007);
+	close(p.client);
+	close(p.server);
+	close(p.listener);
+out:
+	capture__destroy(c);
+}
+
+/*
+ * An exchange that went silent is ended by the collect program when asked:
+ * counted once in its socket's histogram and reported once, however often it
+ * is asked; the close that follows neither counts nor reports it again.
+ */
+TEST(sweep_ends_silent_exchange_once)
+{
+	struct collected got = {};
+	struct closed closed = {};
+	struct ring_buffer *rb = NULL;
+	uint64_t keys[2];
+	struct capture *c;
+	struct pair p;
+
+	if (geteuid() != 0) {
+		test_skip("needs root (attaches BPF programs)");
+		return;
+	}
+	c = attach_tracepoint_idle(100 * 1000 * 1000ULL);
+	if (!ASSERT_NOT_NULL(c))
+		return;
+	rb = ring_buffer__new(capture__events_fd(c), on_record, &closed, NULL);
+	if (!ASSERT_NOT_NULL(rb) || !ASSERT_TRUE(make_pair(&p, AF_INET, false)))
+		goto out;
+	got.port = closed.port = p.port;
+	ASSERT_TRUE(send_all(p.client, 100) && recv_all(p.server, 100));
+	ASSERT_TRUE(send_all(p.server, 2000) && recv_all(p.client, 2000));
+	capture__sweep_begin(c);
+	collect_all(c, NULL, 0, &got);
+	if (!ASSERT_EQ(got.n, 2))
+		goto out;
+	/* Open, not silent yet. */
+	ASSERT_EQ(got.client.sock.ex.phase, TCPOTEL_PHASE_RESPONSE);
+	ASSERT_U64_EQ(got.client.sock.done.count, 0);
+	keys[0] = got.client.key;
+	keys[1] = got.server.key;
+
+	/* The ring takes every exchange of the host meanwhile: keep it drained, so
+	 * that there is room for ours. */
+	for (int i = 0; i < 30; i++) {
+		ring_buffer__consume(rb);
+		usleep(10 * 1000);
+	}
+	for (int round = 0; round < 3; round++) {
+		ring_buffer__consume(rb);
+		capture__sweep_begin(c);
+		collect_all(c, keys, 2, &got);
+		ASSERT_EQ(got.n, 2);
+		ASSERT_EQ(got.client.sock.ex.phase, TCPOTEL_PHASE_IDLE);
+		ASSERT_U64_EQ(got.client.sock.done.count, 1);
+		ASSERT_U64_EQ(got.server.sock.done.count, 1);
+		ASSERT_U64_EQ(got.client.sock.ex.response_bytes, 2000);
+	}
+	ring_buffer__consume(rb);
+	ASSERT_EQ(closed.exchanges, 2); /* one record per end */
+
+	close(p.client);
+	close(p.server);
+	close(p.listener);
+	usleep(100 * 1000);
+	ring_buffer__consume(rb);
+	ASSERT_EQ(closed.exchanges, 2);
+	ASSERT_EQ(closed.n, 2);
+	for (int i = 0; i < closed.n; i++)
+		ASSERT_U64_EQ(closed.recs[i].sock.done.count, 1);
+out:
+	ring_buffer__free(rb);
+	capture__destroy(c);
 }

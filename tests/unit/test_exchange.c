@@ -1,34 +1,33 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * Exchanges that user space ends itself (silence, close) go through the same
- * consistent sampling as those the kernel hands over: the live map, which
- * scales what it gets by 1/ratio, must see only the kept ones. Server spans
- * of external clients are roots; client spans name a server seen here.
+ * exchange.c takes exchanges the kernel ended and sampled, with who they
+ * belong to (struct exchange_origin) filled in by sockets.c: the live map is
+ * drawn from the origin as given, scaled by 1/ratio, and spans get their
+ * Unix times when their body is written. Server spans of external clients
+ * are roots; client spans name a server seen here.
  */
 #include <arpa/inet.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cidr.h"
-#include "config.h"
 #include "exchange.h"
 #include "export.h"
 #include "graph.h"
 #include "http_stub.h"
 #include "jbuf.h"
-#include "metrics.h"
 #include "procinfo.h"
 #include "test.h"
-#include "traceid.h"
 #include "util.h"
 
-#define N_EXCHANGES 2000
+#define N_EXCHANGES 200
 
-static double edge_exchanges(struct graph *g)
+static double edge_number(struct graph *g, const char *field, char *peer, size_t peer_size)
 {
-	struct json_object *root, *edges, *v;
+	struct json_object *root, *edges, *e, *v;
 	double n = -1;
 	struct jbuf b;
 
@@ -37,76 +36,181 @@ static double edge_exchanges(struct graph *g)
 		goto out;
 	root = json_tokener_parse(b.data);
 	if (root && json_object_object_get_ex(root, "edges", &edges) &&
-	    json_object_array_length(edges) == 1 &&
-	    json_object_object_get_ex(json_object_array_get_idx(edges, 0), "exchanges", &v))
-		n = json_object_get_double(v);
+	    json_object_array_length(edges) == 1) {
+		e = json_object_array_get_idx(edges, 0);
+		if (json_object_object_get_ex(e, field, &v))
+			n = json_object_get_double(v);
+		if (json_object_object_get_ex(e, "peer", &v))
+			snprintf(peer, peer_size, "%s", json_object_get_string(v));
+	}
 	json_object_put(root);
 out:
 	jbuf_free(&b);
 	return n;
 }
 
-TEST(exchange_map_gets_only_kept_exchanges)
+static struct tcpotel_exchange exchange_at(uint32_t i)
+{
+	return (struct tcpotel_exchange){
+		.start_ns = 1000000000ULL + i * 1000000ULL,
+		.end_ns = 1000000000ULL + i * 1000000ULL + 400000,
+		.request_bytes = 64,
+		.response_bytes = 64,
+		.request_seq = i * 2654435761u,
+		.phase = TCPOTEL_PHASE_RESPONSE,
+	};
+}
+
+/* The map shows the origin's service, host and peer, scaled back up by 1/ratio. */
+TEST(exchange_map_is_drawn_from_the_origin)
 {
 	struct procinfo_opts popts = { .proc_root = "/proc",
 				       .max_entries = 16,
 				       .revalidate_ms = 5000 };
-	struct config *cfg = config__defaults();
+	struct exchanges_opts xopts = { .spans = false, .sampling_ratio = 0.25 };
 	struct procinfo *pi = NULL;
 	struct proc_resource *res = NULL;
 	struct exchanges *x = NULL;
 	struct graph *g = graph__new();
 	struct tcpotel_tuple t = { .family = AF_INET, .sport = 40000, .dport = 8080 };
-	uint64_t threshold, kept = 0;
+	char peer[64] = "";
 
-	if (!ASSERT_NOT_NULL(cfg) || !ASSERT_NOT_NULL(g))
+	if (!ASSERT_NOT_NULL(g))
 		goto out;
-	cfg->spans.enabled = false; /* the map alone wants exchanges */
-	cfg->spans.sampling_ratio = 0.25;
-	threshold = traceid_threshold(0.25);
-	pi = procinfo__new(cfg, &popts);
+	pi = procinfo__new(&popts);
 	res = pi ? procinfo__get(pi, (uint32_t)getpid(), "frontend", 0) : NULL;
-	x = res ? exchanges__new(cfg, pi, NULL) : NULL;
+	x = res ? exchanges__new(&xopts, pi, NULL) : NULL;
 	if (!ASSERT_NOT_NULL(x))
 		goto out;
 	graph__set_sampling(g, 0.25);
 	exchanges__set_graph(x, g);
 	inet_pton(AF_INET, "10.0.0.1", t.saddr);
 	inet_pton(AF_INET, "10.0.0.2", t.daddr);
-	for (uint32_t i = 0; i < N_EXCHANGES; i++) {
-		struct tcpotel_exchange ex = {
-			.start_ns = 1000000000ULL + i * 1000000ULL,
-			.end_ns = 1000000000ULL + i * 1000000ULL + 400000,
-			.request_bytes = 64,
-			.response_bytes = 64,
-			.request_seq = i * 2654435761u,
-			.phase = TCPOTEL_PHASE_RESPONSE,
-		};
-		struct exchange_end end = {
-			.tuple = &t,
-			.ex = &ex,
-			.role = TCPOTEL_ROLE_CLIENT,
+	{
+		struct exchange_origin origin = {
 			.res = res,
+			.service = "frontend",
+			.host = "node-1",
+			.pid = 4242,
+			.peer = "10.0.0.2:8080",
 		};
-		uint8_t addr[16];
-		struct exchange_ids ids;
 
-		traceid_canonical_addr(AF_INET, t.saddr, addr);
-		traceid_derive(addr, t.sport, ex.request_seq, &ids);
-		kept += traceid_sampled(ids.trace_id, threshold);
-		exchanges__end(x, &end, 0);
+		for (uint32_t i = 0; i < N_EXCHANGES; i++) {
+			struct tcpotel_exchange ex = exchange_at(i);
+
+			exchanges__end(x, &(struct exchange_end){
+						  .origin = &origin,
+						  .tuple = &t,
+						  .ex = &ex,
+						  .role = TCPOTEL_ROLE_CLIENT,
+						  .srtt_us = 30,
+					  });
+		}
 	}
-	/* A quarter or so are kept; the map shows them times four. */
-	ASSERT_GT(kept, N_EXCHANGES / 8);
-	ASSERT_LT(kept, N_EXCHANGES / 2);
-	ASSERT_DOUBLE_NEAR(edge_exchanges(g), (double)kept * 4, 0.5);
+	/* Every exchange it got stands for four. */
+	ASSERT_DOUBLE_NEAR(edge_number(g, "exchanges", peer, sizeof(peer)), N_EXCHANGES * 4, 0.5);
+	ASSERT_EQ(strcmp(peer, "10.0.0.2:8080"), 0);
 out:
 	exchanges__free(x);
 	if (res)
 		procinfo__put(pi, res);
 	procinfo__free(pi);
 	graph__free(g);
-	config__free(cfg);
+}
+
+static uint64_t clock_of(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static int64_t span_start(struct json_object *span)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(span, "startTimeUnixNano", &v) ?
+		       (int64_t)strtoull(json_object_get_string(v), NULL, 10) :
+		       -1;
+}
+
+/* CLOCK_MONOTONIC stamps in, Unix time out, computed when the body is written. */
+TEST(exchange_spans_get_unix_time_when_written)
+{
+	struct procinfo_opts popts = { .proc_root = "/proc",
+				       .max_entries = 16,
+				       .revalidate_ms = 5000 };
+	struct exchanges_opts xopts = { .spans = true, .sampling_ratio = 1.0 };
+	struct exporter_opts eopts = { .timeout_ms = 2000, .queue_size = 16 };
+	struct http_stub *stub = http_stub__start(0);
+	char *url = NULL;
+	struct procinfo *pi = NULL;
+	struct proc_resource *res = NULL;
+	struct exporter *exp = NULL;
+	struct exchanges *x = NULL;
+	struct tcpotel_tuple t = { .family = AF_INET, .sport = 40000, .dport = 8080 };
+	struct tcpotel_exchange ex;
+	struct json_object *root = NULL, *rs, *ss, *spans;
+	const struct http_stub_request *req;
+	uint64_t mono, unix_now;
+
+	if (!ASSERT_NOT_NULL(stub))
+		goto out;
+	if (asprintf(&url, "http://127.0.0.1:%u/v1/traces", (unsigned int)http_stub__port(stub)) <
+	    0) {
+		url = NULL;
+		goto out;
+	}
+	eopts.endpoints[SIGNAL_TRACES] = url;
+	exp = exporter__start(&eopts);
+	pi = procinfo__new(&popts);
+	res = pi ? procinfo__get(pi, (uint32_t)getpid(), "frontend", 0) : NULL;
+	x = res && exp ? exchanges__new(&xopts, pi, exp) : NULL;
+	if (!ASSERT_NOT_NULL(x))
+		goto out;
+	inet_pton(AF_INET, "10.0.0.1", t.saddr);
+	inet_pton(AF_INET, "10.0.0.2", t.daddr);
+	mono = clock_of(CLOCK_MONOTONIC);
+	unix_now = clock_of(CLOCK_REALTIME);
+	ex = exchange_at(0);
+	ex.start_ns = mono - 5000000;
+	ex.end_ns = mono - 1000000;
+	exchanges__end(x, &(struct exchange_end){
+				  .origin = &(struct exchange_origin){ .res = res,
+								       .service = "frontend",
+								       .host = "",
+								       .peer = "10.0.0.2:8080" },
+				  .tuple = &t,
+				  .ex = &ex,
+				  .role = TCPOTEL_ROLE_CLIENT,
+			  });
+	exchanges__flush(x, mono, true);
+	if (!ASSERT_TRUE(http_stub__wait_requests(stub, 1, 5000)))
+		goto out;
+	req = http_stub__request(stub, 0);
+	root = json_tokener_parse(req->body);
+	if (!ASSERT_NOT_NULL(root) ||
+	    !ASSERT_TRUE(json_object_object_get_ex(root, "resourceSpans", &rs)) ||
+	    !ASSERT_TRUE(json_object_object_get_ex(json_object_array_get_idx(rs, 0), "scopeSpans",
+						   &ss)) ||
+	    !ASSERT_TRUE(
+		    json_object_object_get_ex(json_object_array_get_idx(ss, 0), "spans", &spans)))
+		goto out;
+	ASSERT_EQ(json_object_array_length(spans), 1);
+	/* 5 ms before now, on the Unix clock; the two clocks were read apart, so within 50 ms. */
+	ASSERT_LT(llabs(span_start(json_object_array_get_idx(spans, 0)) -
+			(int64_t)(unix_now - 5000000)),
+		  50000000);
+out:
+	json_object_put(root);
+	exchanges__free(x);
+	exporter__stop(exp, clock_of(CLOCK_MONOTONIC) / 1000000 + 2000);
+	if (res)
+		procinfo__put(pi, res);
+	procinfo__free(pi);
+	http_stub__stop(stub);
+	free(url);
 }
 
 /* The spans of one traces body: {client.address: span} for SERVER spans, and the CLIENT spans. */
@@ -189,7 +293,7 @@ static bool has_parent(struct json_object *span)
 /*
  * spans.external_clients and spans.internal_networks: the SERVER span of an
  * external client has no parent, every other one has the client span as its
- * parent; a CLIENT span whose stream knows the server's service names it
+ * parent; a CLIENT span whose origin knows the server's service names it
  * in peer.service.
  */
 TEST(exchange_external_clients_are_roots_and_local_servers_named)
@@ -207,82 +311,70 @@ TEST(exchange_external_clients_are_roots_and_local_servers_named)
 	struct procinfo_opts popts = { .proc_root = "/proc",
 				       .max_entries = 16,
 				       .revalidate_ms = 5000 };
+	struct exporter_opts eopts = { .timeout_ms = 2000, .queue_size = 16 };
 	struct http_stub *stub = http_stub__start(0);
-	struct config *cfg = config__defaults();
 	struct cidr internal, external;
+	struct cidr_list internal_list = { &internal, 1 }, external_list = { &external, 1 };
+	struct exchanges_opts xopts = { .spans = true,
+					.sampling_ratio = 1.0,
+					.external_clients = &external_list,
+					.internal_networks = &internal_list };
+	char *url = NULL;
 	struct procinfo *pi = NULL;
 	struct proc_resource *res = NULL, *sres = NULL;
-	struct metrics *m = NULL;
-	struct stream *st = NULL;
 	struct exporter *e = NULL;
 	struct exchanges *x = NULL;
 	struct seen_spans seen = { 0 };
 	const struct http_stub_request *r;
-	const char *ps;
 
-	if (!ASSERT_NOT_NULL(stub) || !ASSERT_NOT_NULL(cfg))
+	if (!ASSERT_NOT_NULL(stub))
 		goto out;
-	free(cfg->exporter.otlp.traces_endpoint);
-	if (!ASSERT_TRUE(asprintf(&cfg->exporter.otlp.traces_endpoint,
-				  "http://127.0.0.1:%u/v1/traces",
-				  (unsigned int)http_stub__port(stub)) > 0))
+	if (asprintf(&url, "http://127.0.0.1:%u/v1/traces", (unsigned int)http_stub__port(stub)) <
+	    0) {
+		url = NULL;
 		goto out;
-	cfg->exporter.otlp.compression = COMPRESSION_NONE;
+	}
+	eopts.endpoints[SIGNAL_TRACES] = url;
 	if (!ASSERT_OK(cidr_parse("10.0.0.0/16", &internal, NULL, 0)) ||
 	    !ASSERT_OK(cidr_parse("10.0.9.0/24", &external, NULL, 0)))
 		goto out;
-	cfg->spans.internal_networks = (struct cidr_list){ &internal, 1 };
-	cfg->spans.external_clients = (struct cidr_list){ &external, 1 };
-	pi = procinfo__new(cfg, &popts);
+	pi = procinfo__new(&popts);
 	res = pi ? procinfo__get(pi, (uint32_t)getpid(), "backend", 0) : NULL;
 	sres = pi ? procinfo__get(pi, (uint32_t)getppid(), "frontend", 0) : NULL;
-	m = metrics__new(pi, 16);
-	e = exporter__start(cfg);
-	x = res && sres && m && e ? exchanges__new(cfg, pi, e) : NULL;
+	e = exporter__start(&eopts);
+	x = res && sres && e ? exchanges__new(&xopts, pi, e) : NULL;
 	if (!ASSERT_NOT_NULL(x))
 		goto out;
 	for (size_t i = 0; i < ARRAY_SIZE(v); i++) {
 		struct tcpotel_tuple t = { .family = AF_INET, .sport = 8080, .dport = 40000 };
-		struct tcpotel_exchange ex = {
-			.start_ns = 1000000000ULL,
-			.end_ns = 1000400000ULL,
-			.request_bytes = 64,
-			.response_bytes = 64,
-			.request_seq = (uint32_t)i * 2654435761u,
-		};
-		struct exchange_end end = {
-			.tuple = &t, .ex = &ex, .role = TCPOTEL_ROLE_SERVER, .res = res
+		struct tcpotel_exchange ex = exchange_at((uint32_t)i);
+		struct exchange_origin origin = {
+			.res = res, .service = "backend", .host = "", .peer = v[i].client
 		};
 
 		inet_pton(AF_INET, "198.51.100.2", t.saddr);
 		inet_pton(AF_INET, v[i].client, t.daddr);
-		exchanges__end(x, &end, 0);
+		exchanges__end(x, &(struct exchange_end){ .origin = &origin,
+							  .tuple = &t,
+							  .ex = &ex,
+							  .role = TCPOTEL_ROLE_SERVER });
 	}
-	/* A client whose stream knows its server (both ends on this host). */
+	/* A client whose origin knows its server (both ends on this host). */
 	{
 		struct tcpotel_tuple t = { .family = AF_INET, .sport = 40001, .dport = 8080 };
-		struct tcpotel_exchange ex = { .start_ns = 1000000000ULL,
-					       .end_ns = 1000400000ULL,
-					       .request_bytes = 64,
-					       .response_bytes = 64,
-					       .request_seq = 77 };
-		struct stream_key key = { .res = procinfo__ref(sres),
-					  .role = TCPOTEL_ROLE_CLIENT,
-					  .family = AF_INET,
-					  .port = 8080 };
-		struct exchange_end end = {
-			.tuple = &t, .ex = &ex, .role = TCPOTEL_ROLE_CLIENT, .res = sres
-		};
+		struct tcpotel_exchange ex = exchange_at(77);
+		struct exchange_origin origin = { .res = sres,
+						  .service = "frontend",
+						  .host = "",
+						  .peer = "10.0.0.9:8080",
+						  .peer_service = "backend" };
 
 		inet_pton(AF_INET, "10.0.0.8", t.saddr);
 		inet_pton(AF_INET, "10.0.0.9", t.daddr);
-		memcpy(key.peer, t.daddr, 4);
-		st = metrics__stream(m, &key);
-		if (!ASSERT_NOT_NULL(st))
-			goto out;
-		stream_set_peer_service(st, "backend");
-		end.stream = st;
-		exchanges__end(x, &end, 0);
+		exchanges__end(x, &(struct exchange_end){ .origin = &origin,
+							  .tuple = &t,
+							  .ex = &ex,
+							  .role = TCPOTEL_ROLE_CLIENT });
 	}
 	exchanges__flush(x, 0, true);
 	if (!ASSERT_TRUE(http_stub__wait_requests(stub, 1, 5000)))
@@ -302,23 +394,17 @@ TEST(exchange_external_clients_are_roots_and_local_servers_named)
 		ASSERT_STREQ(span_attr(s, "network.peer.address"), v[i].client);
 		ASSERT_TRUE(span_attr(s, "peer.service") == NULL);
 	}
-	ps = span_attr(seen.client[0], "peer.service");
-	ASSERT_STREQ(ps, "backend");
+	ASSERT_STREQ(span_attr(seen.client[0], "peer.service"), "backend");
 	ASSERT_FALSE(has_parent(seen.client[0]));
 out:
 	json_object_put(seen.root);
 	exchanges__free(x);
 	exporter__stop(e, http_stub_now_ms() + 2000);
-	metrics__free(m);
 	if (res)
 		procinfo__put(pi, res);
 	if (sres)
 		procinfo__put(pi, sres);
 	procinfo__free(pi);
-	if (cfg) {
-		cfg->spans.internal_networks = (struct cidr_list){ 0 };
-		cfg->spans.external_clients = (struct cidr_list){ 0 };
-	}
-	config__free(cfg);
+	free(url);
 	http_stub__stop(stub);
 }

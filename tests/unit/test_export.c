@@ -18,39 +18,54 @@
 #include "log.h"
 #include "test.h"
 
-/* A config built by hand: only what the exporter reads. */
-static struct config *et_config(uint16_t port)
+/* The exporter's options built by hand, with the strings they point at. */
+struct et_cfg {
+	struct exporter_opts o;
+	char *url[SIGNAL__COUNT];
+	struct kv_list headers[SIGNAL__COUNT];
+};
+
+static struct et_cfg *et_config(uint16_t port)
 {
-	struct config *c = calloc(1, sizeof(*c));
+	struct et_cfg *c = calloc(1, sizeof(*c));
 
 	if (!c)
 		return NULL;
 	if (port) {
-		if (asprintf(&c->exporter.otlp.traces_endpoint, "http://127.0.0.1:%u/v1/traces",
+		if (asprintf(&c->url[SIGNAL_TRACES], "http://127.0.0.1:%u/v1/traces",
 			     (unsigned int)port) < 0 ||
-		    asprintf(&c->exporter.otlp.metrics_endpoint, "http://127.0.0.1:%u/v1/metrics",
+		    asprintf(&c->url[SIGNAL_METRICS], "http://127.0.0.1:%u/v1/metrics",
 			     (unsigned int)port) < 0) {
 			free(c);
 			return NULL;
 		}
 	}
-	c->exporter.otlp.compression = COMPRESSION_GZIP;
-	c->exporter.otlp.timeout_ms = 2000;
-	c->exporter.otlp.retry.initial_interval_ms = 50;
-	c->exporter.otlp.retry.max_interval_ms = 400;
-	c->exporter.otlp.retry.max_elapsed_time_ms = 10000;
-	c->exporter.otlp.queue_size = 16;
+	c->o.gzip = true;
+	c->o.timeout_ms = 2000;
+	c->o.retry_initial_ms = 50;
+	c->o.retry_max_ms = 400;
+	c->o.retry_max_elapsed_ms = 10000;
+	c->o.queue_size = 16;
 	return c;
 }
 
-static void et_config_free(struct config *c)
+static struct exporter *et_start(struct et_cfg *c)
+{
+	for (int s = 0; s < SIGNAL__COUNT; s++) {
+		c->o.endpoints[s] = c->url[s];
+		c->o.headers[s] = &c->headers[s];
+	}
+	return exporter__start(&c->o);
+}
+
+static void et_config_free(struct et_cfg *c)
 {
 	if (!c)
 		return;
-	free(c->exporter.otlp.traces_endpoint);
-	free(c->exporter.otlp.metrics_endpoint);
-	free(c->exporter.otlp.traces_headers.items);
-	free(c->exporter.otlp.metrics_headers.items);
+	for (int s = 0; s < SIGNAL__COUNT; s++) {
+		free(c->url[s]);
+		free(c->headers[s].items);
+	}
 	free(c);
 }
 
@@ -166,7 +181,7 @@ TEST(export_gzip_body_headers_and_keepalive)
 	const char *metrics = "{\"resourceMetrics\":[]}";
 	const struct http_stub_request *r;
 	enum log_level saved_level = log_current_level;
-	struct config *cfg = NULL;
+	struct et_cfg *cfg = NULL;
 	struct exporter *e = NULL;
 	struct et_capture cap;
 	char buf[4096], hv[256];
@@ -179,17 +194,17 @@ TEST(export_gzip_body_headers_and_keepalive)
 	if (!ASSERT_NOT_NULL(cfg))
 		goto out;
 	/* Each signal sends its own headers (OTEL_EXPORTER_OTLP_{TRACES,METRICS}_HEADERS). */
-	cfg->exporter.otlp.traces_headers.items = malloc(sizeof(hdrs));
-	memcpy(cfg->exporter.otlp.traces_headers.items, hdrs, sizeof(hdrs));
-	cfg->exporter.otlp.traces_headers.n = 2;
-	cfg->exporter.otlp.metrics_headers.items = malloc(sizeof(metrics_hdrs));
-	memcpy(cfg->exporter.otlp.metrics_headers.items, metrics_hdrs, sizeof(metrics_hdrs));
-	cfg->exporter.otlp.metrics_headers.n = 1;
+	cfg->headers[SIGNAL_TRACES].items = malloc(sizeof(hdrs));
+	memcpy(cfg->headers[SIGNAL_TRACES].items, hdrs, sizeof(hdrs));
+	cfg->headers[SIGNAL_TRACES].n = 2;
+	cfg->headers[SIGNAL_METRICS].items = malloc(sizeof(metrics_hdrs));
+	memcpy(cfg->headers[SIGNAL_METRICS].items, metrics_hdrs, sizeof(metrics_hdrs));
+	cfg->headers[SIGNAL_METRICS].n = 1;
 
 	/* Header values are secrets: not even debug logging may show them. */
 	log_set_level(LOG_DEBUG);
 	et_capture_start(&cap);
-	e = exporter__start(cfg);
+	e = et_start(cfg);
 	if (e) {
 		et_submit(e, SIGNAL_TRACES, traces, 1);
 		et_submit(e, SIGNAL_METRICS, metrics, 2);
@@ -241,7 +256,7 @@ TEST(export_uncompressed_and_stats)
 	struct http_stub *s = http_stub__start(0);
 	const char *body = "{\"resourceSpans\":[]}";
 	const struct http_stub_request *r;
-	struct config *cfg = NULL;
+	struct et_cfg *cfg = NULL;
 	struct exporter *e = NULL;
 	struct exporter_stats st;
 	char hv[64];
@@ -251,8 +266,8 @@ TEST(export_uncompressed_and_stats)
 	cfg = et_config(http_stub__port(s));
 	if (!ASSERT_NOT_NULL(cfg))
 		goto out;
-	cfg->exporter.otlp.compression = COMPRESSION_NONE;
-	e = exporter__start(cfg);
+	cfg->o.gzip = false;
+	e = et_start(cfg);
 	if (!ASSERT_NOT_NULL(e))
 		goto out;
 	et_submit(e, SIGNAL_TRACES, body, 4);
@@ -284,7 +299,7 @@ TEST(export_partial_success_counted_not_retried)
 		  "{\"partialSuccess\":{\"rejectedSpans\":2,\"errorMessage\":\"span too big\"}}", 0,
 		  false },
 	};
-	struct config *cfg = NULL;
+	struct et_cfg *cfg = NULL;
 	struct exporter *e = NULL;
 	struct exporter_stats st;
 	struct et_capture cap;
@@ -297,7 +312,7 @@ TEST(export_partial_success_counted_not_retried)
 	if (!ASSERT_NOT_NULL(cfg))
 		goto out;
 	et_capture_start(&cap);
-	e = exporter__start(cfg);
+	e = et_start(cfg);
 	if (e) {
 		et_submit(e, SIGNAL_TRACES, "{\"resourceSpans\":[]}", 10);
 		et_submit(e, SIGNAL_TRACES, "{\"resourceSpans\":[]}", 10);
@@ -332,7 +347,7 @@ TEST(export_400_dropped_at_once_not_retried)
 		{ 400, NULL, "{\"code\":3,\"message\":\"unknown field \\\"foo\\\"\"}", 0, false },
 		{ 404, NULL, "404 page not found", 0, false },
 	};
-	struct config *cfg = NULL;
+	struct et_cfg *cfg = NULL;
 	struct exporter *e = NULL;
 	struct exporter_stats st;
 	struct et_capture cap;
@@ -345,7 +360,7 @@ TEST(export_400_dropped_at_once_not_retried)
 	if (!ASSERT_NOT_NULL(cfg))
 		goto out;
 	et_capture_start(&cap);
-	e = exporter__start(cfg);
+	e = et_start(cfg);
 	if (e) {
 		et_submit(e, SIGNAL_TRACES, "{\"resourceSpans\":[]}", 5);
 		et_submit(e, SIGNAL_METRICS, "{\"resourceMetrics\":[]}", 7);
@@ -380,7 +395,7 @@ TEST(export_503_retry_after_is_honoured)
 		{ 503, "Retry-After: 1\r\n", "{\"code\":14,\"message\":\"busy\"}", 0, false },
 	};
 	const struct http_stub_request *r0, *r1;
-	struct config *cfg = NULL;
+	struct et_cfg *cfg = NULL;
 	struct exporter *e = NULL;
 	struct exporter_stats st;
 
@@ -390,7 +405,7 @@ TEST(export_503_retry_after_is_honoured)
 	cfg = et_config(http_stub__port(s));
 	if (!ASSERT_NOT_NULL(cfg))
 		goto out;
-	e = exporter__start(cfg);
+	e = et_start(cfg);
 	if (!ASSERT_NOT_NULL(e))
 		goto out;
 	et_submit(e, SIGNAL_TRACES, "{\"resourceSpans\":[]}", 3);
@@ -419,7 +434,7 @@ TEST(export_retry_after_as_http_date)
 {
 	struct http_stub *s = http_stub__start(0);
 	struct http_stub_response script[1];
-	struct config *cfg = NULL;
+	struct et_cfg *cfg = NULL;
 	struct exporter *e = NULL;
 	char hdr[96];
 	time_t when = time(NULL) + 2;
@@ -435,7 +450,7 @@ TEST(export_retry_after_as_http_date)
 	cfg = et_config(http_stub__port(s));
 	if (!ASSERT_NOT_NULL(cfg))
 		goto out;
-	e = exporter__start(cfg);
+	e = et_start(cfg);
 	if (!ASSERT_NOT_NULL(e))
 		goto out;
 	et_submit(e, SIGNAL_TRACES, "{\"resourceSpans\":[]}", 1);
@@ -457,7 +472,7 @@ TEST(export_timeout_is_retried)
 	const struct http_stub_response script[] = {
 		{ 200, NULL, "{}", 800, false }, /* answers after the exporter gave up */
 	};
-	struct config *cfg = NULL;
+	struct et_cfg *cfg = NULL;
 	struct exporter *e = NULL;
 	struct exporter_stats st;
 	uint64_t gap;
@@ -468,8 +483,8 @@ TEST(export_timeout_is_retried)
 	cfg = et_config(http_stub__port(s));
 	if (!ASSERT_NOT_NULL(cfg))
 		goto out;
-	cfg->exporter.otlp.timeout_ms = 200;
-	e = exporter__start(cfg);
+	cfg->o.timeout_ms = 200;
+	e = et_start(cfg);
 	if (!ASSERT_NOT_NULL(e))
 		goto out;
 	et_submit(e, SIGNAL_TRACES, "{\"resourceSpans\":[]}", 2);
@@ -500,7 +515,7 @@ TEST(export_backoff_grows_without_retry_after)
 		{ 502, NULL, NULL, 0, false },
 		{ 504, NULL, NULL, 0, false },
 	};
-	struct config *cfg = NULL;
+	struct et_cfg *cfg = NULL;
 	struct exporter *e = NULL;
 	uint64_t gap[4];
 
@@ -510,8 +525,8 @@ TEST(export_backoff_grows_without_retry_after)
 	cfg = et_config(http_stub__port(s));
 	if (!ASSERT_NOT_NULL(cfg))
 		goto out;
-	cfg->exporter.otlp.retry.max_interval_ms = 5000;
-	e = exporter__start(cfg);
+	cfg->o.retry_max_ms = 5000;
+	e = et_start(cfg);
 	if (!ASSERT_NOT_NULL(e))
 		goto out;
 	et_submit(e, SIGNAL_TRACES, "{\"resourceSpans\":[]}", 1);
@@ -543,7 +558,7 @@ TEST(export_backoff_capped_at_max_interval)
 		{ 503, NULL, NULL, 0, false },
 		{ 503, NULL, NULL, 0, false },
 	};
-	struct config *cfg = NULL;
+	struct et_cfg *cfg = NULL;
 	struct exporter *e = NULL;
 
 	if (!ASSERT_NOT_NULL(s))
@@ -552,8 +567,8 @@ TEST(export_backoff_capped_at_max_interval)
 	cfg = et_config(http_stub__port(s));
 	if (!ASSERT_NOT_NULL(cfg))
 		goto out;
-	cfg->exporter.otlp.retry.max_interval_ms = 120;
-	e = exporter__start(cfg);
+	cfg->o.retry_max_ms = 120;
+	e = et_start(cfg);
 	if (!ASSERT_NOT_NULL(e))
 		goto out;
 	et_submit(e, SIGNAL_TRACES, "{\"resourceSpans\":[]}", 1);
@@ -571,7 +586,7 @@ TEST(export_connection_refused_then_collector_appears)
 {
 	uint16_t port = http_stub_free_port();
 	struct http_stub *s = NULL;
-	struct config *cfg = et_config(port);
+	struct et_cfg *cfg = et_config(port);
 	struct exporter *e = NULL;
 	struct exporter_stats st;
 	struct et_capture cap;
@@ -579,9 +594,9 @@ TEST(export_connection_refused_then_collector_appears)
 
 	if (!ASSERT_NOT_NULL(cfg) || !ASSERT_NE(port, 0))
 		goto out;
-	cfg->exporter.otlp.retry.max_interval_ms = 100;
+	cfg->o.retry_max_ms = 100;
 	et_capture_start(&cap);
-	e = exporter__start(cfg);
+	e = et_start(cfg);
 	if (e) {
 		et_submit(e, SIGNAL_METRICS, "{\"resourceMetrics\":[]}", 9);
 		et_wait_stat(e, ET_OFF(failed_requests), 2, 3000);
@@ -614,16 +629,16 @@ out:
 TEST(export_max_elapsed_time_drops_and_counts)
 {
 	uint16_t port = http_stub_free_port();
-	struct config *cfg = et_config(port);
+	struct et_cfg *cfg = et_config(port);
 	struct exporter *e = NULL;
 	struct exporter_stats st;
 	uint64_t t0, took;
 
 	if (!ASSERT_NOT_NULL(cfg))
 		return;
-	cfg->exporter.otlp.retry.max_interval_ms = 100;
-	cfg->exporter.otlp.retry.max_elapsed_time_ms = 400;
-	e = exporter__start(cfg);
+	cfg->o.retry_max_ms = 100;
+	cfg->o.retry_max_elapsed_ms = 400;
+	e = et_start(cfg);
 	if (!ASSERT_NOT_NULL(e))
 		goto out;
 	t0 = http_stub_now_ms();
@@ -646,7 +661,7 @@ out:
 TEST(export_queue_full_during_outage_keeps_newest_in_order)
 {
 	uint16_t port = http_stub_free_port();
-	struct config *cfg = et_config(port);
+	struct et_cfg *cfg = et_config(port);
 	struct http_stub *s = NULL;
 	struct exporter *e = NULL;
 	struct exporter_stats st;
@@ -654,10 +669,10 @@ TEST(export_queue_full_during_outage_keeps_newest_in_order)
 
 	if (!ASSERT_NOT_NULL(cfg))
 		return;
-	cfg->exporter.otlp.compression = COMPRESSION_NONE;
-	cfg->exporter.otlp.queue_size = 3;
-	cfg->exporter.otlp.retry.max_interval_ms = 100;
-	e = exporter__start(cfg);
+	cfg->o.gzip = false;
+	cfg->o.queue_size = 3;
+	cfg->o.retry_max_ms = 100;
+	e = et_start(cfg);
 	if (!ASSERT_NOT_NULL(e))
 		goto out;
 	et_submit(e, SIGNAL_TRACES, "b0", 1);
@@ -692,7 +707,7 @@ TEST(export_stop_flushes_within_deadline)
 {
 	struct http_stub *s = http_stub__start(0);
 	struct http_stub_response script[10];
-	struct config *cfg = NULL;
+	struct et_cfg *cfg = NULL;
 	struct exporter *e = NULL;
 	uint64_t t0, took;
 	char body[32];
@@ -706,8 +721,8 @@ TEST(export_stop_flushes_within_deadline)
 	cfg = et_config(http_stub__port(s));
 	if (!ASSERT_NOT_NULL(cfg))
 		goto out;
-	cfg->exporter.otlp.compression = COMPRESSION_NONE;
-	e = exporter__start(cfg);
+	cfg->o.gzip = false;
+	e = et_start(cfg);
 	if (!ASSERT_NOT_NULL(e))
 		goto out;
 	for (int i = 0; i < 10; i++) {
@@ -734,7 +749,7 @@ out:
 TEST(export_stop_with_collector_down_drops_and_counts)
 {
 	uint16_t port = http_stub_free_port();
-	struct config *cfg = et_config(port);
+	struct et_cfg *cfg = et_config(port);
 	struct exporter *e = NULL;
 	struct et_capture cap;
 	uint64_t t0, took;
@@ -742,10 +757,9 @@ TEST(export_stop_with_collector_down_drops_and_counts)
 
 	if (!ASSERT_NOT_NULL(cfg))
 		return;
-	cfg->exporter.otlp.retry.initial_interval_ms =
-		6000; /* the first retry lands past the deadline */
-	cfg->exporter.otlp.retry.max_interval_ms = 6000;
-	e = exporter__start(cfg);
+	cfg->o.retry_initial_ms = 6000; /* the first retry lands past the deadline */
+	cfg->o.retry_max_ms = 6000;
+	e = et_start(cfg);
 	if (!ASSERT_NOT_NULL(e))
 		goto out;
 	et_submit(e, SIGNAL_TRACES, "{\"resourceSpans\":[]}", 4);
@@ -770,7 +784,7 @@ TEST(export_stop_cuts_a_slow_request_at_the_deadline)
 	const struct http_stub_response script[] = {
 		{ 200, NULL, "{}", 8000, false },
 	};
-	struct config *cfg = NULL;
+	struct et_cfg *cfg = NULL;
 	struct exporter *e = NULL;
 	uint64_t t0, took;
 
@@ -780,8 +794,8 @@ TEST(export_stop_cuts_a_slow_request_at_the_deadline)
 	cfg = et_config(http_stub__port(s));
 	if (!ASSERT_NOT_NULL(cfg))
 		goto out;
-	cfg->exporter.otlp.timeout_ms = 10000;
-	e = exporter__start(cfg);
+	cfg->o.timeout_ms = 10000;
+	e = et_start(cfg);
 	if (!ASSERT_NOT_NULL(e))
 		goto out;
 	et_submit(e, SIGNAL_TRACES, "{\"resourceSpans\":[]}", 1);
@@ -800,7 +814,7 @@ TEST(export_stdout_prints_one_line_per_body)
 {
 	const char *bodies[] = { "{\"resourceSpans\":[1]}", "{\"resourceMetrics\":[2]}",
 				 "{\"resourceSpans\":[3]}" };
-	struct config *cfg = et_config(0); /* no endpoint: stdout only */
+	struct et_cfg *cfg = et_config(0); /* no endpoint: stdout only */
 	struct exporter *e;
 	char line[256], *text = NULL;
 	FILE *tmp = tmpfile();
@@ -809,11 +823,11 @@ TEST(export_stdout_prints_one_line_per_body)
 
 	if (!ASSERT_NOT_NULL(cfg) || !ASSERT_NOT_NULL(tmp))
 		goto out;
-	cfg->exporter.stdout = true;
+	cfg->o.to_stdout = true;
 	fflush(stdout);
 	saved = dup(STDOUT_FILENO);
 	dup2(fileno(tmp), STDOUT_FILENO);
-	e = exporter__start(cfg);
+	e = et_start(cfg);
 	if (e) {
 		for (size_t i = 0; i < ARRAY_SIZE(bodies); i++)
 			et_submit(e, i == 1 ? SIGNAL_METRICS : SIGNAL_TRACES, bodies[i], 1);
@@ -842,16 +856,16 @@ out:
 
 TEST(export_insecure_tls_warns_once_at_start)
 {
-	struct config *cfg = et_config(http_stub_free_port());
+	struct et_cfg *cfg = et_config(http_stub_free_port());
 	struct exporter *e = NULL;
 	struct et_capture cap;
 	char *logged;
 
 	if (!ASSERT_NOT_NULL(cfg))
 		return;
-	cfg->exporter.otlp.tls.insecure_skip_verify = true;
+	cfg->o.insecure_skip_verify = true;
 	et_capture_start(&cap);
-	e = exporter__start(cfg);
+	e = et_start(cfg);
 	exporter__stop(e, http_stub_now_ms());
 	logged = et_capture_end(&cap);
 	ASSERT_NOT_NULL(e);
@@ -863,19 +877,19 @@ TEST(export_insecure_tls_warns_once_at_start)
 TEST(export_credentials_in_url_are_not_logged)
 {
 	uint16_t port = http_stub_free_port();
-	struct config *cfg = et_config(0);
+	struct et_cfg *cfg = et_config(0);
 	struct exporter *e = NULL;
 	struct et_capture cap;
 	char *logged;
 
 	if (!ASSERT_NOT_NULL(cfg))
 		return;
-	if (asprintf(&cfg->exporter.otlp.traces_endpoint,
-		     "http://user:pa55w0rd@127.0.0.1:%u/v1/traces", (unsigned int)port) < 0)
+	if (asprintf(&cfg->url[SIGNAL_TRACES], "http://user:pa55w0rd@127.0.0.1:%u/v1/traces",
+		     (unsigned int)port) < 0)
 		goto out;
-	cfg->exporter.otlp.retry.max_elapsed_time_ms = 0;
+	cfg->o.retry_max_elapsed_ms = 0;
 	et_capture_start(&cap);
-	e = exporter__start(cfg);
+	e = et_start(cfg);
 	if (e) {
 		et_submit(e, SIGNAL_TRACES, "{}", 1);
 		et_wait_stat(e, ET_OFF(dropped_items[SIGNAL_TRACES]), 1, 2000);
@@ -922,7 +936,7 @@ TEST(export_throughput_per_span)
 {
 	enum { SPANS = 200, BATCHES = 100 };
 	struct http_stub *s = http_stub__start(0);
-	struct config *cfg = NULL;
+	struct et_cfg *cfg = NULL;
 	struct exporter *e = NULL;
 	char span[2048];
 	uint64_t t0, took_us;
@@ -936,8 +950,8 @@ TEST(export_throughput_per_span)
 	cfg = et_config(http_stub__port(s));
 	if (!ASSERT_NOT_NULL(cfg))
 		goto out;
-	cfg->exporter.otlp.queue_size = BATCHES;
-	e = exporter__start(cfg);
+	cfg->o.queue_size = BATCHES;
+	e = et_start(cfg);
 	if (!ASSERT_NOT_NULL(e))
 		goto out;
 	/* Bodies are built first: the encoder's time is not the exporter's. */

@@ -2,9 +2,10 @@
 /*
  * tcp.exchange.duration is counted in the kernel and exported by user space:
  * the explicit bounds user space writes must be the ones the kernel counts
- * with, and user space's own bucket choice (for exchanges the sweep ends)
- * must be the kernel's. With metrics.per_process false, the processes of one
- * service instance add up into one resource without pids.
+ * with, and metrics_exchange_bucket(), with which the unit tests and the
+ * benchmark stand in for the kernel, must pick the kernel's bucket. With
+ * metrics.per_process false, the processes of one service instance add up
+ * into one resource without pids.
  */
 #include <json-c/json.h>
 #include <math.h>
@@ -132,6 +133,15 @@ static size_t read_body(struct metrics *m, struct json_object **root, struct bod
 	return n;
 }
 
+/* One exchange of `ns`, as a socket's histogram delta. */
+static void add_one_exchange(struct stream *s, uint64_t ns)
+{
+	uint32_t delta[TCPOTEL_EXCHANGE_BUCKETS] = { 0 };
+
+	delta[metrics_exchange_bucket(ns)] = 1;
+	stream__add_exchanges(s, delta, ns, ns, ns);
+}
+
 static struct stream *worker_stream(struct metrics *m, struct procinfo *pi, uint32_t pid)
 {
 	struct stream_key key = {
@@ -158,8 +168,8 @@ TEST(metrics_per_service_instance_adds_up_its_processes)
 	struct procinfo_opts popts = { .proc_root = root_path,
 				       .host_name = "node-1",
 				       .max_entries = 16,
-				       .revalidate_ms = 1000 };
-	struct config cfg = { .service.command_line = true };
+				       .revalidate_ms = 1000,
+				       .command_line = true };
 	struct body_resource r[4];
 	struct json_object *body = NULL;
 	struct procinfo *pi;
@@ -169,7 +179,7 @@ TEST(metrics_per_service_instance_adds_up_its_processes)
 	size_t n;
 
 	snprintf(root_path, sizeof(root_path), "%s/tests/fixtures/proc", test_srcdir());
-	pi = procinfo__new(&cfg, &popts);
+	pi = procinfo__new(&popts);
 	m = pi ? metrics__new(pi, 64) : NULL;
 	mp = pi ? metrics__new(pi, 64) : NULL;
 	if (!ASSERT_NOT_NULL(m) || !ASSERT_NOT_NULL(mp))
@@ -181,8 +191,8 @@ TEST(metrics_per_service_instance_adds_up_its_processes)
 	b = worker_stream(mp, pi, 421);
 	if (!ASSERT_NOT_NULL(a) || !ASSERT_NOT_NULL(b) || !ASSERT_TRUE(a != b))
 		goto out;
-	stream_add_io(a, 100, 0);
-	stream_add_io(b, 20, 0);
+	stream__add_io(a, 100, 0);
+	stream__add_io(b, 20, 0);
 	n = read_body(mp, &body, r, 4, 1000);
 	if (!ASSERT_EQ(n, 2))
 		goto out;
@@ -197,12 +207,12 @@ TEST(metrics_per_service_instance_adds_up_its_processes)
 	b = worker_stream(m, pi, 421);
 	if (!ASSERT_NOT_NULL(a) || !ASSERT_NOT_NULL(b) || !ASSERT_TRUE(a != b))
 		goto out;
-	stream_add_io(a, 100, 7);
-	stream_add_io(b, 20, 3);
-	stream_add_active(a, 1);
-	stream_add_active(b, 2);
-	stream_add_exchange(a, 1000000);
-	stream_add_exchange(b, 2000000);
+	stream__add_io(a, 100, 7);
+	stream__add_io(b, 20, 3);
+	stream__add_active(a, 1);
+	stream__add_active(b, 2);
+	add_one_exchange(a, 1000000);
+	add_one_exchange(b, 2000000);
 	n = read_body(m, &body, r, 4, 1000);
 	if (!ASSERT_EQ(n, 1))
 		goto out;
@@ -219,13 +229,13 @@ TEST(metrics_per_service_instance_adds_up_its_processes)
 	body = NULL;
 
 	/* Worker a exits: its connection closes, its stream goes once idle and exported. */
-	stream_add_active(a, -1);
+	stream__add_active(a, -1);
 	metrics__evict_idle(m, 2000, 1);
 	n = read_body(m, &body, r, 4, 2500);
 	json_object_put(body);
 	body = NULL;
 	ASSERT_EQ(metrics__evict_idle(m, 3000, 1), 1); /* a alone: b and the instance stay */
-	stream_add_io(b, 5, 0);
+	stream__add_io(b, 5, 0);
 	n = read_body(m, &body, r, 4, 4000);
 	if (ASSERT_EQ(n, 1)) {
 		ASSERT_EQ(r[0].transmit, 125); /* never goes back: a's 100 stay counted */

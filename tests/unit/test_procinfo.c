@@ -49,7 +49,15 @@ static struct procinfo *open_pi(const struct config *cfg, const char *root, size
 		.revalidate_ms = 1000,
 	};
 
-	return procinfo__new(cfg, &opts);
+	if (cfg) {
+		opts.rules = cfg->service.rules;
+		opts.n_rules = cfg->service.n_rules;
+		opts.command_line = cfg->service.command_line;
+		opts.attributes = &cfg->resource.attributes;
+		opts.self_service_name = cfg->self.service_name;
+		opts.self_attributes = &cfg->self.attributes;
+	}
+	return procinfo__new(&opts);
 }
 
 static const struct otlp_attr *attr(const struct proc_resource *r, const char *key)
