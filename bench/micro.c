@@ -317,10 +317,12 @@ static int bench_points(void)
 	struct procinfo *pi = NULL;
 	struct metrics *m = NULL;
 	size_t points = 0;
+	struct otlp_json_emitter json;
 	struct jbuf b;
 	int err = -ENOMEM;
 
 	jbuf_init(&b);
+	otlp_json_emitter_init(&json, &b);
 	pi = procinfo__new(&popts);
 	m = pi ? metrics__new(pi, 262144) : NULL;
 	if (!m)
@@ -380,7 +382,8 @@ static int bench_points(void)
 		n = 0;
 		for (int k = 0; k < reps_inner / 4 + 1; k++) {
 			jbuf_reset(&b);
-			n += metrics__encode(m, &b, 1700000010000000000ULL + (uint64_t)k, NULL);
+			n += metrics__encode(m, &json.emitter, 1700000010000000000ULL + (uint64_t)k,
+					     NULL);
 		}
 		store[r] = (double)(now_ns() - t0) / (double)n;
 		points = n / (size_t)(reps_inner / 4 + 1);

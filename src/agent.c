@@ -19,6 +19,7 @@
 #include "listeners.h"
 #include "log.h"
 #include "metrics.h"
+#include "otlp.h"
 #include "privdrop.h"
 #include "procinfo.h"
 #include "sockets.h"
@@ -344,13 +345,15 @@ static void collect_self(struct agent *a, struct self_stats *st)
 
 static void export_metrics(struct agent *a)
 {
+	struct otlp_json_emitter json;
 	struct self_stats st;
 	struct jbuf body;
 	size_t points;
 
 	collect_self(a, &st);
 	jbuf_init(&body);
-	points = metrics__encode(a->metrics, &body, clock_ns(CLOCK_REALTIME), &st);
+	otlp_json_emitter_init(&json, &body);
+	points = metrics__encode(a->metrics, &json.emitter, clock_ns(CLOCK_REALTIME), &st);
 	if (body.failed) {
 		log_err("out of memory encoding %zu metric points: dropped", points);
 		jbuf_free(&body);

@@ -14,8 +14,8 @@
 #include <stdint.h>
 
 #include "abi.h"
-#include "jbuf.h"
 
+struct otlp_metrics_emitter;
 struct proc_resource;
 struct procinfo;
 
@@ -85,9 +85,12 @@ const char *stream__peer_service(const struct stream *s);
 
 /*
  * Writes every stream and the self metrics (under the agent's own resource)
- * as one ExportMetricsServiceRequest. Returns the number of data points.
+ * through `e` as one body (an ExportMetricsServiceRequest with the JSON
+ * emitter of otlp.h, the /metrics page with prom.h's), and counts the
+ * streams as exported. Writing the same store again with the same time,
+ * through another emitter, writes the same points. Returns their number.
  */
-size_t metrics__encode(struct metrics *m, struct jbuf *b, uint64_t now_unix_ns,
+size_t metrics__encode(struct metrics *m, struct otlp_metrics_emitter *e, uint64_t now_unix_ns,
 		       const struct self_stats *self);
 /* Forgets streams with no open connection and no change for idle_ns (after
  * they were exported once more). Returns how many were removed. */
