@@ -22,6 +22,7 @@
 #include "otlp.h"
 #include "privdrop.h"
 #include "procinfo.h"
+#include "prom.h"
 #include "sockets.h"
 #include "traceid.h"
 #include "ui.h"
@@ -48,6 +49,7 @@ struct agent {
 	struct exporter *exporter;
 	struct graph *graph;
 	struct ui *ui;
+	struct prom_writer *prom; /* the /metrics page, with the UI */
 	uint64_t next_graph_ns;
 	uint64_t next_sweep_ns;
 	uint64_t next_metrics_ns;
@@ -202,6 +204,11 @@ static int start_ui(struct agent *a)
 	/* Drawn from the sampled exchanges, scaled back up to every exchange. */
 	graph__set_sampling(a->graph, a->cfg->spans.sampling_ratio);
 	exchanges__set_graph(a->exchanges, a->graph);
+	if (a->cfg->metrics.enabled) {
+		a->prom = prom_writer__new();
+		if (!a->prom)
+			return -errno ?: -ENOMEM;
+	}
 	/* NULL: the page from beside the program, PREFIX/share/tcpotel/web, or built in. */
 	a->ui = ui__start(a->cfg->ui.listen, NULL);
 	return a->ui ? 0 : -errno;
@@ -343,8 +350,21 @@ static void collect_self(struct agent *a, struct self_stats *st)
 	st->streams_dropped = metrics__streams_dropped(a->metrics);
 }
 
+/* The same store, time and health as the body just exported, as the /metrics page. */
+static void publish_prometheus(struct agent *a, uint64_t now_unix_ns, const struct self_stats *st)
+{
+	const char *text;
+	size_t len;
+
+	metrics__encode(a->metrics, prom_writer__emitter(a->prom), now_unix_ns, st);
+	text = prom_writer__text(a->prom, &len);
+	if (text)
+		ui__publish_metrics(a->ui, text, len);
+}
+
 static void export_metrics(struct agent *a)
 {
+	uint64_t now = clock_ns(CLOCK_REALTIME);
 	struct otlp_json_emitter json;
 	struct self_stats st;
 	struct jbuf body;
@@ -353,14 +373,14 @@ static void export_metrics(struct agent *a)
 	collect_self(a, &st);
 	jbuf_init(&body);
 	otlp_json_emitter_init(&json, &body);
-	points = metrics__encode(a->metrics, &json.emitter, clock_ns(CLOCK_REALTIME), &st);
+	points = metrics__encode(a->metrics, &json.emitter, now, &st);
+	if (a->ui && a->prom)
+		publish_prometheus(a, now, &st);
 	if (body.failed) {
 		log_err("out of memory encoding %zu metric points: dropped", points);
 		jbuf_free(&body);
 		return;
 	}
-	if (a->ui)
-		ui__publish_metrics(a->ui, body.data, body.len);
 	exporter__submit(a->exporter, SIGNAL_METRICS, body.data, body.len, (uint32_t)points);
 }
 
@@ -501,6 +521,7 @@ void agent__free(struct agent *a)
 	if (!a)
 		return;
 	ui__stop(a->ui);
+	prom_writer__free(a->prom);
 	ring_buffer__free(a->rb);
 	capture__destroy(a->capture);
 	sockets__free(a->sockets);
