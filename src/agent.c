@@ -336,15 +336,20 @@ static void collect_self(struct agent *a, struct self_stats *st)
 	exporter__stats(a->exporter, &es);
 	exchanges__stats(a->exchanges, &xs);
 	st->sockets_tracked = sockets__tracked(a->sockets);
+	st->sockets_retired = sockets__retired(a->sockets);
 	st->exchanges = sockets__exchanges(a->sockets);
 	st->spans_sampled_out = st->kernel_counters[TCPOTEL_CNT_SAMPLED_OUT];
 	st->spans_dropped = xs.dropped;
+	st->spans_queued = xs.spans;
 	for (int i = 0; i < SIGNAL__COUNT; i++) {
 		st->sent_items[i] = es.sent_items[i];
 		st->dropped_items[i] = es.dropped_items[i];
 		st->rejected_items[i] = es.rejected_items[i];
+		st->sent_batches[i] = es.sent_batches[i];
+		st->sent_bytes[i] = es.bytes_sent[i];
 	}
 	st->export_failures = es.failed_requests;
+	st->export_retries = es.retries;
 	st->queue_depth = es.queue_depth;
 	st->streams = metrics__streams(a->metrics);
 	st->streams_dropped = metrics__streams_dropped(a->metrics);

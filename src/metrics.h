@@ -33,11 +33,15 @@ struct stream;
 struct self_stats {
 	uint64_t kernel_counters[TCPOTEL_CNT__MAX];
 	uint64_t sockets_tracked;
+	uint64_t sockets_retired; /* gone from the kernel's table, their close record lost */
 	uint64_t exchanges;
 	uint64_t spans_sampled_out;
 	uint64_t spans_dropped; /* before the exporter: pending buffer full */
+	uint64_t spans_queued; /* handed to the exporter */
 	uint64_t sent_items[2], dropped_items[2], rejected_items[2]; /* [metrics, traces] */
+	uint64_t sent_batches[2], sent_bytes[2];
 	uint64_t export_failures;
+	uint64_t export_retries;
 	uint64_t queue_depth;
 	uint64_t streams;
 	uint64_t streams_dropped;
