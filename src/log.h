@@ -37,7 +37,11 @@ void log_restore_libbpf(void *old);
 #define log_info(...)  log_at(LOG_INFO, __VA_ARGS__)
 #define log_debug(...) log_at(LOG_DEBUG, __VA_ARGS__)
 
-/* Logs at most once per interval_ms per call site; returns how many were suppressed. */
+/*
+ * Logs at most once per interval_ms per call site. The messages held back in
+ * between are counted: the next one let through is preceded by a line that
+ * says how many.
+ */
 #define log_ratelimited(level, interval_ms, ...)                                           \
 	do {                                                                               \
 		static uint64_t __last_ms;                                                 \
