@@ -16,10 +16,12 @@ enum log_level {
 
 extern enum log_level log_current_level;
 
+/* The name of each level ("error", "warn", "info", "debug"), NULL-terminated:
+ * what the log prints and what log.level takes (config.c). */
+extern const char *const log_level_names[];
+
 void log_set_level(enum log_level level);
 const char *log_level_name(enum log_level level);
-/* Parses "error", "warn", "info", "debug"; returns 0 or -EINVAL. */
-int log_level_parse(const char *name, enum log_level *level);
 void log_write(enum log_level level, const char *fmt, ...) __printf(2, 3);
 /* Routes libbpf's own messages through this logger (debug ones only at debug). */
 void log_bridge_libbpf(void);
