@@ -114,7 +114,9 @@ static int on_record(void *ctx, void *data, size_t size)
 		break;
 	}
 	a->bad_records++;
-	log_ratelimited(LOG_WARN, 60000, "unknown ring-buffer record (type %u, %u bytes)",
+	log_ratelimited(LOG_WARN, 60000,
+			"unknown ring-buffer record (type %u, %u bytes): left out "
+			"(tcpotel.kernel.records.invalid)",
 			hdr->type, hdr->size);
 	return 0;
 }
@@ -333,6 +335,7 @@ static void collect_self(struct agent *a, struct self_stats *st)
 
 	memset(st, 0, sizeof(*st));
 	capture__read_counters(a->capture, st->kernel_counters);
+	st->records_invalid = a->bad_records;
 	exporter__stats(a->exporter, &es);
 	exchanges__stats(a->exchanges, &xs);
 	st->sockets_tracked = sockets__tracked(a->sockets);

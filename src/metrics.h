@@ -32,6 +32,7 @@ struct stream;
 /* The agent's own health, exported as tcpotel.* metrics. */
 struct self_stats {
 	uint64_t kernel_counters[TCPOTEL_CNT__MAX];
+	uint64_t records_invalid; /* of an unknown type or size: left out */
 	uint64_t sockets_tracked;
 	uint64_t sockets_retired; /* gone from the kernel's table, their close record lost */
 	uint64_t exchanges;
