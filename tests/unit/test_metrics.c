@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "metrics.h"
+#include "otlp.h"
 #include "procinfo.h"
 #include "test.h"
 
@@ -87,11 +88,13 @@ static size_t read_body(struct metrics *m, struct json_object **root, struct bod
 			size_t max, uint64_t now)
 {
 	struct json_object *rms, *sms, *ms, *arr;
+	struct otlp_json_emitter je;
 	struct jbuf b;
 	size_t n = 0;
 
 	jbuf_init(&b);
-	metrics__encode(m, &b, now, NULL);
+	otlp_json_emitter_init(&je, &b);
+	metrics__encode(m, &je.emitter, now, NULL);
 	*root = json_tokener_parse(jbuf_cstr(&b));
 	jbuf_free(&b);
 	if (!*root || !json_object_object_get_ex(*root, "resourceMetrics", &rms))
