@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The export thread: takes batches from the bounded queue and POSTs them with
- * libcurl to /v1/metrics and /v1/traces (gzip, headers, TLS, timeout). It
+ * libcurl to /v1/metrics and /v1/traces (gzip, headers, TLS, timeout), up to
+ * exporter.otlp.parallel_requests span requests at once and one metrics
+ * request at a time, started in the order the batches were made. It
  * retries only what OTLP/HTTP says is retryable (429, 502, 503, 504 and
  * connection failures) with exponential backoff and jitter, honouring
  * Retry-After, up to retry.max_elapsed_time; anything else is dropped and
@@ -47,6 +49,7 @@ struct exporter_opts {
 	bool insecure_skip_verify;
 	uint64_t retry_initial_ms, retry_max_ms, retry_max_elapsed_ms;
 	uint32_t queue_size; /* batches */
+	uint32_t parallel_requests; /* span requests in flight at most; 0: 1 */
 };
 
 struct exporter;

@@ -2,9 +2,9 @@
 /*
  * Bounded export queue: a ring of batches under one mutex, with one condvar
  * for the consumer. The producer never waits: a full ring drops its oldest
- * batch. The consumer takes the head, and puts it back with push_front when
- * it has to retry, so that order holds; a batch put back into a full ring is
- * itself the oldest of all and is the one dropped.
+ * batch. The consumer takes the head, and puts a batch back with put_back
+ * when it has to retry it, in its place by sequence number, so that order
+ * holds; a full ring drops the oldest of what it holds and what comes back.
  */
 #include "queue.h"
 
@@ -142,21 +142,45 @@ int queue__push(struct queue *q, struct export_batch *b)
 	return ret;
 }
 
-void queue__push_front(struct queue *q, struct export_batch *b)
+void queue__put_back(struct queue *q, struct export_batch *b)
 {
+	size_t at = 0;
+
 	pthread_mutex_lock(&q->lock);
-	if (q->count && over_bound(q, b->len)) {
-		/* Everything held is newer than the batch coming back: it goes first. */
-		count_drop(q, b);
-	} else {
-		q->head = (q->head + q->capacity - 1) % q->capacity;
-		q->ring[q->head] = *b;
-		q->count++;
-		q->bytes += b->len;
-		b->body = NULL;
-		pthread_cond_signal(&q->nonempty);
+	while (q->count && over_bound(q, b->len)) {
+		if (b->seq < q->ring[q->head].seq) {
+			/* Everything held is newer than the batch coming back: it goes first. */
+			count_drop(q, b);
+			pthread_mutex_unlock(&q->lock);
+			return;
+		}
+		q->bytes -= q->ring[q->head].len;
+		count_drop(q, &q->ring[q->head]);
+		q->head = (q->head + 1) % q->capacity;
+		q->count--;
 	}
+	/* Retries come back from the few requests in flight: their place is near the head. */
+	while (at < q->count && q->ring[(q->head + at) % q->capacity].seq < b->seq)
+		at++;
+	q->head = (q->head + q->capacity - 1) % q->capacity;
+	for (size_t i = 0; i < at; i++)
+		q->ring[(q->head + i) % q->capacity] = q->ring[(q->head + i + 1) % q->capacity];
+	q->ring[(q->head + at) % q->capacity] = *b;
+	q->count++;
+	q->bytes += b->len;
+	b->body = NULL;
+	pthread_cond_signal(&q->nonempty);
 	pthread_mutex_unlock(&q->lock);
+}
+
+/* Caller holds the lock and has checked that the ring is not empty. */
+static void take_head(struct queue *q, struct export_batch *out)
+{
+	*out = q->ring[q->head];
+	q->ring[q->head].body = NULL;
+	q->bytes -= out->len;
+	q->head = (q->head + 1) % q->capacity;
+	q->count--;
 }
 
 bool queue__pop(struct queue *q, struct export_batch *out, int timeout_ms)
@@ -186,15 +210,27 @@ bool queue__pop(struct queue *q, struct export_batch *out, int timeout_ms)
 			break;
 	}
 	if (q->count > 0) {
-		*out = q->ring[q->head];
-		q->ring[q->head].body = NULL;
-		q->bytes -= out->len;
-		q->head = (q->head + 1) % q->capacity;
-		q->count--;
+		take_head(q, out);
 		got = true;
 	}
 	pthread_mutex_unlock(&q->lock);
 	return got;
+}
+
+int queue__try_pop(struct queue *q, struct export_batch *out, unsigned int signals)
+{
+	int ret = -EAGAIN;
+
+	pthread_mutex_lock(&q->lock);
+	if (q->count == 0) {
+		if (q->closed)
+			ret = -EPIPE;
+	} else if (signals & (1u << q->ring[q->head].signal)) {
+		take_head(q, out);
+		ret = 0;
+	}
+	pthread_mutex_unlock(&q->lock);
+	return ret;
 }
 
 void queue__close(struct queue *q)

@@ -25,6 +25,9 @@ struct export_batch {
 	size_t len;
 	uint32_t n_items; /* spans or metric points in the body (for drop counts) */
 	uint64_t seq; /* assigned by the queue: order of arrival */
+	/* Set by the exporter at the first try: the body is then as sent (gzipped if so). */
+	uint64_t first_try_ms; /* 0: never tried */
+	bool encoded;
 };
 
 struct queue_stats {
@@ -43,8 +46,15 @@ void queue__free(struct queue *q); /* frees the batches still held */
 int queue__push(struct queue *q, struct export_batch *b);
 /* Waits up to timeout_ms for a batch; false on time-out or when closed and empty. */
 bool queue__pop(struct queue *q, struct export_batch *out, int timeout_ms);
-/* Puts a batch back at the head (a retry that must keep its order). */
-void queue__push_front(struct queue *q, struct export_batch *b);
+/*
+ * Takes the head without waiting, only if its signal is in `signals` (a mask of
+ * 1 << signal). Returns 0, -EAGAIN (empty, or the head is of another signal) or
+ * -EPIPE (closed and empty).
+ */
+int queue__try_pop(struct queue *q, struct export_batch *out, unsigned int signals);
+/* Puts a batch back in its place by sequence number, before every newer one (a retry).
+ * When the queue is full, the oldest of the held batches and this one is dropped. */
+void queue__put_back(struct queue *q, struct export_batch *b);
 void queue__close(struct queue *q); /* wakes the consumer; pushes after this are dropped */
 void queue__stats(struct queue *q, struct queue_stats *out);
 void export_batch_free(struct export_batch *b);

@@ -139,7 +139,7 @@ TEST(queue_byte_bound_drops_oldest)
 	b = qt_batch(SIGNAL_TRACES, 15, 1);
 	ASSERT_EQ(queue__push(q, &b), 0);
 	b = qt_batch(SIGNAL_TRACES, 16, 1);
-	queue__push_front(q, &b);
+	queue__put_back(q, &b);
 	queue__stats(q, &st);
 	ASSERT_U64_EQ(st.dropped_batches[SIGNAL_TRACES], 3);
 	for (unsigned int i = 13; i < 16; i++) {
@@ -151,7 +151,7 @@ TEST(queue_byte_bound_drops_oldest)
 	queue__free(q);
 }
 
-TEST(queue_push_front_keeps_order)
+TEST(queue_put_back_keeps_order)
 {
 	struct queue *q = queue__new(4);
 	struct export_batch b, head;
@@ -167,7 +167,7 @@ TEST(queue_push_front_keeps_order)
 	ASSERT_EQ(qt_id(&head), 0);
 	b = qt_batch(SIGNAL_TRACES, 3, 1);
 	queue__push(q, &b);
-	queue__push_front(q, &head); /* a retry: goes back before 1, 2, 3 */
+	queue__put_back(q, &head); /* a retry: goes back before 1, 2, 3 */
 	for (unsigned int i = 0; i < 4; i++) {
 		if (!ASSERT_TRUE(queue__pop(q, &b, 0)))
 			break;
@@ -179,7 +179,7 @@ out:
 	queue__free(q);
 }
 
-TEST(queue_push_front_when_full_drops_the_retried_batch)
+TEST(queue_put_back_when_full_drops_the_retried_batch)
 {
 	struct queue *q = queue__new(2);
 	struct export_batch b, head;
@@ -196,7 +196,7 @@ TEST(queue_push_front_when_full_drops_the_retried_batch)
 	queue__push(q, &b);
 	b = qt_batch(SIGNAL_TRACES, 2, 1);
 	queue__push(q, &b);
-	queue__push_front(q, &head);
+	queue__put_back(q, &head);
 	queue__stats(q, &st);
 	ASSERT_U64_EQ(st.depth, 2);
 	ASSERT_U64_EQ(st.dropped_batches[SIGNAL_METRICS], 1);
@@ -313,7 +313,7 @@ TEST(queue_close_still_drains_what_is_held)
 	if (ASSERT_TRUE(queue__pop(q, &b, -1))) {
 		ASSERT_EQ(qt_id(&b), 1);
 		/* A retry after close keeps its place. */
-		queue__push_front(q, &b);
+		queue__put_back(q, &b);
 	}
 	for (unsigned int i = 1; i < 3; i++) {
 		if (!ASSERT_TRUE(queue__pop(q, &b, -1)))
@@ -387,7 +387,7 @@ static void *qt_consumer(void *arg)
 			struct export_batch again;
 
 			s->requeued++;
-			queue__push_front(s->q, &b);
+			queue__put_back(s->q, &b);
 			if (!queue__pop(s->q, &again, -1))
 				break;
 			/* The producer may have pushed it out meanwhile: then it is counted as dropped. */
