@@ -75,6 +75,7 @@ MOD_SRCS   := $(filter-out src/main.c,$(wildcard src/*.c))
 MOD_OBJS   := $(patsubst src/%.c,$(OUTPUT)/src/%.o,$(MOD_SRCS))
 SRC_HDRS   := $(wildcard src/*.h)
 AGENT      := $(OUTPUT)/tcpotel
+SINK_BIN   := $(OUTPUT)/otlp-sink
 
 UNIT_SRCS  := $(wildcard tests/unit/*.c)
 UNIT_OBJS  := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/unit/%.o,$(UNIT_SRCS))
@@ -213,7 +214,7 @@ run: deps
 # `sudo make test`: install what is missing, build, run every tier, one summary.
 .PHONY: test
 test: deps
-	$(Q)$(MAKE) --no-print-directory all $(UNIT_BIN) $(BPFT_BIN)
+	$(Q)$(MAKE) --no-print-directory all $(UNIT_BIN) $(BPFT_BIN) $(SINK_BIN)
 	$(Q)$(MAKE) --no-print-directory sanitize-build fuzz-build
 	$(Q)tests/run.sh all
 
@@ -252,7 +253,7 @@ test-unit: $(UNIT_BIN)
 	$(Q)tests/run.sh unit
 test-bpf: $(BPFT_BIN)
 	$(Q)tests/run.sh bpf
-test-integration: all
+test-integration: all $(SINK_BIN)
 	$(Q)tests/run.sh integration
 
 # Micro-benchmarks of the user-space hot paths, linked like the unit tests.
@@ -267,8 +268,13 @@ $(MICRO_BIN): $(OUTPUT)/bench/micro.o $(MOD_OBJS)
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
+# The benchmark's OTLP receiver: gunzips and counts, as cheap as a receiver can be.
+$(SINK_BIN): bench/otlp_sink.c | $(OUTPUT)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $< -o $@ -lisal
+
 .PHONY: bench
-bench: all $(MICRO_BIN)
+bench: all $(MICRO_BIN) $(SINK_BIN)
 	$(Q)bench/run.sh
 
 .PHONY: install
