@@ -268,13 +268,27 @@ $(MICRO_BIN): $(OUTPUT)/bench/micro.o $(MOD_OBJS)
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
+# Programs that do (almost) nothing on the agent's per-call hooks, for A/B runs.
+HOOKS_BIN  := $(OUTPUT)/bench-hooks
+$(OUTPUT)/bench/hooks.bpf.o: bench/hooks.bpf.c $(OUTPUT)/vmlinux.h
+	$(Q)mkdir -p $(dir $@)
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) $(CLANG_BPF_SYS_INCLUDES) -c $< -o $@
+	$(Q)$(LLVM_STRIP) -g $@
+$(OUTPUT)/bench_hooks.skel.h: $(OUTPUT)/bench/hooks.bpf.o
+	$(call msg,SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name bench_hooks_bpf > $@
+$(HOOKS_BIN): bench/hooks.c $(OUTPUT)/bench_hooks.skel.h
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $< -o $@ $(shell $(PKG_CONFIG) --libs libbpf libelf zlib)
+
 # The benchmark's OTLP receiver: gunzips and counts, as cheap as a receiver can be.
 $(SINK_BIN): bench/otlp_sink.c | $(OUTPUT)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $< -o $@ -lisal
 
 .PHONY: bench
-bench: all $(MICRO_BIN) $(SINK_BIN)
+bench: all $(MICRO_BIN) $(SINK_BIN) $(HOOKS_BIN)
 	$(Q)bench/run.sh
 
 .PHONY: install
