@@ -26,19 +26,29 @@
  *    already in flight go on; those are the only ones that can overtake a
  *    retried batch (they started after it).
  *
- * How many in flight. The window of requests that may be in flight starts at
- * one and opens by one after each accepted request answered within a quarter
- * of exporter.otlp.timeout, up to parallel_requests; an answer slower than
- * half the timeout closes it by one, and a retryable failure closes it to
- * one. A collector that serves requests side by side (the Collector does)
- * gets them side by side; one that serves them one after another (each
- * request in flight then takes longer, up to the timeout) gets them one at a
- * time, as it would from a single connection. During an outage tries go one
- * by one, the oldest first.
+ * How many in flight, as TCP does for a congestion window. The window of
+ * requests that may be in flight starts at one and opens by one after each
+ * accepted request answered within a quarter of exporter.otlp.timeout, up to
+ * a ceiling (parallel_requests at first); an answer slower than half the
+ * timeout closes it by one, and a retryable failure closes it to one. When
+ * the collector says it is overloaded (a time-out, 429 or 503), the ceiling
+ * is halved as well, once per episode (requests that had started before the
+ * cut do not cut again), and it rises by one again after 16 x ceiling quick
+ * answers in a row. A collector that serves requests side by side (the
+ * Collector does) gets them side by side; one that serves them one after
+ * another, where each request in flight makes the others slower, settles
+ * where its answers stay within the timeout; during an outage tries go one by
+ * one, the oldest first.
  *
  * Retry state travels with the batch: the time of its first try, and its body
- * as sent (gzipped once, at the first try; the uncompressed body is freed
- * then, so that what waits in the queue or in flight is the small one).
+ * as sent. A body is gzipped once, by the export thread as soon as it has a
+ * moment (before its request can start, if need be), and the uncompressed one
+ * freed then. A flush of spans submits several bodies of megabytes in a row:
+ * when EXPORT_MAX_UNENCODED of them already wait uncompressed (the export
+ * thread did not get a core in time), the submitting thread compresses its
+ * own, so that they do not pile up (peak RSS at 100 % spans). Compressing in
+ * the export thread leaves the submitter (the thread that drains the kernel's
+ * ring buffer) free sooner; it never waits on the collector either way.
  *
  * Backoff: initial_interval doubled after every consecutive retryable
  * failure, with jitter of +-20% (enough to spread agents restarted together,
@@ -87,6 +97,8 @@
 #define EXPORT_WARN_INTERVAL_MS 10000
 
 #define EXPORT_MAX_PARALLEL	16
+/* Bodies that may wait uncompressed; past that, the submitter compresses its own. */
+#define EXPORT_MAX_UNENCODED 1
 
 enum outcome {
 	OUTCOME_SENT,
@@ -98,6 +110,7 @@ enum outcome {
 struct slot {
 	CURL *curl;
 	bool busy;
+	uint64_t started_ms;
 	struct export_batch b;
 	char errbuf[CURL_ERROR_SIZE];
 	char *resp;
@@ -110,7 +123,10 @@ struct exporter {
 	struct slot *slots;
 	unsigned int n_slots;
 	unsigned int n_busy;
-	unsigned int window; /* requests that may be in flight now, 1..n_slots */
+	unsigned int window; /* requests that may be in flight now, 1..ceiling */
+	unsigned int ceiling; /* what the window may open to, 1..n_slots */
+	unsigned int quick_run; /* quick answers in a row, to raise the ceiling again */
+	uint64_t cut_ms; /* when the ceiling was last halved */
 	bool metrics_busy; /* a metrics request is in flight */
 	struct curl_slist *hdrs[SIGNAL__COUNT]; /* per signal: OTEL_..._{TRACES,METRICS}_HEADERS */
 	char *url[SIGNAL__COUNT];
@@ -120,9 +136,11 @@ struct exporter {
 	uint64_t timeout_ms;
 	uint64_t initial_ms, max_ms, max_elapsed_ms;
 
-	uint8_t *gz_level_buf; /* igzip's work area for EXPORT_GZIP_LEVEL */
-	char *zbuf; /* gzip output, copied out at its size */
-	size_t zcap;
+	/* igzip's work areas for EXPORT_GZIP_LEVEL: the export thread's, and the submitters'
+	 * (under gz_lock). */
+	uint8_t *gz_thread_buf;
+	uint8_t *gz_submit_buf;
+	pthread_mutex_t gz_lock;
 
 	unsigned int streak; /* consecutive retryable failures, any batch */
 	uint64_t next_try_ms; /* no request starts before this (a planned retry) */
@@ -278,53 +296,58 @@ static size_t gzip_bound(size_t len)
 }
 
 /*
- * At a batch's first try: its body becomes the body as sent. igzip writes into
- * the exporter's scratch buffer (no fresh pages per batch), then the result is
- * copied out at its own size and the uncompressed body freed.
+ * The body as sent: igzip writes into a buffer of the worst-case size, of which
+ * it touches only what it writes (a tenth or so); the buffer is then cut to
+ * that and the uncompressed body freed. level_buf is the caller's work area.
  */
-static int encode_body(struct exporter *e, struct export_batch *b)
+static int gzip_body(struct export_batch *b, uint8_t *level_buf)
 {
 	struct isal_zstream zs;
 	size_t bound;
-	char *out;
+	char *out, *fit;
 
-	if (!e->gzip || b->encoded) {
-		b->encoded = true;
-		return 0;
-	}
-	bound = gzip_bound(b->len);
 	if (b->len > UINT32_MAX / 2)
 		return -E2BIG; /* igzip counts in 32 bits; bodies are far smaller */
-	if (bound > e->zcap) {
-		char *p = realloc(e->zbuf, bound);
-
-		if (!p)
-			return -ENOMEM;
-		e->zbuf = p;
-		e->zcap = bound;
-	}
+	bound = gzip_bound(b->len);
+	out = malloc(bound);
+	if (!out)
+		return -ENOMEM;
 	isal_deflate_stateless_init(&zs);
 	zs.gzip_flag = IGZIP_GZIP;
 	zs.level = EXPORT_GZIP_LEVEL;
-	zs.level_buf = e->gz_level_buf;
+	zs.level_buf = level_buf;
 	zs.level_buf_size = EXPORT_GZIP_LEVEL_BUF;
 	zs.end_of_stream = 1;
 	zs.flush = NO_FLUSH;
 	zs.next_in = (uint8_t *)b->body;
 	zs.avail_in = (uint32_t)b->len;
-	zs.next_out = (uint8_t *)e->zbuf;
-	zs.avail_out = (uint32_t)MIN(bound, (size_t)UINT32_MAX);
-	if (isal_deflate_stateless(&zs) != COMP_OK)
+	zs.next_out = (uint8_t *)out;
+	zs.avail_out = (uint32_t)bound;
+	if (isal_deflate_stateless(&zs) != COMP_OK) {
+		free(out);
 		return -EIO;
-	out = malloc(MAX(zs.total_out, 1u));
-	if (!out)
-		return -ENOMEM;
-	memcpy(out, e->zbuf, zs.total_out);
+	}
+	fit = realloc(out, MAX(zs.total_out, 1u));
 	free(b->body);
-	b->body = out;
+	b->body = fit ? fit : out;
 	b->len = zs.total_out;
 	b->encoded = true;
 	return 0;
+}
+
+/* In the export thread: the body as sent, or the batch is dropped (false). */
+static bool encode(struct exporter *e, struct export_batch *b)
+{
+	int err;
+
+	if (b->encoded)
+		return true;
+	err = gzip_body(b, e->gz_thread_buf);
+	if (!err)
+		return true;
+	log_err("export: cannot compress a body of %zu bytes: %s", b->len, strerror(-err));
+	drop_batch(e, b);
+	return false;
 }
 
 /* A short printable excerpt of a body that is not JSON (or has no message). */
@@ -422,7 +445,8 @@ static bool curl_retryable(CURLcode rc)
  * failed; on OUTCOME_SENT, *rejected is what a partial success refused.
  */
 static enum outcome answer(struct exporter *e, struct slot *s, CURLcode rc,
-			   uint64_t *retry_after_ms, uint64_t *rejected, char *why, size_t why_size)
+			   uint64_t *retry_after_ms, uint64_t *rejected, bool *overloaded,
+			   char *why, size_t why_size)
 {
 	const struct export_batch *b = &s->b;
 	curl_off_t retry_after = 0, uploaded = 0;
@@ -431,6 +455,7 @@ static enum outcome answer(struct exporter *e, struct slot *s, CURLcode rc,
 
 	*retry_after_ms = 0;
 	*rejected = 0;
+	*overloaded = rc == CURLE_OPERATION_TIMEDOUT;
 	if (curl_easy_getinfo(s->curl, CURLINFO_SIZE_UPLOAD_T, &uploaded) == CURLE_OK &&
 	    uploaded > 0)
 		stats_add(e, &e->st.bytes_sent, (uint64_t)uploaded);
@@ -459,6 +484,7 @@ static enum outcome answer(struct exporter *e, struct slot *s, CURLcode rc,
 	}
 	stats_add(e, &e->st.failed_requests, 1);
 	if (status == 429 || status == 502 || status == 503 || status == 504) {
+		*overloaded = status == 429 || status == 503;
 		status_message(s, msg, sizeof(msg));
 		snprintf(why, why_size, "HTTP %ld%s%s", status, *msg ? ": " : "", msg);
 		if (curl_easy_getinfo(s->curl, CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK &&
@@ -496,7 +522,6 @@ static void retry_or_drop(struct exporter *e, struct export_batch *b, uint64_t r
 
 	delay = retry_after ? retry_after : backoff_ms(e);
 	e->streak++;
-	e->window = 1;
 	now = log_now_ms();
 	limit = b->first_try_ms + e->max_elapsed_ms;
 	if (is_stopping(e))
@@ -531,14 +556,32 @@ static void slot_release(struct exporter *e, struct slot *s)
 	e->n_busy--;
 }
 
-/* After an accepted request that took ms: a quick answer opens the window by one, a slow
- * one closes it by one (see the top of the file). */
-static void adjust_window(struct exporter *e, uint64_t ms)
+/* After an accepted request that took ms (see the top of the file). */
+static void window_after_success(struct exporter *e, uint64_t ms)
 {
-	if (ms <= e->timeout_ms / 4)
-		e->window = MIN(e->window + 1, e->n_slots);
-	else if (ms > e->timeout_ms / 2 && e->window > 1)
-		e->window--;
+	if (ms > e->timeout_ms / 4) {
+		e->quick_run = 0;
+		if (ms > e->timeout_ms / 2 && e->window > 1)
+			e->window--;
+		return;
+	}
+	e->window = MIN(e->window + 1, e->ceiling);
+	if (e->ceiling < e->n_slots && ++e->quick_run >= 16 * e->ceiling) {
+		e->ceiling++;
+		e->quick_run = 0;
+	}
+}
+
+/* After a retryable failure of a request started at started_ms. */
+static void window_after_failure(struct exporter *e, bool overloaded, uint64_t started_ms)
+{
+	e->window = 1;
+	e->quick_run = 0;
+	/* One cut per episode: what was already in flight at the last cut does not cut again. */
+	if (overloaded && started_ms >= e->cut_ms) {
+		e->ceiling = MAX(e->ceiling / 2, 1u);
+		e->cut_ms = log_now_ms();
+	}
 }
 
 /* A request finished (rc from libcurl): count it, then free, retry or drop its batch. */
@@ -549,12 +592,13 @@ static void finish(struct exporter *e, struct slot *s, CURLcode rc)
 	uint64_t retry_after, rejected;
 	curl_off_t took_us = 0;
 	enum outcome out;
+	bool overloaded;
 
-	out = answer(e, s, rc, &retry_after, &rejected, why, sizeof(why));
+	out = answer(e, s, rc, &retry_after, &rejected, &overloaded, why, sizeof(why));
 	curl_easy_getinfo(s->curl, CURLINFO_TOTAL_TIME_T, &took_us);
 	slot_release(e, s);
 	if (out == OUTCOME_SENT) {
-		adjust_window(e, (uint64_t)MAX(took_us, 0) / 1000);
+		window_after_success(e, (uint64_t)MAX(took_us, 0) / 1000);
 		if (e->streak)
 			log_info("collector at %s reachable again after %u failed tries",
 				 e->url_log[b.signal], e->streak);
@@ -573,6 +617,7 @@ static void finish(struct exporter *e, struct slot *s, CURLcode rc)
 		drop_batch(e, &b);
 		return;
 	}
+	window_after_failure(e, overloaded, s->started_ms);
 	retry_or_drop(e, &b, retry_after, why);
 }
 
@@ -580,15 +625,12 @@ static void finish(struct exporter *e, struct slot *s, CURLcode rc)
 static void start(struct exporter *e, struct slot *s, struct export_batch *b, uint64_t now)
 {
 	uint64_t timeout = e->timeout_ms;
-	int err = encode_body(e, b);
 
-	if (err) {
-		log_err("export: cannot compress a body of %zu bytes: %s", b->len, strerror(-err));
-		drop_batch(e, b);
+	if (!encode(e, b))
 		return;
-	}
 	if (!b->first_try_ms)
 		b->first_try_ms = now;
+	s->started_ms = now;
 	if (is_stopping(e))
 		timeout = stop_deadline(e) > now ? MIN(timeout, stop_deadline(e) - now) : 1;
 	s->b = *b;
@@ -673,6 +715,19 @@ static void abort_in_flight(struct exporter *e)
 	}
 }
 
+/* Compresses the oldest batch still waiting uncompressed, whether or not a request can
+ * start now; true if there was one. */
+static bool encode_waiting(struct exporter *e)
+{
+	struct export_batch b;
+
+	if (queue__take_unencoded(e->q, &b))
+		return false;
+	if (encode(e, &b))
+		queue__put_back(e->q, &b);
+	return true;
+}
+
 /* How long the thread may sleep in curl_multi_poll; libcurl shortens it for its own timers. */
 static int poll_ms(struct exporter *e)
 {
@@ -699,7 +754,8 @@ static void *export_thread(void *arg)
 			abort_in_flight(e);
 			continue;
 		}
-		curl_multi_poll(e->multi, NULL, 0, poll_ms(e), NULL);
+		/* One body compressed between two looks at the requests in flight. */
+		curl_multi_poll(e->multi, NULL, 0, encode_waiting(e) ? 0 : poll_ms(e), NULL);
 		curl_multi_perform(e->multi, &running);
 		while ((m = curl_multi_info_read(e->multi, &left))) {
 			char *priv = NULL;
@@ -844,8 +900,8 @@ static void exporter_free(struct exporter *e)
 			explicit_bzero(l->data, strlen(l->data));
 		curl_slist_free_all(e->hdrs[s]);
 	}
-	free(e->gz_level_buf);
-	free(e->zbuf);
+	free(e->gz_thread_buf);
+	free(e->gz_submit_buf);
 	queue__free(e->q);
 	free(e);
 }
@@ -873,6 +929,7 @@ struct exporter *exporter__start(const struct exporter_opts *opts)
 	e->max_elapsed_ms = opts->retry_max_elapsed_ms;
 	e->n_slots = MIN(MAX(opts->parallel_requests, 1u), EXPORT_MAX_PARALLEL);
 	e->window = 1;
+	e->ceiling = e->n_slots;
 	e->rng = (uint64_t)log_now_ms() ^ ((uint64_t)(uintptr_t)e << 16) ^ 0x9e3779b97f4a7c15ULL;
 	if (!e->rng)
 		e->rng = 1;
@@ -895,8 +952,9 @@ struct exporter *exporter__start(const struct exporter_opts *opts)
 		goto err_free;
 	}
 	if (e->gzip) {
-		e->gz_level_buf = malloc(EXPORT_GZIP_LEVEL_BUF);
-		if (!e->gz_level_buf) {
+		e->gz_thread_buf = malloc(EXPORT_GZIP_LEVEL_BUF);
+		e->gz_submit_buf = malloc(EXPORT_GZIP_LEVEL_BUF);
+		if (!e->gz_thread_buf || !e->gz_submit_buf) {
 			err = ENOMEM;
 			goto err_free;
 		}
@@ -908,11 +966,16 @@ struct exporter *exporter__start(const struct exporter_opts *opts)
 	err = pthread_mutex_init(&e->stats_lock, NULL);
 	if (err)
 		goto err_free;
-	err = pthread_create(&e->th, NULL, export_thread, e);
+	err = pthread_mutex_init(&e->gz_lock, NULL);
 	if (err)
 		goto err_stats_lock;
+	err = pthread_create(&e->th, NULL, export_thread, e);
+	if (err)
+		goto err_gz_lock;
 	return e;
 
+err_gz_lock:
+	pthread_mutex_destroy(&e->gz_lock);
 err_stats_lock:
 	pthread_mutex_destroy(&e->stats_lock);
 err_free:
@@ -924,7 +987,12 @@ err_free:
 void exporter__submit(struct exporter *e, enum otlp_signal signal, char *body, size_t len,
 		      uint32_t n_items)
 {
-	struct export_batch b = { .signal = signal, .body = body, .len = len, .n_items = n_items };
+	struct export_batch b = { .signal = signal,
+				  .body = body,
+				  .len = len,
+				  .made_len = len,
+				  .n_items = n_items,
+				  .encoded = !e->gzip };
 
 	if ((unsigned int)signal >= SIGNAL__COUNT) {
 		free(body);
@@ -941,6 +1009,21 @@ void exporter__submit(struct exporter *e, enum otlp_signal signal, char *body, s
 	if (!e->url[signal]) {
 		free(body);
 		return;
+	}
+	/* The export thread compresses; when it falls behind, so that uncompressed bodies of
+	 * megabytes do not pile up, the submitter compresses its own. */
+	if (!b.encoded && queue__unencoded(e->q) >= EXPORT_MAX_UNENCODED) {
+		int err;
+
+		pthread_mutex_lock(&e->gz_lock);
+		err = gzip_body(&b, e->gz_submit_buf);
+		pthread_mutex_unlock(&e->gz_lock);
+		if (err) {
+			log_err("export: cannot compress a body of %zu bytes: %s", len,
+				strerror(-err));
+			drop_batch(e, &b);
+			return;
+		}
 	}
 	queue__push(e->q, &b);
 	curl_multi_wakeup(e->multi);
@@ -978,6 +1061,7 @@ void exporter__stop(struct exporter *e, uint64_t deadline_ms)
 		 "dropped %" PRIu64 " spans and %" PRIu64 " metric points",
 		 st.sent_items[SIGNAL_TRACES], st.sent_items[SIGNAL_METRICS],
 		 st.dropped_items[SIGNAL_TRACES], st.dropped_items[SIGNAL_METRICS]);
+	pthread_mutex_destroy(&e->gz_lock);
 	pthread_mutex_destroy(&e->stats_lock);
 	exporter_free(e);
 }

@@ -56,8 +56,10 @@ struct exporter;
 
 /* Starts the export thread. NULL with errno set on failure. */
 struct exporter *exporter__start(const struct exporter_opts *opts);
-/* Queues one body (ownership of body passes to the exporter); never blocks.
- * With exporter.stdout the body is also printed to stdout, one per line. */
+/* Queues one body (ownership of body passes to the exporter); never waits for the
+ * collector. With gzip on, the export thread compresses it, or the caller does when a
+ * body already waits uncompressed. With exporter.stdout the body is also printed to
+ * stdout, one per line. */
 void exporter__submit(struct exporter *e, enum otlp_signal signal, char *body, size_t len,
 		      uint32_t n_items);
 void exporter__stats(struct exporter *e, struct exporter_stats *out);

@@ -20,7 +20,8 @@ struct queue {
 	size_t capacity;
 	size_t head; /* index of the oldest batch */
 	size_t count;
-	size_t bytes; /* body bytes held */
+	size_t bytes; /* body bytes held, as made (weight()) */
+	size_t unencoded; /* batches held whose body is not yet encoded */
 	size_t max_bytes; /* 0: no bound but the batch count */
 	uint64_t next_seq;
 	bool closed;
@@ -87,6 +88,28 @@ void queue__set_max_bytes(struct queue *q, size_t max_bytes)
 	pthread_mutex_unlock(&q->lock);
 }
 
+/* What a batch weighs against the byte bound: its body as made (compressed, it takes less
+ * room, but a collector that falls behind must not make the queue deeper in batches). */
+static size_t weight(const struct export_batch *b)
+{
+	return b->made_len ? b->made_len : b->len;
+}
+
+/* Caller holds the lock: a batch enters or leaves the ring. */
+static void held_add(struct queue *q, const struct export_batch *b)
+{
+	q->count++;
+	q->bytes += weight(b);
+	q->unencoded += !b->encoded;
+}
+
+static void held_remove(struct queue *q, const struct export_batch *b)
+{
+	q->count--;
+	q->bytes -= weight(b);
+	q->unencoded -= !b->encoded;
+}
+
 /* Caller holds the lock: would `len` more bytes (or one more batch) pass a bound? */
 static bool over_bound(const struct queue *q, size_t len)
 {
@@ -115,6 +138,16 @@ static void count_drop(struct queue *q, struct export_batch *b)
 	export_batch_free(b);
 }
 
+/* Caller holds the lock and has checked that the ring is not empty. */
+static void drop_head(struct queue *q)
+{
+	struct export_batch *b = &q->ring[q->head];
+
+	held_remove(q, b);
+	count_drop(q, b);
+	q->head = (q->head + 1) % q->capacity;
+}
+
 int queue__push(struct queue *q, struct export_batch *b)
 {
 	int ret = 0;
@@ -125,17 +158,13 @@ int queue__push(struct queue *q, struct export_batch *b)
 		pthread_mutex_unlock(&q->lock);
 		return -EPIPE;
 	}
-	while (q->count && over_bound(q, b->len)) {
-		q->bytes -= q->ring[q->head].len;
-		count_drop(q, &q->ring[q->head]);
-		q->head = (q->head + 1) % q->capacity;
-		q->count--;
+	while (q->count && over_bound(q, weight(b))) {
+		drop_head(q);
 		ret = 1;
 	}
 	b->seq = q->next_seq++;
 	q->ring[(q->head + q->count) % q->capacity] = *b;
-	q->count++;
-	q->bytes += b->len;
+	held_add(q, b);
 	b->body = NULL;
 	pthread_cond_signal(&q->nonempty);
 	pthread_mutex_unlock(&q->lock);
@@ -147,17 +176,14 @@ void queue__put_back(struct queue *q, struct export_batch *b)
 	size_t at = 0;
 
 	pthread_mutex_lock(&q->lock);
-	while (q->count && over_bound(q, b->len)) {
+	while (q->count && over_bound(q, weight(b))) {
 		if (b->seq < q->ring[q->head].seq) {
 			/* Everything held is newer than the batch coming back: it goes first. */
 			count_drop(q, b);
 			pthread_mutex_unlock(&q->lock);
 			return;
 		}
-		q->bytes -= q->ring[q->head].len;
-		count_drop(q, &q->ring[q->head]);
-		q->head = (q->head + 1) % q->capacity;
-		q->count--;
+		drop_head(q);
 	}
 	/* Retries come back from the few requests in flight: their place is near the head. */
 	while (at < q->count && q->ring[(q->head + at) % q->capacity].seq < b->seq)
@@ -166,8 +192,7 @@ void queue__put_back(struct queue *q, struct export_batch *b)
 	for (size_t i = 0; i < at; i++)
 		q->ring[(q->head + i) % q->capacity] = q->ring[(q->head + i + 1) % q->capacity];
 	q->ring[(q->head + at) % q->capacity] = *b;
-	q->count++;
-	q->bytes += b->len;
+	held_add(q, b);
 	b->body = NULL;
 	pthread_cond_signal(&q->nonempty);
 	pthread_mutex_unlock(&q->lock);
@@ -178,9 +203,8 @@ static void take_head(struct queue *q, struct export_batch *out)
 {
 	*out = q->ring[q->head];
 	q->ring[q->head].body = NULL;
-	q->bytes -= out->len;
 	q->head = (q->head + 1) % q->capacity;
-	q->count--;
+	held_remove(q, out);
 }
 
 bool queue__pop(struct queue *q, struct export_batch *out, int timeout_ms)
@@ -228,6 +252,41 @@ int queue__try_pop(struct queue *q, struct export_batch *out, unsigned int signa
 	} else if (signals & (1u << q->ring[q->head].signal)) {
 		take_head(q, out);
 		ret = 0;
+	}
+	pthread_mutex_unlock(&q->lock);
+	return ret;
+}
+
+size_t queue__unencoded(struct queue *q)
+{
+	size_t n;
+
+	pthread_mutex_lock(&q->lock);
+	n = q->unencoded;
+	pthread_mutex_unlock(&q->lock);
+	return n;
+}
+
+int queue__take_unencoded(struct queue *q, struct export_batch *out)
+{
+	int ret = -EAGAIN;
+
+	pthread_mutex_lock(&q->lock);
+	for (size_t i = 0; q->unencoded && i < q->count; i++) {
+		size_t at = (q->head + i) % q->capacity;
+
+		if (q->ring[at].encoded)
+			continue;
+		*out = q->ring[at];
+		/* Close the gap: the older ones move up by one. */
+		for (size_t j = i; j > 0; j--)
+			q->ring[(q->head + j) % q->capacity] =
+				q->ring[(q->head + j - 1) % q->capacity];
+		q->ring[q->head].body = NULL;
+		q->head = (q->head + 1) % q->capacity;
+		held_remove(q, out);
+		ret = 0;
+		break;
 	}
 	pthread_mutex_unlock(&q->lock);
 	return ret;

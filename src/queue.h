@@ -21,13 +21,14 @@ enum otlp_signal {
 
 struct export_batch {
 	enum otlp_signal signal;
-	char *body; /* uncompressed OTLP JSON, owned by the batch */
+	char *body; /* OTLP JSON (gzipped by the exporter), owned by the batch */
 	size_t len;
+	/* The body's size as made, before compression: what the byte bound counts; 0: len. */
+	size_t made_len;
 	uint32_t n_items; /* spans or metric points in the body (for drop counts) */
 	uint64_t seq; /* assigned by the queue: order of arrival */
-	/* Set by the exporter at the first try: the body is then as sent (gzipped if so). */
-	uint64_t first_try_ms; /* 0: never tried */
-	bool encoded;
+	uint64_t first_try_ms; /* set by the exporter at the first try; 0: never tried */
+	bool encoded; /* the body is as sent (gzipped if so) */
 };
 
 struct queue_stats {
@@ -39,7 +40,8 @@ struct queue_stats {
 struct queue;
 
 struct queue *queue__new(size_t capacity);
-/* Also bounds the body bytes held (0: no byte bound); the oldest batches make room. */
+/* Also bounds the body bytes held, as made (0: no byte bound); the oldest batches make
+ * room. */
 void queue__set_max_bytes(struct queue *q, size_t max_bytes);
 void queue__free(struct queue *q); /* frees the batches still held */
 /* Takes ownership of b->body. Returns 0, or 1 when the oldest batch was dropped to make room. */
@@ -52,7 +54,12 @@ bool queue__pop(struct queue *q, struct export_batch *out, int timeout_ms);
  * -EPIPE (closed and empty).
  */
 int queue__try_pop(struct queue *q, struct export_batch *out, unsigned int signals);
-/* Puts a batch back in its place by sequence number, before every newer one (a retry).
+/* Batches held whose body is not yet encoded. */
+size_t queue__unencoded(struct queue *q);
+/* Takes the oldest batch not yet encoded, wherever it is; -EAGAIN if there is none. */
+int queue__take_unencoded(struct queue *q, struct export_batch *out);
+/* Puts a batch back in its place by sequence number, before every newer one (a retry,
+ * or a batch encoded meanwhile).
  * When the queue is full, the oldest of the held batches and this one is dropped. */
 void queue__put_back(struct queue *q, struct export_batch *b);
 void queue__close(struct queue *q); /* wakes the consumer; pushes after this are dropped */

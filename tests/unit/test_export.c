@@ -709,16 +709,17 @@ out:
 	http_stub__stop(s);
 }
 
-/* The most requests that arrived within window_ms of one another, among the first n. */
-static size_t et_most_within(struct http_stub *s, size_t n, uint64_t window_ms)
+/* The most requests that arrived within window_ms of one another, among requests
+ * [from, n). */
+static size_t et_most_within_from(struct http_stub *s, size_t from, size_t n, uint64_t window_ms)
 {
 	size_t most = 0;
 
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = from; i < n; i++) {
 		uint64_t t = http_stub__request(s, i)->t_ms;
 		size_t k = 0;
 
-		for (size_t j = 0; j < n; j++) {
+		for (size_t j = from; j < n; j++) {
 			uint64_t u = http_stub__request(s, j)->t_ms;
 
 			if (u >= t && u < t + window_ms)
@@ -727,6 +728,11 @@ static size_t et_most_within(struct http_stub *s, size_t n, uint64_t window_ms)
 		most = MAX(most, k);
 	}
 	return most;
+}
+
+static size_t et_most_within(struct http_stub *s, size_t n, uint64_t window_ms)
+{
+	return et_most_within_from(s, 0, n, window_ms);
 }
 
 TEST(export_spans_in_parallel_metrics_one_at_a_time)
@@ -816,6 +822,7 @@ TEST(export_retry_after_holds_every_request)
 	if (!ASSERT_NOT_NULL(cfg))
 		goto out;
 	cfg->o.gzip = false;
+	cfg->o.timeout_ms = 4000; /* quick (a quarter): room for a loaded machine */
 	e = et_start(cfg);
 	if (!ASSERT_NOT_NULL(e))
 		goto out;
@@ -891,6 +898,58 @@ TEST(export_slow_collector_gets_one_request_at_a_time)
 	ASSERT_EQ(et_most_within(s, N, DELAY), 1);
 	ASSERT_TRUE(et_wait_stat(e, ET_OFF(sent_batches[SIGNAL_TRACES]), N, 2000));
 	ASSERT_U64_EQ(et_stat(e, ET_OFF(failed_requests)), 0);
+out:
+	exporter__stop(e, http_stub_now_ms() + 1000);
+	et_config_free(cfg);
+	http_stub__stop(s);
+}
+
+TEST(export_time_outs_halve_the_ceiling_once)
+{
+	/*
+	 * Three quick answers open the window to four; four requests then time out
+	 * together (one overload episode: the ceiling goes from 4 to 2, not to 1);
+	 * after that, answers take DELAY (quick): at most two in flight, and two.
+	 */
+	enum { DELAY = 300, SLOW = 4600, N = 17 };
+	struct http_stub_response script[N];
+	struct http_stub *s = http_stub__start(0);
+	struct et_cfg *cfg = NULL;
+	struct exporter *e = NULL;
+
+	if (!ASSERT_NOT_NULL(s))
+		return;
+	for (size_t i = 0; i < N; i++)
+		script[i] = (struct http_stub_response){ .status = 200,
+							 .body = "{}",
+							 .delay_ms = i < 3 ? 0 :
+								     i < 7 ? SLOW :
+									     DELAY };
+	http_stub__script(s, script, N);
+	cfg = et_config(http_stub__port(s));
+	if (!ASSERT_NOT_NULL(cfg))
+		goto out;
+	/* Quick is within a second: room for a loaded machine or a sanitizer build. */
+	cfg->o.timeout_ms = 4000;
+	e = et_start(cfg);
+	if (!ASSERT_NOT_NULL(e))
+		goto out;
+	for (int i = 0; i < 3; i++)
+		et_submit(e, SIGNAL_TRACES, "{\"resourceSpans\":[]}", 1);
+	if (!ASSERT_TRUE(et_wait_stat(e, ET_OFF(sent_batches[SIGNAL_TRACES]), 3, 5000)))
+		goto out;
+	for (int i = 0; i < 4; i++)
+		et_submit(e, SIGNAL_TRACES, "{\"resourceSpans\":[]}", 1);
+	if (!ASSERT_TRUE(et_wait_stat(e, ET_OFF(failed_requests), 4, 12000)))
+		goto out;
+	for (int i = 0; i < 6; i++)
+		et_submit(e, SIGNAL_TRACES, "{\"resourceSpans\":[]}", 1);
+	if (!ASSERT_TRUE(http_stub__wait_requests(s, N, 30000)))
+		goto out;
+	ASSERT_EQ(et_most_within_from(s, 3, 7, SLOW), 4); /* they did go together */
+	ASSERT_EQ(et_most_within_from(s, 7, N, DELAY), 2);
+	ASSERT_TRUE(et_wait_stat(e, ET_OFF(sent_batches[SIGNAL_TRACES]), 13, 5000));
+	ASSERT_U64_EQ(et_stat(e, ET_OFF(retries)), 4);
 out:
 	exporter__stop(e, http_stub_now_ms() + 1000);
 	et_config_free(cfg);

@@ -151,6 +151,33 @@ TEST(queue_byte_bound_drops_oldest)
 	queue__free(q);
 }
 
+TEST(queue_byte_bound_counts_bodies_as_made)
+{
+	struct queue *q = queue__new(8);
+	struct export_batch b;
+	struct queue_stats st;
+
+	if (!ASSERT_NOT_NULL(q))
+		return;
+	/* Compressed to 1 byte, made as 10: 25 bytes hold two of them, not 25. */
+	queue__set_max_bytes(q, 25);
+	for (unsigned int i = 0; i < 4; i++) {
+		b = qt_batch(SIGNAL_TRACES, i, 1);
+		b.made_len = 10;
+		ASSERT_EQ(queue__push(q, &b), i < 2 ? 0 : 1);
+	}
+	queue__stats(q, &st);
+	ASSERT_U64_EQ(st.depth, 2);
+	ASSERT_U64_EQ(st.dropped_batches[SIGNAL_TRACES], 2);
+	for (unsigned int i = 2; i < 4; i++) {
+		if (!ASSERT_TRUE(queue__pop(q, &b, 0)))
+			break;
+		ASSERT_EQ(qt_id(&b), i);
+		export_batch_free(&b);
+	}
+	queue__free(q);
+}
+
 TEST(queue_put_back_keeps_order)
 {
 	struct queue *q = queue__new(4);
@@ -208,6 +235,54 @@ TEST(queue_put_back_when_full_drops_the_retried_batch)
 		ASSERT_EQ(qt_id(&b), i);
 		export_batch_free(&b);
 	}
+out:
+	queue__free(q);
+}
+
+TEST(queue_take_unencoded_keeps_order)
+{
+	struct queue *q = queue__new(8);
+	struct export_batch b;
+	struct queue_stats st;
+
+	if (!ASSERT_NOT_NULL(q))
+		return;
+	queue__set_max_bytes(q, 8); /* "0".."3": 1 byte each */
+	for (unsigned int i = 0; i < 4; i++) {
+		b = qt_batch(SIGNAL_TRACES, i, 1);
+		b.encoded = i % 2 == 0;
+		queue__push(q, &b);
+	}
+	ASSERT_EQ(queue__unencoded(q), 2);
+	/* The oldest raw one, from the middle; encoded (here: marked), it goes back in place. */
+	if (!ASSERT_EQ(queue__take_unencoded(q, &b), 0))
+		goto out;
+	ASSERT_EQ(qt_id(&b), 1);
+	b.encoded = true;
+	queue__put_back(q, &b);
+	if (!ASSERT_EQ(queue__take_unencoded(q, &b), 0))
+		goto out;
+	ASSERT_EQ(qt_id(&b), 3);
+	b.encoded = true;
+	queue__put_back(q, &b);
+	ASSERT_EQ(queue__take_unencoded(q, &b), -EAGAIN);
+	ASSERT_EQ(queue__unencoded(q), 0);
+	queue__stats(q, &st);
+	ASSERT_U64_EQ(st.depth, 4);
+	/* The byte count followed: four more bytes fit, a fifth pushes the oldest out. */
+	for (unsigned int i = 4; i < 9; i++) {
+		b = qt_batch(SIGNAL_TRACES, i, 1);
+		ASSERT_EQ(queue__push(q, &b), i < 8 ? 0 : 1);
+	}
+	ASSERT_EQ(queue__unencoded(q), 5);
+	for (unsigned int i = 1; i < 9; i++) {
+		if (!ASSERT_TRUE(queue__pop(q, &b, 0)))
+			break;
+		ASSERT_EQ(qt_id(&b), i);
+		ASSERT_U64_EQ(b.seq, i);
+		export_batch_free(&b);
+	}
+	ASSERT_EQ(queue__unencoded(q), 0);
 out:
 	queue__free(q);
 }
