@@ -700,6 +700,11 @@ def measure(ctx, wl, cfg_name):
     rec.update(receiver_bytes(ctx["receiver"].log_path, unix0, unix1 + 5))
     if fin.get("spans_sent") is None and "log_tail" in fin:
         rec["agent_log_tail"] = fin["log_tail"]
+    if spec.get("nostats") and calls:
+        # The switch is global: another benchmark or tool turned it on meanwhile.
+        rec["stats_were_on"] = True
+        log(f"warning: {cfg_name}: kernel.bpf_stats_enabled was on during the run "
+            f"(switched on by another process): the statistics-off A/B does not hold")
     if ctx["bpf_probe_warned"] is False and not calls and not spec.get("nostats"):
         log("warning: no BPF statistics from the agent's send/recv hooks")
         ctx["bpf_probe_warned"] = True
@@ -1185,6 +1190,10 @@ def main():
                      f"max {max(loads):.2f} on {info['cores']} cores"
                      + ("; other work was running: ratios are noisy"
                         if max(loads) > 1.5 else ""))
+    leaked = sum(1 for r in runs if r.get("stats_were_on"))
+    if leaked:
+        notes.append(f"{leaked} statistics-off run(s) saw kernel.bpf_stats_enabled switched on "
+                     f"by another process (it is global): their A/B does not hold")
     foreign = sum(1 for r in runs if r["foreign_hooks"] or r.get("foreign_hooks_end"))
     if foreign:
         notes.append(f"{foreign} of {len(runs)} runs had another agent's programs attached to "
