@@ -764,7 +764,7 @@ TEST(export_spans_in_parallel_metrics_one_at_a_time)
 	if (!ASSERT_NOT_NULL(cfg))
 		goto out;
 	cfg->o.gzip = false;
-	cfg->o.timeout_ms = 4000; /* DELAY is well within a quarter of it */
+	cfg->o.timeout_ms = 10000; /* DELAY is well within a quarter of it */
 	e = et_start(cfg);
 	if (!ASSERT_NOT_NULL(e))
 		goto out;
@@ -822,7 +822,7 @@ TEST(export_retry_after_holds_every_request)
 	if (!ASSERT_NOT_NULL(cfg))
 		goto out;
 	cfg->o.gzip = false;
-	cfg->o.timeout_ms = 4000; /* quick (a quarter): room for a loaded machine */
+	cfg->o.timeout_ms = 10000; /* quick (a quarter): room for a loaded machine */
 	e = et_start(cfg);
 	if (!ASSERT_NOT_NULL(e))
 		goto out;
@@ -911,7 +911,7 @@ TEST(export_time_outs_halve_the_ceiling_once)
 	 * together (one overload episode: the ceiling goes from 4 to 2, not to 1);
 	 * after that, answers take DELAY (quick): at most two in flight, and two.
 	 */
-	enum { DELAY = 300, SLOW = 4600, N = 17 };
+	enum { DELAY = 300, SLOW = 6600, N = 17 };
 	struct http_stub_response script[N];
 	struct http_stub *s = http_stub__start(0);
 	struct et_cfg *cfg = NULL;
@@ -929,8 +929,8 @@ TEST(export_time_outs_halve_the_ceiling_once)
 	cfg = et_config(http_stub__port(s));
 	if (!ASSERT_NOT_NULL(cfg))
 		goto out;
-	/* Quick is within a second: room for a loaded machine or a sanitizer build. */
-	cfg->o.timeout_ms = 4000;
+	/* Quick is within 1.5 s: room for a loaded machine or a sanitizer build. */
+	cfg->o.timeout_ms = 6000;
 	e = et_start(cfg);
 	if (!ASSERT_NOT_NULL(e))
 		goto out;
@@ -940,7 +940,7 @@ TEST(export_time_outs_halve_the_ceiling_once)
 		goto out;
 	for (int i = 0; i < 4; i++)
 		et_submit(e, SIGNAL_TRACES, "{\"resourceSpans\":[]}", 1);
-	if (!ASSERT_TRUE(et_wait_stat(e, ET_OFF(failed_requests), 4, 12000)))
+	if (!ASSERT_TRUE(et_wait_stat(e, ET_OFF(failed_requests), 4, 15000)))
 		goto out;
 	for (int i = 0; i < 6; i++)
 		et_submit(e, SIGNAL_TRACES, "{\"resourceSpans\":[]}", 1);
