@@ -26,18 +26,21 @@
  *    already in flight go on; those are the only ones that can overtake a
  *    retried batch (they started after it).
  *
- * How many in flight, as TCP does for a congestion window. The window of
- * requests that may be in flight starts at one and opens by one after each
- * accepted request answered within a quarter of exporter.otlp.timeout, up to
- * a ceiling (parallel_requests at first); an answer slower than half the
- * timeout closes it by one, and a retryable failure closes it to one. When
- * the collector says it is overloaded (a time-out, 429 or 503), the ceiling
- * is halved as well, once per episode (requests that had started before the
- * cut do not cut again), and it rises by one again after 16 x ceiling quick
- * answers in a row. A collector that serves requests side by side (the
- * Collector does) gets them side by side; one that serves them one after
- * another, where each request in flight makes the others slower, settles
- * where its answers stay within the timeout; during an outage tries go one by
+ * How many in flight, as TCP does for a congestion window (Vegas's test of
+ * delay against the least delay seen, and Reno's halving on loss). The
+ * window of requests that may be in flight starts at one and opens by one
+ * after each accepted request answered within a quarter of
+ * exporter.otlp.timeout and at no more than 1.5 times the least time per KiB
+ * of body seen since the last failure; it closes by one after an answer slower than half the
+ * timeout or at more than 3 times that least cost (requests in flight slow
+ * each other down: the collector serves them one after another), and to one
+ * after a retryable failure. When the collector says it is overloaded (a
+ * time-out, 429 or 503), the ceiling (parallel_requests at first) is halved
+ * as well, once per episode (requests that had started before the cut do not
+ * cut again), and it rises by one again after 16 x ceiling quick answers in a
+ * row. A collector that serves requests side by side (the Collector does)
+ * gets them side by side; one that serves them one after another gets about
+ * two at a time (one served, one ready); during an outage tries go one by
  * one, the oldest first.
  *
  * Retry state travels with the batch: the time of its first try, and its body
@@ -97,6 +100,10 @@
 #define EXPORT_WARN_INTERVAL_MS 10000
 
 #define EXPORT_MAX_PARALLEL	16
+/* A request's own overhead, for its cost: small bodies count as this many KiB, quick
+ * answers as this long (below it, the time is the scheduler's, not the collector's). */
+#define EXPORT_COST_MIN_KIB 64
+#define EXPORT_COST_MIN_US  20000
 /* Bodies that may wait uncompressed; past that, the submitter compresses its own. */
 #define EXPORT_MAX_UNENCODED 1
 
@@ -127,6 +134,7 @@ struct exporter {
 	unsigned int ceiling; /* what the window may open to, 1..n_slots */
 	unsigned int quick_run; /* quick answers in a row, to raise the ceiling again */
 	uint64_t cut_ms; /* when the ceiling was last halved */
+	uint64_t base_cost; /* us per KiB of the cheapest answer lately; 0: none yet */
 	bool metrics_busy; /* a metrics request is in flight */
 	struct curl_slist *hdrs[SIGNAL__COUNT]; /* per signal: OTEL_..._{TRACES,METRICS}_HEADERS */
 	char *url[SIGNAL__COUNT];
@@ -556,13 +564,29 @@ static void slot_release(struct exporter *e, struct slot *s)
 	e->n_busy--;
 }
 
-/* After an accepted request that took ms (see the top of the file). */
-static void window_after_success(struct exporter *e, uint64_t ms)
+/*
+ * After an accepted request that took took_us for made_len bytes of JSON (see
+ * the top of the file). Its cost is the time per KiB, small bodies counted as
+ * EXPORT_COST_MIN_KIB and quick ones as EXPORT_COST_MIN_US (a request's own
+ * overhead); the base is the cheapest cost seen since the last failure (it
+ * drifts up by 1/64 per answer), what one request alone costs the collector.
+ */
+static void window_after_success(struct exporter *e, uint64_t took_us, size_t made_len)
 {
-	if (ms > e->timeout_ms / 4) {
+	uint64_t cost = MAX(took_us, (uint64_t)EXPORT_COST_MIN_US) /
+			MAX(made_len / 1024, (size_t)EXPORT_COST_MIN_KIB);
+	uint64_t quarter_us = e->timeout_ms * 1000 / 4;
+
+	e->base_cost = e->base_cost ? MIN(cost, e->base_cost + e->base_cost / 64 + 1) : cost;
+	if (took_us > 2 * quarter_us || cost > 3 * e->base_cost) {
+		/* Slow, or the requests in flight slow each other down: one fewer. */
 		e->quick_run = 0;
-		if (ms > e->timeout_ms / 2 && e->window > 1)
+		if (e->window > 1)
 			e->window--;
+		return;
+	}
+	if (took_us > quarter_us || 2 * cost > 3 * e->base_cost) {
+		e->quick_run = 0;
 		return;
 	}
 	e->window = MIN(e->window + 1, e->ceiling);
@@ -577,6 +601,7 @@ static void window_after_failure(struct exporter *e, bool overloaded, uint64_t s
 {
 	e->window = 1;
 	e->quick_run = 0;
+	e->base_cost = 0; /* what the collector costs now is learnt again */
 	/* One cut per episode: what was already in flight at the last cut does not cut again. */
 	if (overloaded && started_ms >= e->cut_ms) {
 		e->ceiling = MAX(e->ceiling / 2, 1u);
@@ -598,7 +623,7 @@ static void finish(struct exporter *e, struct slot *s, CURLcode rc)
 	curl_easy_getinfo(s->curl, CURLINFO_TOTAL_TIME_T, &took_us);
 	slot_release(e, s);
 	if (out == OUTCOME_SENT) {
-		window_after_success(e, (uint64_t)MAX(took_us, 0) / 1000);
+		window_after_success(e, (uint64_t)MAX(took_us, 0), b.made_len);
 		if (e->streak)
 			log_info("collector at %s reachable again after %u failed tries",
 				 e->url_log[b.signal], e->streak);

@@ -904,6 +904,52 @@ out:
 	http_stub__stop(s);
 }
 
+TEST(export_collector_serving_one_at_a_time_gets_two_or_three)
+{
+	/*
+	 * The stub serves one request at a time, SERVE ms each: every request in
+	 * flight makes the others wait, so the time per KiB grows with the window,
+	 * and the window stops opening at two or three (parallel_requests is 4).
+	 */
+	enum { SERVE = 150, N = 16, BODY = 256 * 1024 };
+	struct http_stub *s = http_stub__start(0);
+	struct et_cfg *cfg = NULL;
+	struct exporter *e = NULL;
+	size_t most;
+
+	if (!ASSERT_NOT_NULL(s))
+		return;
+	http_stub__serial(s, SERVE);
+	cfg = et_config(http_stub__port(s));
+	if (!ASSERT_NOT_NULL(cfg))
+		goto out;
+	cfg->o.gzip = false;
+	cfg->o.timeout_ms = 10000; /* quick (a quarter): room for a loaded machine */
+	e = et_start(cfg);
+	if (!ASSERT_NOT_NULL(e))
+		goto out;
+	for (int i = 0; i < N; i++) {
+		char *body = malloc(BODY);
+
+		if (!ASSERT_NOT_NULL(body))
+			goto out;
+		memset(body, ' ', BODY);
+		body[0] = '{';
+		body[BODY - 1] = '}';
+		exporter__submit(e, SIGNAL_TRACES, body, BODY, 1);
+	}
+	if (!ASSERT_TRUE(et_wait_stat(e, ET_OFF(sent_batches[SIGNAL_TRACES]), N, 30000)))
+		goto out;
+	most = http_stub__max_pending(s);
+	ASSERT_GE(most, 2);
+	ASSERT_LE(most, 3);
+	ASSERT_U64_EQ(et_stat(e, ET_OFF(failed_requests)), 0);
+out:
+	exporter__stop(e, http_stub_now_ms() + 1000);
+	et_config_free(cfg);
+	http_stub__stop(s);
+}
+
 TEST(export_time_outs_halve_the_ceiling_once)
 {
 	/*
