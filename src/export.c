@@ -101,9 +101,10 @@
 
 #define EXPORT_MAX_PARALLEL	16
 /* A request's own overhead, for its cost: small bodies count as this many KiB, quick
- * answers as this long (below it, the time is the scheduler's, not the collector's). */
+ * answers as this long (below it, the time is mostly the scheduler's and the network's,
+ * and a collector that quick is not slowed down by a few requests at once). */
 #define EXPORT_COST_MIN_KIB 64
-#define EXPORT_COST_MIN_US  20000
+#define EXPORT_COST_MIN_US  100000
 /* Bodies that may wait uncompressed; past that, the submitter compresses its own. */
 #define EXPORT_MAX_UNENCODED 1
 

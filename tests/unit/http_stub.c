@@ -44,7 +44,7 @@ struct http_stub {
 	size_t n_conns;
 	int serial_ms; /* under lock */
 	pthread_mutex_t serial_lock; /* held while an answer is "worked on" in serial mode */
-	size_t pending, max_pending; /* received, not yet answered */
+	size_t pending; /* received, not yet answered */
 };
 
 uint64_t http_stub_now_ms(void)
@@ -176,9 +176,7 @@ static bool stub_record(struct http_stub *s, struct http_stub_request *req,
 	if (ok) {
 		req->t_ms = http_stub_now_ms();
 		s->reqs[s->n_reqs++] = req;
-		s->pending++;
-		if (s->pending > s->max_pending)
-			s->max_pending = s->pending;
+		req->pending = ++s->pending;
 		if (s->next_script < s->n_script)
 			*resp = s->script[s->next_script++];
 		else
@@ -230,6 +228,10 @@ static bool stub_respond(struct http_stub *s, int fd, const struct http_stub_res
 	}
 	if (r->delay_ms > 0)
 		stub_sleep_ms(s, r->delay_ms);
+	/* Answered from here on: the next request may come as soon as this is written. */
+	pthread_mutex_lock(&s->lock);
+	s->pending--;
+	pthread_mutex_unlock(&s->lock);
 	/* One write for head and body: two small writes would meet Nagle and delayed ACKs. */
 	n = asprintf(
 		&msg,
@@ -256,7 +258,6 @@ static void *stub_conn_fn(void *arg)
 		char *eoh, *line_end, clen[32], expect[64];
 		size_t head_len, body_len = 0;
 		ssize_t r;
-		bool ok;
 
 		/* Read until the end of the header block. */
 		while (!(eoh = memmem(buf, have, "\r\n\r\n", 4))) {
@@ -337,11 +338,7 @@ static void *stub_conn_fn(void *arg)
 			free(req);
 			goto out;
 		}
-		ok = stub_respond(s, c->fd, &resp);
-		pthread_mutex_lock(&s->lock);
-		s->pending--;
-		pthread_mutex_unlock(&s->lock);
-		if (!ok || resp.close)
+		if (!stub_respond(s, c->fd, &resp) || resp.close)
 			goto out;
 	}
 out:
@@ -466,16 +463,6 @@ void http_stub__serial(struct http_stub *s, int ms)
 	pthread_mutex_lock(&s->lock);
 	s->serial_ms = ms;
 	pthread_mutex_unlock(&s->lock);
-}
-
-size_t http_stub__max_pending(struct http_stub *s)
-{
-	size_t n;
-
-	pthread_mutex_lock(&s->lock);
-	n = s->max_pending;
-	pthread_mutex_unlock(&s->lock);
-	return n;
 }
 
 size_t http_stub__n_connections(struct http_stub *s)

@@ -27,6 +27,7 @@ struct http_stub_request {
 	char *body;
 	size_t body_len;
 	uint64_t t_ms; /* CLOCK_MONOTONIC ms when the request was complete */
+	size_t pending; /* requests received and not yet answered then, this one included */
 };
 
 struct http_stub;
@@ -47,8 +48,6 @@ bool http_stub_request_header(const struct http_stub_request *r, const char *nam
 /* From now on every answer first holds, for ms, a lock shared by all connections: a
  * collector that serves one request at a time (0: off). */
 void http_stub__serial(struct http_stub *s, int ms);
-/* The most requests received and not yet answered at any one time. */
-size_t http_stub__max_pending(struct http_stub *s);
 /* Number of TCP connections accepted so far. */
 size_t http_stub__n_connections(struct http_stub *s);
 void http_stub__stop(struct http_stub *s);

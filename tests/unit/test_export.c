@@ -800,7 +800,8 @@ TEST(export_retry_after_holds_every_request)
 {
 	/*
 	 * Three quick answers open the window to four; then four span batches go
-	 * at once, and the first of them to arrive is told to come back in 1 s.
+	 * (at once, unless the test thread is slow to submit them), and the first
+	 * of them to arrive is told to come back in 1 s.
 	 */
 	const struct http_stub_response script[] = {
 		{ 200, NULL, "{}", 0, false },
@@ -842,17 +843,21 @@ TEST(export_retry_after_holds_every_request)
 	if (!ASSERT_TRUE(http_stub__wait_requests(s, 9, 8000)))
 		goto out;
 	failed = http_stub__request(s, 3);
-	/* The four went together: all arrived before the first answer could be read. */
-	ASSERT_LT(http_stub__request(s, 6)->t_ms - failed->t_ms, 1000);
-	for (size_t i = 4; i < 7; i++)
-		ASSERT_TRUE(strcmp(http_stub__request(s, i)->body, "s4") != 0);
-	/* Nothing started before Retry-After was over: neither the retry nor the newer batch. */
-	for (size_t i = 7; i < 9; i++) {
+	/*
+	 * Nothing started while Retry-After ran, of either kind: what arrived within
+	 * the second is one of the other three, already in flight (or not yet
+	 * started when the 503 came: then it waited too); the retry and the batch
+	 * made meanwhile came after it.
+	 */
+	for (size_t i = 4; i < 9; i++) {
 		const struct http_stub_request *r = http_stub__request(s, i);
+		bool was_retried = strcmp(r->body, failed->body) == 0;
+		bool is_newer = strcmp(r->body, "s4") == 0;
 
-		ASSERT_GE(r->t_ms - failed->t_ms, 1000);
-		retried |= strcmp(r->body, failed->body) == 0;
-		newer |= strcmp(r->body, "s4") == 0;
+		if (was_retried || is_newer)
+			ASSERT_GE(r->t_ms - failed->t_ms, 1000);
+		retried |= was_retried;
+		newer |= is_newer;
 	}
 	ASSERT_TRUE(retried);
 	ASSERT_TRUE(newer);
@@ -904,18 +909,22 @@ out:
 	http_stub__stop(s);
 }
 
-TEST(export_collector_serving_one_at_a_time_gets_two_or_three)
+TEST(export_collector_serving_one_at_a_time_gets_about_two)
 {
 	/*
 	 * The stub serves one request at a time, SERVE ms each: every request in
 	 * flight makes the others wait, so the time per KiB grows with the window,
-	 * and the window stops opening at two or three (parallel_requests is 4).
+	 * which stops opening at two or three (parallel_requests is 4; the stub's
+	 * lock is not fair, so a lucky answer sometimes opens it to four, and the
+	 * slow ones after it close it again). On average a request finds about
+	 * 2.7 in the stub, itself included; with the window left to open to
+	 * four, about 3.5 (the first ones find fewer).
 	 */
-	enum { SERVE = 150, N = 16, BODY = 256 * 1024 };
+	enum { SERVE = 200, N = 24, BODY = 256 * 1024 };
 	struct http_stub *s = http_stub__start(0);
 	struct et_cfg *cfg = NULL;
 	struct exporter *e = NULL;
-	size_t most;
+	size_t sum = 0;
 
 	if (!ASSERT_NOT_NULL(s))
 		return;
@@ -924,6 +933,7 @@ TEST(export_collector_serving_one_at_a_time_gets_two_or_three)
 	if (!ASSERT_NOT_NULL(cfg))
 		goto out;
 	cfg->o.gzip = false;
+	cfg->o.queue_size = N;
 	cfg->o.timeout_ms = 10000; /* quick (a quarter): room for a loaded machine */
 	e = et_start(cfg);
 	if (!ASSERT_NOT_NULL(e))
@@ -940,9 +950,11 @@ TEST(export_collector_serving_one_at_a_time_gets_two_or_three)
 	}
 	if (!ASSERT_TRUE(et_wait_stat(e, ET_OFF(sent_batches[SIGNAL_TRACES]), N, 30000)))
 		goto out;
-	most = http_stub__max_pending(s);
-	ASSERT_GE(most, 2);
-	ASSERT_LE(most, 3);
+	for (size_t i = 0; i < N; i++)
+		sum += http_stub__request(s, i)->pending;
+	printf("    a request found %.2f in the stub on average\n", (double)sum / N);
+	ASSERT_LE(sum * 10, (size_t)N * 31);
+	ASSERT_GE(sum * 10, (size_t)N * 15); /* more than one at a time, though */
 	ASSERT_U64_EQ(et_stat(e, ET_OFF(failed_requests)), 0);
 out:
 	exporter__stop(e, http_stub_now_ms() + 1000);
