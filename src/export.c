@@ -5,26 +5,27 @@
  * flight; they share the multi's pool of kept-alive connections, so a slot
  * that starts after another finished reuses its connection.
  *
- * Order. The queue is one line of batches, both signals, in the order they
- * were made, and requests start in that order: the head is never skipped.
+ * Order. Batches of both signals wait in one bounded queue, in the order
+ * they were made; each signal is its own line in it: a signal's requests
+ * start in the order its batches were made.
  *  - Metrics: at most one metrics request is in flight. Their points are
  *    cumulative, so they must reach the collector in the order they were
- *    made, retries included: a metrics batch at the head waits (and the
- *    batches behind it with it) until the metrics request before it has its
- *    answer.
+ *    made, retries included. When a request can start and a metrics batch
+ *    waits, it goes first: one small body per interval, the host's health,
+ *    kept fresh while span batches wait for a slow collector.
  *  - Spans: up to parallel_requests requests in flight (the metrics one
  *    included), over as many connections, as OTLP/HTTP allows ("Concurrent
  *    Requests"). Span batches in flight together may be answered in any
  *    order; spans carry their own times and ids, nothing downstream depends
  *    on the order of requests.
  *  - Retries. A retryable answer puts the batch back into the queue in its
- *    place by sequence number (queue__put_back): before every batch not yet
- *    started, so it is the next to go; while it waits it is inside the queue
- *    bound, and if the queue fills meanwhile it is the oldest and the one
- *    dropped. Until the planned retry time no request starts, of either
- *    signal: a Retry-After from the collector holds everything. Requests
- *    already in flight go on; those are the only ones that can overtake a
- *    retried batch (they started after it).
+ *    place by sequence number (queue__put_back): before every batch of its
+ *    signal not yet started, so it is the next of them to go; while it waits
+ *    it is inside the queue bound, and if the queue fills meanwhile it is the
+ *    oldest and the one dropped. Until the planned retry time no request
+ *    starts, of either signal: a Retry-After from the collector holds
+ *    everything. Requests already in flight go on; those are the only ones
+ *    that can overtake a retried batch (they started after it).
  *
  * How many in flight, as TCP does for a congestion window (Vegas's test of
  * delay against the least delay seen, and Reno's halving on loss). The
@@ -705,12 +706,12 @@ static int start_requests(struct exporter *e)
 	if (waiting_for_retry(e, now))
 		return 0;
 	while (e->n_busy < e->window) {
-		unsigned int signals = 1u << SIGNAL_TRACES;
 		struct slot *s = e->slots;
 
-		if (!e->metrics_busy)
-			signals |= 1u << SIGNAL_METRICS;
-		ret = queue__try_pop(e->q, &b, signals);
+		/* The oldest metrics batch first, if none is in flight; else the oldest spans. */
+		ret = e->metrics_busy ? -EAGAIN : queue__try_pop(e->q, &b, 1u << SIGNAL_METRICS);
+		if (ret)
+			ret = queue__try_pop(e->q, &b, 1u << SIGNAL_TRACES);
 		if (ret)
 			break;
 		while (s->busy)

@@ -3,7 +3,8 @@
  * The export thread: takes batches from the bounded queue and POSTs them with
  * libcurl to /v1/metrics and /v1/traces (gzip, headers, TLS, timeout), up to
  * exporter.otlp.parallel_requests span requests at once and one metrics
- * request at a time, started in the order the batches were made. It
+ * request at a time (first when one waits), each signal's started in the
+ * order its batches were made. It
  * retries only what OTLP/HTTP says is retryable (429, 502, 503, 504 and
  * connection failures) with exponential backoff and jitter, honouring
  * Retry-After, up to retry.max_elapsed_time; anything else is dropped and

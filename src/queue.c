@@ -241,17 +241,30 @@ bool queue__pop(struct queue *q, struct export_batch *out, int timeout_ms)
 	return got;
 }
 
+/* Caller holds the lock: takes the i-th oldest batch out, the older ones moving up. */
+static void take_at(struct queue *q, size_t i, struct export_batch *out)
+{
+	*out = q->ring[(q->head + i) % q->capacity];
+	for (size_t j = i; j > 0; j--)
+		q->ring[(q->head + j) % q->capacity] = q->ring[(q->head + j - 1) % q->capacity];
+	q->ring[q->head].body = NULL;
+	q->head = (q->head + 1) % q->capacity;
+	held_remove(q, out);
+}
+
 int queue__try_pop(struct queue *q, struct export_batch *out, unsigned int signals)
 {
 	int ret = -EAGAIN;
 
 	pthread_mutex_lock(&q->lock);
-	if (q->count == 0) {
-		if (q->closed)
-			ret = -EPIPE;
-	} else if (signals & (1u << q->ring[q->head].signal)) {
-		take_head(q, out);
-		ret = 0;
+	if (q->count == 0 && q->closed)
+		ret = -EPIPE;
+	for (size_t i = 0; i < q->count; i++) {
+		if (signals & (1u << q->ring[(q->head + i) % q->capacity].signal)) {
+			take_at(q, i, out);
+			ret = 0;
+			break;
+		}
 	}
 	pthread_mutex_unlock(&q->lock);
 	return ret;
@@ -273,20 +286,11 @@ int queue__take_unencoded(struct queue *q, struct export_batch *out)
 
 	pthread_mutex_lock(&q->lock);
 	for (size_t i = 0; q->unencoded && i < q->count; i++) {
-		size_t at = (q->head + i) % q->capacity;
-
-		if (q->ring[at].encoded)
-			continue;
-		*out = q->ring[at];
-		/* Close the gap: the older ones move up by one. */
-		for (size_t j = i; j > 0; j--)
-			q->ring[(q->head + j) % q->capacity] =
-				q->ring[(q->head + j - 1) % q->capacity];
-		q->ring[q->head].body = NULL;
-		q->head = (q->head + 1) % q->capacity;
-		held_remove(q, out);
-		ret = 0;
-		break;
+		if (!q->ring[(q->head + i) % q->capacity].encoded) {
+			take_at(q, i, out);
+			ret = 0;
+			break;
+		}
 	}
 	pthread_mutex_unlock(&q->lock);
 	return ret;

@@ -49,9 +49,9 @@ int queue__push(struct queue *q, struct export_batch *b);
 /* Waits up to timeout_ms for a batch; false on time-out or when closed and empty. */
 bool queue__pop(struct queue *q, struct export_batch *out, int timeout_ms);
 /*
- * Takes the head without waiting, only if its signal is in `signals` (a mask of
- * 1 << signal). Returns 0, -EAGAIN (empty, or the head is of another signal) or
- * -EPIPE (closed and empty).
+ * Takes, without waiting, the oldest batch whose signal is in `signals` (a mask
+ * of 1 << signal), wherever it is. Returns 0, -EAGAIN (none) or -EPIPE (closed
+ * and empty).
  */
 int queue__try_pop(struct queue *q, struct export_batch *out, unsigned int signals);
 /* Batches held whose body is not yet encoded. */

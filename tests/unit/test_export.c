@@ -744,7 +744,7 @@ TEST(export_spans_in_parallel_metrics_one_at_a_time)
 	 * metrics requests never overlap each other.
 	 */
 	enum { DELAY = 400, N = 11 };
-	/* m1 is made right after m0: it must wait for m0's answer, and what follows it too. */
+	/* m1 is made right after m0: it must wait for m0's answer (the spans after it need not). */
 	const char *made[N] = { "m0", "m1", "t0", "t1", "t2", "t3", "m2", "t4", "t5", "t6", "t7" };
 	struct http_stub_response script[N];
 	struct http_stub *s = http_stub__start(0);
