@@ -75,6 +75,7 @@ MOD_SRCS   := $(filter-out src/main.c,$(wildcard src/*.c))
 MOD_OBJS   := $(patsubst src/%.c,$(OUTPUT)/src/%.o,$(MOD_SRCS))
 SRC_HDRS   := $(wildcard src/*.h)
 AGENT      := $(OUTPUT)/tcpotel
+SINK_BIN   := $(OUTPUT)/otlp-sink
 
 UNIT_SRCS  := $(wildcard tests/unit/*.c)
 UNIT_OBJS  := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/unit/%.o,$(UNIT_SRCS))
@@ -213,7 +214,7 @@ run: deps
 # `sudo make test`: install what is missing, build, run every tier, one summary.
 .PHONY: test
 test: deps
-	$(Q)$(MAKE) --no-print-directory all $(UNIT_BIN) $(BPFT_BIN)
+	$(Q)$(MAKE) --no-print-directory all $(UNIT_BIN) $(BPFT_BIN) $(SINK_BIN)
 	$(Q)$(MAKE) --no-print-directory sanitize-build fuzz-build
 	$(Q)tests/run.sh all
 
@@ -254,7 +255,7 @@ test-unit: $(UNIT_BIN)
 	$(Q)tests/run.sh unit
 test-bpf: $(BPFT_BIN)
 	$(Q)tests/run.sh bpf
-test-integration: all
+test-integration: all $(SINK_BIN)
 	$(Q)tests/run.sh integration
 
 # Micro-benchmarks of the user-space hot paths, linked like the unit tests.
@@ -269,8 +270,27 @@ $(MICRO_BIN): $(OUTPUT)/bench/micro.o $(MOD_OBJS)
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
+# Programs that do (almost) nothing on the agent's per-call hooks, for A/B runs.
+HOOKS_BIN  := $(OUTPUT)/bench-hooks
+$(OUTPUT)/bench/hooks.bpf.o: bench/hooks.bpf.c $(OUTPUT)/vmlinux.h
+	$(Q)mkdir -p $(dir $@)
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) $(CLANG_BPF_SYS_INCLUDES) -c $< -o $@
+	$(Q)$(LLVM_STRIP) -g $@
+$(OUTPUT)/bench_hooks.skel.h: $(OUTPUT)/bench/hooks.bpf.o
+	$(call msg,SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name bench_hooks_bpf > $@
+$(HOOKS_BIN): bench/hooks.c $(OUTPUT)/bench_hooks.skel.h
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $< -o $@ $(shell $(PKG_CONFIG) --libs libbpf libelf zlib)
+
+# The benchmark's OTLP receiver: gunzips and counts, as cheap as a receiver can be.
+$(SINK_BIN): bench/otlp_sink.c | $(OUTPUT)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $< -o $@ -lisal
+
 .PHONY: bench
-bench: all $(MICRO_BIN)
+bench: all $(MICRO_BIN) $(SINK_BIN) $(HOOKS_BIN)
 	$(Q)bench/run.sh
 
 .PHONY: install

@@ -16,7 +16,12 @@ BENCH_CONFIGS (metrics,spans10,spans100), BENCH_DOC (output path),
 BENCH_SKIP_RSS=1, BENCH_SKIP_MICRO=1, BENCH_FROM_RAW=FILE (summarize the
 workload runs of an earlier .output/bench/runs.jsonl; live sockets and
 micro-benchmarks run again), BENCH_QUIET_BUDGET (seconds, in all, to
-wait for other agents' programs to leave the hooks before runs: 60).
+wait for other agents' programs to leave the hooks before runs: 60),
+BENCH_RECEIVER (c: .output/otlp-sink, the default; python: the test
+receiver with --light), BENCH_PERF=1 (a system-wide `perf record` of every
+run, its report in .output/bench/perf/). A/B configurations for BENCH_CONFIGS
+(see AB_MODIFIERS and HOOK_ONLY): a configuration name with +nostats and/or
++stopped, and the agent-less `empty` and `lookup`.
 
 A short end-to-end check that leaves docs/ alone: BENCH_QUICK=1
 BENCH_SECONDS=2 make bench (one round, writes .output/bench/PERFORMANCE.md).
@@ -49,11 +54,14 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from fixtures import context, procs  # noqa: E402
 from fixtures.agent import Agent  # noqa: E402
 from fixtures.context import AGENT, TCPLOAD  # noqa: E402
-from fixtures.procs import Proc, free_port, wait_port  # noqa: E402
+from fixtures.procs import Proc, free_port, wait_for, wait_port  # noqa: E402
 from fixtures.receiver import Receiver  # noqa: E402
 
 OUT = os.path.join(ROOT, ".output")
 MICRO = os.path.join(OUT, "micro")
+SINK = os.path.join(OUT, "otlp-sink")
+HOOKS_BIN = os.path.join(OUT, "bench-hooks")
+PERF_DIR = os.path.join(OUT, "bench", "perf")
 DOC_HEADER = os.path.join(ROOT, "bench", "doc_header.md")
 BPF_STATS = "/proc/sys/kernel/bpf_stats_enabled"
 # The agent's per-call hooks, as bpftool and fdinfo name them (15 characters kept).
@@ -64,6 +72,18 @@ CONFIGS = {
     "metrics": {"label": "metrics only", "spans": False, "ratio": 1.0},
     "spans10": {"label": "metrics + spans 10 %", "spans": True, "ratio": 0.1},
     "spans100": {"label": "metrics + spans 100 %", "spans": True, "ratio": 1.0},
+}
+# A/B switches, to find where a throughput cost goes: each modifier, after a "+"
+# in a configuration name (metrics+nostats, spans10+stopped+nostats), switches one
+# piece off; the hook-only configurations run no agent at all, only programs of
+# bench/hooks.bpf.c on the two per-call hooks.
+AB_MODIFIERS = {
+    "nostats": "statistics off",  # kernel.bpf_stats_enabled stays 0: no BPF figures
+    "stopped": "user space stopped",  # SIGSTOP after start, SIGCONT before the stop
+}
+HOOK_ONLY = {
+    "empty": "empty programs on the hooks",  # the tracepoints and their dispatch
+    "lookup": "hooks with one hash lookup",  # ... and one lookup keyed by the socket
 }
 WORKLOADS = ("redis", "nginx", "tcpload", "iperf3")
 UNITS = {"redis": "req/s", "nginx": "req/s", "tcpload": "exch/s", "iperf3": "Gbit/s"}
@@ -480,8 +500,9 @@ class BenchAgent:
 
 
 def receiver_bytes(path, t0, t1):
-    """Compressed and decoded bytes of traces the receiver took between two Unix times."""
-    comp = dec = reqs = 0
+    """Compressed and decoded bytes and spans of traces the receiver took between two Unix
+    times."""
+    comp = dec = reqs = items = 0
     try:
         with open(path) as f:
             for line in f:
@@ -492,10 +513,118 @@ def receiver_bytes(path, t0, t1):
                 if e.get("path") == "/v1/traces" and t0 <= e.get("t", 0) <= t1:
                     comp += e.get("bytes", 0)
                     dec += e.get("decoded_bytes", 0)
+                    items += e.get("items", 0)
                     reqs += 1
     except OSError:
         pass
-    return {"traces_requests": reqs, "traces_bytes": comp, "traces_decoded_bytes": dec}
+    return {"traces_requests": reqs, "traces_bytes": comp, "traces_decoded_bytes": dec,
+            "receiver_spans": items}
+
+
+# ---- A/B configurations, the receiver, perf ------------------------------------------------
+
+
+def register_config(name):
+    """Adds an A/B configuration name (base+modifier...) to CONFIGS; False if unknown."""
+    if name in CONFIGS:
+        return True
+    base, *mods = name.split("+")
+    if base in HOOK_ONLY:
+        spec = {"label": HOOK_ONLY[base], "spans": False, "ratio": 1.0, "hooks": base}
+    elif base in CONFIGS and not CONFIGS[base].get("hooks"):
+        spec = dict(CONFIGS[base])
+    else:
+        return False
+    for m in mods:
+        if m not in AB_MODIFIERS or (m == "stopped" and spec.get("hooks")):
+            return False
+        spec[m] = True
+        spec["label"] += ", " + AB_MODIFIERS[m]
+    CONFIGS[name] = spec
+    return True
+
+
+class Hooks:
+    """bench-hooks holding a pair of hook-only programs: measured like an agent."""
+
+    def __init__(self, kind):
+        self.kind, self.proc = kind, None
+
+    def start(self):
+        self.proc = Proc([HOOKS_BIN, self.kind], name="bench-hooks-" + self.kind)
+        wait_for(lambda: self.proc.poll() is not None or "attached" in self.proc.stdout_text(),
+                 30, 0.05, "bench-hooks to attach")
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"bench-hooks {self.kind}: {self.proc.stderr_text()[-500:]}")
+        self.names = prog_names()
+        self.startup_cpu = 0.0
+
+    def snapshot(self):
+        return {"t": time.monotonic(), "cpu": 0.0, "progs": agent_progs(self.proc.pid)}
+
+    def stop(self):
+        self.proc.kill_group(grace=15)
+        return {"cpu_total": 0.0, "lifetime": 0.0}
+
+
+class Sink:
+    """.output/otlp-sink (bench/otlp_sink.c) where the agent exports: the fixture
+    Agent needs its endpoint, the runs its log and its process."""
+
+    def __init__(self):
+        self.log_path = os.path.join(context.workdir(), "sink.jsonl")
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.proc = Proc([SINK, "--listen", f"127.0.0.1:{self.port}", "--log", self.log_path],
+                         name="otlp-sink")
+        wait_port(self.port, self.proc)
+
+
+def start_receiver():
+    """The OTLP receiver the agent exports to, and what it is (BENCH_RECEIVER)."""
+    kind = os.environ.get("BENCH_RECEIVER", "c") or "c"
+    if kind == "c":
+        return Sink(), "bench/otlp_sink.c (one C thread: gunzip with ISA-L, count spans by key)"
+    if kind == "python":
+        return Receiver(args=["--light"]), "tests/receiver/otlp_receiver.py --light"
+    raise RuntimeError(f"BENCH_RECEIVER={kind!r}: c or python")
+
+
+class Perf:
+    """perf record of the whole machine (software clock) while one run's workload runs."""
+
+    def __init__(self, name):
+        os.makedirs(PERF_DIR, exist_ok=True)
+        self.data = os.path.join(PERF_DIR, name + ".data")
+        self.report = os.path.join(PERF_DIR, name + ".txt")
+        self.proc = Proc(["perf", "record", "-q", "-e", "cpu-clock", "-F", "999", "-a", "-g",
+                          "-o", self.data], name="perf")
+        time.sleep(0.5)  # perf has opened its events
+
+    def stop_recording(self):
+        if self.proc:
+            self.proc.signal(signal.SIGINT)
+            self.proc.wait(60)
+            self.proc = None
+
+    def stop(self):
+        """Ends the recording if still on, writes the report; returns its path."""
+        self.stop_recording()
+        with open(self.report, "w") as f:
+            for sort in ("comm,dso", "comm,dso,sym"):
+                f.write(f"# perf report --no-children --sort {sort}\n")
+                f.flush()
+                subprocess.run(["perf", "report", "-i", self.data, "--stdio", "--no-children",
+                                "-g", "none", "--percent-limit", "0.5", "--sort", sort],
+                               stdout=f, stderr=subprocess.DEVNULL, timeout=300)
+        return os.path.relpath(self.report, ROOT)
+
+
+def perf_start(ctx, wl, cfg_name):
+    if os.environ.get("BENCH_PERF", "") in ("", "0"):
+        return None
+    ctx["perf_n"] = ctx.get("perf_n", 0) + 1
+    return Perf(f"{ctx['perf_n']:03d}-{wl.name}-{cfg_name or 'baseline'}")
 
 
 # ---- one measured run ----------------------------------------------------------------------
@@ -506,33 +635,56 @@ def measure(ctx, wl, cfg_name):
     rec = {"workload": wl.name, "config": cfg_name or "baseline",
            "load1": round(os.getloadavg()[0], 2), "foreign_hooks": foreign}
     if not cfg_name:
+        perf = perf_start(ctx, wl, cfg_name)
         t0 = time.monotonic()
         rec["throughput"] = wl.run()
         rec["elapsed"] = time.monotonic() - t0
+        if perf:
+            rec["perf"] = perf.stop()
         return rec
-    agent = BenchAgent(ctx["receiver"], cfg_name)
-    write_sysctl(BPF_STATS, 1)
+    spec = CONFIGS[cfg_name]
+    if spec.get("hooks"):
+        agent = Hooks(spec["hooks"])
+    else:
+        agent = BenchAgent(ctx["receiver"], cfg_name)
+    perf = None
+    if not spec.get("nostats"):
+        write_sysctl(BPF_STATS, 1)
     try:
         agent.start()
         ctx["our_progs"].update(agent_progs(agent.proc.pid))
+        if spec.get("stopped"):
+            agent.proc.signal(signal.SIGSTOP)
         time.sleep(0.3)
         unix0 = time.time()
         s0 = agent.snapshot()
+        r0 = proc_run_ns(ctx["receiver"].proc.pid)
+        perf = perf_start(ctx, wl, cfg_name)
         rec["throughput"] = wl.run()
         rec["run_s"] = time.monotonic() - s0["t"]
+        if perf:
+            perf.stop_recording()
         time.sleep(0.3)  # the last spans leave within 200 ms
         s1 = agent.snapshot()
+        rec["receiver_cpu"] = (proc_run_ns(ctx["receiver"].proc.pid) - r0) / 1e9
         unix1 = time.time()
         rec["vmhwm_kib"] = proc_status_kib(agent.proc.pid, "VmHWM")
         rec["vmrss_kib"] = proc_status_kib(agent.proc.pid, "VmRSS")
-        cnt = agent_counters(agent.proc.pid)
-        rec["ringbuf_lost"] = cnt.get(1)
-        rec["sock_untracked"] = cnt.get(0)
+        if not spec.get("hooks"):
+            cnt = agent_counters(agent.proc.pid)
+            rec["ringbuf_lost"] = cnt.get(1)
+            rec["sock_untracked"] = cnt.get(0)
+        if spec.get("stopped"):
+            agent.proc.signal(signal.SIGCONT)
         fin = agent.stop()
     finally:
         if agent.proc and agent.proc.poll() is None:
+            if spec.get("stopped"):
+                agent.proc.signal(signal.SIGCONT)
             agent.proc.kill_group(grace=15)
         write_sysctl(BPF_STATS, ctx["stats_off"])
+        if perf:
+            rec["perf"] = perf.stop()
     ns, calls, per_hook = hook_stats(s0["progs"], s1["progs"], agent.names)
     window = s1["t"] - s0["t"]
     rec.update(window=window, bpf_ns=ns, calls=calls, per_hook=per_hook,
@@ -546,9 +698,14 @@ def measure(ctx, wl, cfg_name):
     rec["lifetime_cpu"] = lifetime
     rec["lifetime"] = fin["lifetime"]
     rec.update(receiver_bytes(ctx["receiver"].log_path, unix0, unix1 + 5))
-    if fin.get("spans_sent") is None:
+    if fin.get("spans_sent") is None and "log_tail" in fin:
         rec["agent_log_tail"] = fin["log_tail"]
-    if ctx["bpf_probe_warned"] is False and not calls:
+    if spec.get("nostats") and calls:
+        # The switch is global: another benchmark or tool turned it on meanwhile.
+        rec["stats_were_on"] = True
+        log(f"warning: {cfg_name}: kernel.bpf_stats_enabled was on during the run "
+            f"(switched on by another process): the statistics-off A/B does not hold")
+    if ctx["bpf_probe_warned"] is False and not calls and not spec.get("nostats"):
         log("warning: no BPF statistics from the agent's send/recv hooks")
         ctx["bpf_probe_warned"] = True
     return rec
@@ -559,8 +716,9 @@ def describe(rec):
         return f"{rec['throughput']:.1f}"
     per_call = rec["bpf_ns"] / rec["calls"] if rec["calls"] else float("nan")
     return (f"{rec['throughput']:.1f}, bpf {per_call:.0f} ns/call, {rec['calls']} calls, "
-            f"cpu {rec['cpu_window']:.2f} s, spans {rec.get('spans_sent')}, "
-            f"hwm {rec['vmhwm_kib'] / 1024:.1f} MiB")
+            f"cpu {rec['cpu_window']:.2f} s, spans {rec.get('spans_sent')} "
+            f"(receiver counted {rec.get('receiver_spans')}, its cpu "
+            f"{rec.get('receiver_cpu', 0):.2f} s), hwm {rec['vmhwm_kib'] / 1024:.1f} MiB")
 
 
 # ---- 10k live sockets ----------------------------------------------------------------------
@@ -680,6 +838,8 @@ def summarize(runs, configs, workloads):
             ratios, per_call, cpu_m, spans_s, points_s, cpu_span, cpu_span_net = \
                 [], [], [], [], [], [], []
             hwm, calls_s, drops, foreign, loads, cover, lost = [], [], [], [], [], [], []
+            recv_share, recv_span = [], []
+            spans_on = CONFIGS[cfg]["spans"]
             for i, r in enumerate(seq):
                 if r["config"] != cfg:
                     continue
@@ -699,7 +859,7 @@ def summarize(runs, configs, workloads):
                     spans_s.append(r["spans_sent"] / r["window"])
                     points_s.append(r["points_sent"] / r["lifetime"])
                     drops.append(r["spans_dropped"])
-                    if cfg != "metrics" and wl in ("redis", "nginx", "tcpload"):
+                    if spans_on and wl in ("redis", "nginx", "tcpload"):
                         # One request/response = one exchange = a CLIENT and a SERVER span.
                         want = 2 * r["throughput"] * r["run_s"] * CONFIGS[cfg]["ratio"]
                         cover.append(r["spans_sent"] / want if want else None)
@@ -709,10 +869,15 @@ def summarize(runs, configs, workloads):
                         # Net of what metrics only costs per TCP call in the same round.
                         m = next((x for x in seq if x["config"] == "metrics"
                                   and x["round"] == r["round"] and x["calls"]), None)
-                        if m and cfg != "metrics":
+                        if m and spans_on:
                             net = r["cpu_after_start"] - m["cpu_window"] / m["calls"] * r["calls"]
                             cpu_span_net.append(net / r["spans_sent"] * 1e6)
                 hwm.append(r["vmhwm_kib"] / 1024)
+                # The receiver shares the machine: its CPU is taken from the workload's.
+                if r.get("receiver_cpu") is not None and r["window"]:
+                    recv_share.append(r["receiver_cpu"] / ((os.cpu_count() or 1) * r["window"]))
+                    if r.get("receiver_spans", 0) >= 1000:
+                        recv_span.append(r["receiver_cpu"] / r["receiver_spans"] * 1e6)
                 if r.get("ringbuf_lost") is not None:
                     lost.append(r["ringbuf_lost"])
                 foreign.append(max(r["foreign_hooks"], r.get("foreign_hooks_end", 0)))
@@ -724,13 +889,13 @@ def summarize(runs, configs, workloads):
                 "ratio_max": max(ratios) if ratios else None,
                 "bpf_ns_call": med(per_call), "calls_s": med(calls_s),
                 "cpu_per_mcall": med(cpu_m), "spans_s": med(spans_s),
-                "points_s": med(points_s), "us_per_span": med(cpu_span) if cfg != "metrics"
-                else None,
+                "points_s": med(points_s), "us_per_span": med(cpu_span) if spans_on else None,
                 "us_per_span_net": med(cpu_span_net), "rss_mib": max(hwm) if hwm else None,
                 "spans_dropped": sum(drops) if drops else None, "span_cover": med(cover),
                 "ringbuf_lost": sum(lost) if lost else None,
                 "foreign_hooks": max(foreign) if foreign else 0,
                 "load1": max(loads) if loads else None,
+                "receiver_share": med(recv_share), "receiver_us_span": med(recv_span),
             })
     return rows
 
@@ -823,8 +988,9 @@ def render(info, rows, runs, rss, micro, tgt, params, notes):
     L.append("")
     L.append("| workload | config | baseline | ratio median (min..max) | BPF ns/call | "
              "TCP calls/s | CPU s / 1M calls | spans/s | points/s | CPU µs/span raw | "
-             "CPU µs/span net | peak RSS MiB | spans / expected | spans dropped | records lost |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+             "CPU µs/span net | peak RSS MiB | spans / expected | spans dropped | records lost | "
+             "receiver CPU % of cores | receiver µs/span |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         base = r["baseline"]
         base_s = "n/a" if base is None else (f"{base:.2f} {UNITS[r['workload']]}"
@@ -838,7 +1004,9 @@ def render(info, rows, runs, rss, micro, tgt, params, notes):
                  f"{fmt(r['points_s'], ',.1f')} | {fmt(r['us_per_span'], '.2f', '-')} | "
                  f"{fmt(r['us_per_span_net'], '.2f', '-')} | {fmt(r['rss_mib'], '.1f')} | "
                  f"{fmt(r['span_cover'], '.2f', '-')} | "
-                 f"{fmt(r['spans_dropped'], 'd', '-')} | {fmt(r['ringbuf_lost'], 'd', '-')} |")
+                 f"{fmt(r['spans_dropped'], 'd', '-')} | {fmt(r['ringbuf_lost'], 'd', '-')} | "
+                 f"{fmt(r['receiver_share'] and 100 * r['receiver_share'], '.1f')} | "
+                 f"{fmt(r['receiver_us_span'], '.2f', '-')} |")
     L.append("")
     if rss:
         L.append("### Live sockets (metrics only)")
@@ -884,13 +1052,21 @@ def main():
         if w not in WORKLOAD_CLASSES:
             sys.exit(f"bench: unknown workload {w!r} (known: {', '.join(WORKLOADS)})")
     for c in configs:
-        if c not in CONFIGS:
-            sys.exit(f"bench: unknown config {c!r} (known: {', '.join(CONFIGS)})")
+        if not register_config(c):
+            sys.exit(f"bench: unknown config {c!r} (known: {', '.join(CONFIGS)}, "
+                     f"{', '.join(HOOK_ONLY)}, each with +{', +'.join(AB_MODIFIERS)})")
     if os.geteuid() != 0:
         sys.exit("bench: needs root (BPF programs, kernel.bpf_stats_enabled)")
-    for tool in [AGENT, TCPLOAD]:
+    tools = [AGENT, TCPLOAD]
+    if os.environ.get("BENCH_RECEIVER", "c") in ("", "c"):
+        tools.append(SINK)
+    if any(CONFIGS[c].get("hooks") for c in configs):
+        tools.append(HOOKS_BIN)
+    for tool in tools:
         if not os.access(tool, os.X_OK):
             sys.exit(f"bench: {tool} missing: run make first")
+    if os.environ.get("BENCH_PERF", "") not in ("", "0") and not shutil.which("perf"):
+        sys.exit("bench: BENCH_PERF=1 needs perf (Debian: linux-perf)")
     need = {"redis": ["redis-server", "redis-benchmark"], "nginx": ["nginx", "wrk"],
             "iperf3": ["iperf3"], "tcpload": []}
     for w in workloads:
@@ -921,7 +1097,9 @@ def main():
     try:
         stats_off = stats_before if stats_before in ("0", "1") else "0"
         write_sysctl(BPF_STATS, stats_off)
-        ctx = {"receiver": Receiver(args=["--light"]), "bpf_probe_warned": False,
+        receiver, receiver_what = start_receiver()
+        notes.append(f"receiver: {receiver_what}")
+        ctx = {"receiver": receiver, "bpf_probe_warned": False,
                "stats_off": stats_off, "our_progs": set(),
                "quiet_wait": 2 if quick else 5,
                "quiet_left": env_int("BENCH_QUIET_BUDGET", 10 if quick else 60)}
@@ -932,6 +1110,9 @@ def main():
             with open(from_raw) as f:
                 runs = [r for r in map(json.loads, f) if "workload" in r]
             workloads = list(dict.fromkeys(r["workload"] for r in runs))
+            for r in runs:
+                if r["config"] != "baseline":
+                    register_config(r["config"])
             configs = [c for c in CONFIGS if any(r["config"] == c for r in runs)]
             rounds = 1 + max(r["round"] for r in runs)
             params = (f"{rounds} round(s), workloads {', '.join(workloads)}, configs "
@@ -1009,6 +1190,10 @@ def main():
                      f"max {max(loads):.2f} on {info['cores']} cores"
                      + ("; other work was running: ratios are noisy"
                         if max(loads) > 1.5 else ""))
+    leaked = sum(1 for r in runs if r.get("stats_were_on"))
+    if leaked:
+        notes.append(f"{leaked} statistics-off run(s) saw kernel.bpf_stats_enabled switched on "
+                     f"by another process (it is global): their A/B does not hold")
     foreign = sum(1 for r in runs if r["foreign_hooks"] or r.get("foreign_hooks_end"))
     if foreign:
         notes.append(f"{foreign} of {len(runs)} runs had another agent's programs attached to "

@@ -25,4 +25,7 @@ else
 		echo "bench: cannot build .output/micro: micro-benchmarks skipped" >&2
 fi
 
+# The benchmark's receiver (bench/otlp_sink.c) and the hook-only programs of the A/B runs.
+make -s --no-print-directory .output/otlp-sink .output/bench-hooks
+
 exec python3 bench/run.py "$@"

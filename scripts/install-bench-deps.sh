@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs, on Debian, the workload programs `make bench` drives (redis,
-# nginx, wrk, iperf3), only those that are missing. Needs root when something
-# is missing. The servers are not enabled or started: the benchmark runs its
-# own instances on loopback and stops them.
+# nginx, wrk, iperf3) and perf (BENCH_PERF=1), only those that are missing.
+# Needs root when something is missing. The servers are not enabled or
+# started: the benchmark runs its own instances on loopback and stops them.
 set -euo pipefail
 
 # package:command pairs; a command found on PATH counts as installed.
 want=(redis-server:redis-server redis-tools:redis-benchmark wrk:wrk iperf3:iperf3
-	bpftool:bpftool python3:python3)
+	bpftool:bpftool python3:python3 linux-perf:perf)
 
 missing=()
 for pair in "${want[@]}"; do

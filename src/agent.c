@@ -182,6 +182,7 @@ static void exporter_opts_of(const struct config *cfg, struct exporter_opts *o)
 		.retry_max_ms = otlp->retry.max_interval_ms,
 		.retry_max_elapsed_ms = otlp->retry.max_elapsed_time_ms,
 		.queue_size = otlp->queue_size,
+		.parallel_requests = otlp->parallel_requests,
 	};
 }
 

@@ -146,6 +146,8 @@ static const struct key_spec keys[] = {
 	  .help = "a batch still failing after this long is dropped" },
 	{ "exporter.otlp.queue_size", K_U32, OFF(exporter.otlp.queue_size), "1024", 1, 1048576,
 	  .help = "batches held while the collector is slow or away" },
+	{ "exporter.otlp.parallel_requests", K_U32, OFF(exporter.otlp.parallel_requests), "4", 1,
+	  16, .help = "span requests in flight at once; metrics go one at a time, in order" },
 	{ "exporter.stdout", K_BOOL, OFF(exporter.stdout), "false",
 	  .help = "also print every OTLP body to stdout, one per line" },
 	{ "ui.listen", K_LISTEN, OFF(ui.listen), "127.0.0.1:9464",

@@ -104,6 +104,7 @@ struct config {
 				uint64_t max_elapsed_time_ms;
 			} retry;
 			uint32_t queue_size;
+			uint32_t parallel_requests;
 		} otlp;
 		bool stdout;
 	} exporter;

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The export thread: takes batches from the bounded queue and POSTs them with
- * libcurl to /v1/metrics and /v1/traces (gzip, headers, TLS, timeout). It
+ * libcurl to /v1/metrics and /v1/traces (gzip, headers, TLS, timeout), up to
+ * exporter.otlp.parallel_requests span requests at once and one metrics
+ * request at a time (first when one waits), each signal's started in the
+ * order its batches were made. It
  * retries only what OTLP/HTTP says is retryable (429, 502, 503, 504 and
  * connection failures) with exponential backoff and jitter, honouring
  * Retry-After, up to retry.max_elapsed_time; anything else is dropped and
@@ -47,14 +50,17 @@ struct exporter_opts {
 	bool insecure_skip_verify;
 	uint64_t retry_initial_ms, retry_max_ms, retry_max_elapsed_ms;
 	uint32_t queue_size; /* batches */
+	uint32_t parallel_requests; /* span requests in flight at most; 0: 1 */
 };
 
 struct exporter;
 
 /* Starts the export thread. NULL with errno set on failure. */
 struct exporter *exporter__start(const struct exporter_opts *opts);
-/* Queues one body (ownership of body passes to the exporter); never blocks.
- * With exporter.stdout the body is also printed to stdout, one per line. */
+/* Queues one body (ownership of body passes to the exporter); never waits for the
+ * collector. With gzip on, the export thread compresses it, or the caller does when a
+ * body already waits uncompressed. With exporter.stdout the body is also printed to
+ * stdout, one per line. */
 void exporter__submit(struct exporter *e, enum otlp_signal signal, char *body, size_t len,
 		      uint32_t n_items);
 void exporter__stats(struct exporter *e, struct exporter_stats *out);

@@ -2,9 +2,9 @@
 /*
  * Bounded export queue: a ring of batches under one mutex, with one condvar
  * for the consumer. The producer never waits: a full ring drops its oldest
- * batch. The consumer takes the head, and puts it back with push_front when
- * it has to retry, so that order holds; a batch put back into a full ring is
- * itself the oldest of all and is the one dropped.
+ * batch. The consumer takes the head, and puts a batch back with put_back
+ * when it has to retry it, in its place by sequence number, so that order
+ * holds; a full ring drops the oldest of what it holds and what comes back.
  */
 #include "queue.h"
 
@@ -20,7 +20,8 @@ struct queue {
 	size_t capacity;
 	size_t head; /* index of the oldest batch */
 	size_t count;
-	size_t bytes; /* body bytes held */
+	size_t bytes; /* body bytes held, as made (weight()) */
+	size_t unencoded; /* batches held whose body is not yet encoded */
 	size_t max_bytes; /* 0: no bound but the batch count */
 	uint64_t next_seq;
 	bool closed;
@@ -87,6 +88,28 @@ void queue__set_max_bytes(struct queue *q, size_t max_bytes)
 	pthread_mutex_unlock(&q->lock);
 }
 
+/* What a batch weighs against the byte bound: its body as made (compressed, it takes less
+ * room, but a collector that falls behind must not make the queue deeper in batches). */
+static size_t weight(const struct export_batch *b)
+{
+	return b->made_len ? b->made_len : b->len;
+}
+
+/* Caller holds the lock: a batch enters or leaves the ring. */
+static void held_add(struct queue *q, const struct export_batch *b)
+{
+	q->count++;
+	q->bytes += weight(b);
+	q->unencoded += !b->encoded;
+}
+
+static void held_remove(struct queue *q, const struct export_batch *b)
+{
+	q->count--;
+	q->bytes -= weight(b);
+	q->unencoded -= !b->encoded;
+}
+
 /* Caller holds the lock: would `len` more bytes (or one more batch) pass a bound? */
 static bool over_bound(const struct queue *q, size_t len)
 {
@@ -115,6 +138,16 @@ static void count_drop(struct queue *q, struct export_batch *b)
 	export_batch_free(b);
 }
 
+/* Caller holds the lock and has checked that the ring is not empty. */
+static void drop_head(struct queue *q)
+{
+	struct export_batch *b = &q->ring[q->head];
+
+	held_remove(q, b);
+	count_drop(q, b);
+	q->head = (q->head + 1) % q->capacity;
+}
+
 int queue__push(struct queue *q, struct export_batch *b)
 {
 	int ret = 0;
@@ -125,38 +158,53 @@ int queue__push(struct queue *q, struct export_batch *b)
 		pthread_mutex_unlock(&q->lock);
 		return -EPIPE;
 	}
-	while (q->count && over_bound(q, b->len)) {
-		q->bytes -= q->ring[q->head].len;
-		count_drop(q, &q->ring[q->head]);
-		q->head = (q->head + 1) % q->capacity;
-		q->count--;
+	while (q->count && over_bound(q, weight(b))) {
+		drop_head(q);
 		ret = 1;
 	}
 	b->seq = q->next_seq++;
 	q->ring[(q->head + q->count) % q->capacity] = *b;
-	q->count++;
-	q->bytes += b->len;
+	held_add(q, b);
 	b->body = NULL;
 	pthread_cond_signal(&q->nonempty);
 	pthread_mutex_unlock(&q->lock);
 	return ret;
 }
 
-void queue__push_front(struct queue *q, struct export_batch *b)
+void queue__put_back(struct queue *q, struct export_batch *b)
 {
+	size_t at = 0;
+
 	pthread_mutex_lock(&q->lock);
-	if (q->count && over_bound(q, b->len)) {
-		/* Everything held is newer than the batch coming back: it goes first. */
-		count_drop(q, b);
-	} else {
-		q->head = (q->head + q->capacity - 1) % q->capacity;
-		q->ring[q->head] = *b;
-		q->count++;
-		q->bytes += b->len;
-		b->body = NULL;
-		pthread_cond_signal(&q->nonempty);
+	while (q->count && over_bound(q, weight(b))) {
+		if (b->seq < q->ring[q->head].seq) {
+			/* Everything held is newer than the batch coming back: it goes first. */
+			count_drop(q, b);
+			pthread_mutex_unlock(&q->lock);
+			return;
+		}
+		drop_head(q);
 	}
+	/* Retries come back from the few requests in flight: their place is near the head. */
+	while (at < q->count && q->ring[(q->head + at) % q->capacity].seq < b->seq)
+		at++;
+	q->head = (q->head + q->capacity - 1) % q->capacity;
+	for (size_t i = 0; i < at; i++)
+		q->ring[(q->head + i) % q->capacity] = q->ring[(q->head + i + 1) % q->capacity];
+	q->ring[(q->head + at) % q->capacity] = *b;
+	held_add(q, b);
+	b->body = NULL;
+	pthread_cond_signal(&q->nonempty);
 	pthread_mutex_unlock(&q->lock);
+}
+
+/* Caller holds the lock and has checked that the ring is not empty. */
+static void take_head(struct queue *q, struct export_batch *out)
+{
+	*out = q->ring[q->head];
+	q->ring[q->head].body = NULL;
+	q->head = (q->head + 1) % q->capacity;
+	held_remove(q, out);
 }
 
 bool queue__pop(struct queue *q, struct export_batch *out, int timeout_ms)
@@ -186,15 +234,66 @@ bool queue__pop(struct queue *q, struct export_batch *out, int timeout_ms)
 			break;
 	}
 	if (q->count > 0) {
-		*out = q->ring[q->head];
-		q->ring[q->head].body = NULL;
-		q->bytes -= out->len;
-		q->head = (q->head + 1) % q->capacity;
-		q->count--;
+		take_head(q, out);
 		got = true;
 	}
 	pthread_mutex_unlock(&q->lock);
 	return got;
+}
+
+/* Caller holds the lock: takes the i-th oldest batch out, the older ones moving up. */
+static void take_at(struct queue *q, size_t i, struct export_batch *out)
+{
+	*out = q->ring[(q->head + i) % q->capacity];
+	for (size_t j = i; j > 0; j--)
+		q->ring[(q->head + j) % q->capacity] = q->ring[(q->head + j - 1) % q->capacity];
+	q->ring[q->head].body = NULL;
+	q->head = (q->head + 1) % q->capacity;
+	held_remove(q, out);
+}
+
+int queue__try_pop(struct queue *q, struct export_batch *out, unsigned int signals)
+{
+	int ret = -EAGAIN;
+
+	pthread_mutex_lock(&q->lock);
+	if (q->count == 0 && q->closed)
+		ret = -EPIPE;
+	for (size_t i = 0; i < q->count; i++) {
+		if (signals & (1u << q->ring[(q->head + i) % q->capacity].signal)) {
+			take_at(q, i, out);
+			ret = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&q->lock);
+	return ret;
+}
+
+size_t queue__unencoded(struct queue *q)
+{
+	size_t n;
+
+	pthread_mutex_lock(&q->lock);
+	n = q->unencoded;
+	pthread_mutex_unlock(&q->lock);
+	return n;
+}
+
+int queue__take_unencoded(struct queue *q, struct export_batch *out)
+{
+	int ret = -EAGAIN;
+
+	pthread_mutex_lock(&q->lock);
+	for (size_t i = 0; q->unencoded && i < q->count; i++) {
+		if (!q->ring[(q->head + i) % q->capacity].encoded) {
+			take_at(q, i, out);
+			ret = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&q->lock);
+	return ret;
 }
 
 void queue__close(struct queue *q)

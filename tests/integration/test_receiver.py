@@ -419,3 +419,94 @@ def test_log_options():
         assert status == 200 and resp == {"partialSuccess": {}}, resp
         log = r.log()
         assert log[0]["decoded_bytes"] == 21 and "body" not in log[0], log
+        # Items counted by key, as many as validation counts in the golden bodies.
+        assert r.post(T, golden("traces_basic.json"), gz=True)[0] == 200
+        assert r.post(M, golden("metrics_basic.json"))[0] == 200
+        assert [e["items"] for e in r.log()[1:]] == [3, 7], r.log()
+
+
+# ---- the benchmark's receiver (bench/otlp_sink.c) --------------------------------
+
+
+SINK = os.path.join(ROOT, ".output", "otlp-sink")
+
+
+def many_spans_body(n):
+    """A traces body of n spans in one resource, large enough to cross the sink's
+    256 KiB inflate chunks."""
+    body = traces_body()
+    span = first_span(body)
+    spans = []
+    for i in range(n):
+        s = copy.deepcopy(span)
+        s["spanId"] = "%016x" % (i + 1)
+        spans.append(s)
+    body["resourceSpans"] = body["resourceSpans"][:1]
+    body["resourceSpans"][0]["scopeSpans"] = [{"spans": spans}]
+    text = json.dumps(body, separators=(",", ":"))
+    # Lengthen the first span's name so that a "spanId" key straddles the first
+    # chunk boundary (256 KiB of decoded bytes): it must be counted once.
+    key, boundary = '"spanId":', 256 * 1024
+    before = text.rindex(key, 0, boundary - 4)
+    spans[0]["name"] += "x" * (boundary - 4 - before)
+    text = json.dumps(body, separators=(",", ":"))
+    assert text.index(key, boundary - 8) == boundary - 4
+    return text.encode()
+
+
+def test_bench_sink_counts_and_refuses():
+    """.output/otlp-sink answers 200 {} to gzip and plain bodies over one kept-alive
+    connection, logging the bytes as received and decoded and the items counted by key
+    (the same as validation counts in the golden bodies, and exact across its inflate
+    chunks); it refuses corrupt or truncated gzip (400), another path (404), GET (405)
+    and another content type (415), and prints its totals on SIGTERM."""
+    import http.client
+    assert os.access(SINK, os.X_OK), "%s missing: make .output/otlp-sink" % SINK
+    fd, log_path = tempfile.mkstemp(prefix="otlp-sink-", suffix=".jsonl")
+    os.close(fd)
+    proc = subprocess.Popen([SINK, "--listen", "127.0.0.1:0", "--log", log_path],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("listening on 127.0.0.1:"), line
+        conn = http.client.HTTPConnection("127.0.0.1", int(line.rsplit(":", 1)[1]), timeout=10)
+
+        def post(path, data, gz=True, ctype="application/json", method="POST"):
+            headers = {"Content-Type": ctype}
+            if gz:
+                headers["Content-Encoding"] = "gzip"
+            conn.request(method, path, data, headers)
+            r = conn.getresponse()
+            return r.status, json.loads(r.read() or b"null")
+
+        big = many_spans_body(5000)
+        gz_big = gzip.compress(big)
+        assert len(big) > 4 * 256 * 1024, len(big)
+        assert post(T, gzip.compress(golden("traces_basic.json").encode())) == (200, {})
+        assert post(M, golden("metrics_basic.json").encode(), gz=False) == (200, {})
+        assert post(T, gz_big) == (200, {})
+        bad = bytearray(gz_big)
+        bad[-6] ^= 0xFF  # the CRC in the gzip trailer
+        status, resp = post(T, bytes(bad))
+        assert status == 400 and "checksum" in resp["message"], resp
+        status, resp = post(T, gz_big[:len(gz_big) // 2])
+        assert status == 400 and "ends early" in resp["message"], resp
+        assert post("/v1/logs", b"{}", gz=False)[0] == 404
+        assert post(T, None, gz=False, method="GET")[0] == 405
+        assert post(T, b"{}", gz=False, ctype="application/x-protobuf")[0] == 415
+        proc.terminate()
+        assert proc.wait(timeout=5) == 0
+        with open(log_path, encoding="utf-8") as f:
+            log = [json.loads(ln) for ln in f]
+        assert [(e["path"], e["status"], e["items"]) for e in log[:3]] == [
+            (T, 200, 3), (M, 200, 7), (T, 200, 5000)], log
+        assert log[2]["decoded_bytes"] == len(big) and log[2]["bytes"] == len(gz_big), log[2]
+        assert [e["status"] for e in log[3:]] == [400, 400], log
+        assert "3 requests accepted, 5 refused" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+        os.unlink(log_path)

@@ -42,6 +42,9 @@ struct http_stub {
 	size_t n_reqs, cap_reqs;
 	struct stub_conn conns[STUB_MAX_CONNS];
 	size_t n_conns;
+	int serial_ms; /* under lock */
+	pthread_mutex_t serial_lock; /* held while an answer is "worked on" in serial mode */
+	size_t pending; /* received, not yet answered */
 };
 
 uint64_t http_stub_now_ms(void)
@@ -173,6 +176,7 @@ static bool stub_record(struct http_stub *s, struct http_stub_request *req,
 	if (ok) {
 		req->t_ms = http_stub_now_ms();
 		s->reqs[s->n_reqs++] = req;
+		req->pending = ++s->pending;
 		if (s->next_script < s->n_script)
 			*resp = s->script[s->next_script++];
 		else
@@ -212,10 +216,22 @@ static bool stub_respond(struct http_stub *s, int fd, const struct http_stub_res
 	const char *body = r->body ? r->body : "";
 	char *msg;
 	bool ok;
-	int n;
+	int n, serial_ms;
 
+	pthread_mutex_lock(&s->lock);
+	serial_ms = s->serial_ms;
+	pthread_mutex_unlock(&s->lock);
+	if (serial_ms > 0) {
+		pthread_mutex_lock(&s->serial_lock);
+		stub_sleep_ms(s, serial_ms);
+		pthread_mutex_unlock(&s->serial_lock);
+	}
 	if (r->delay_ms > 0)
 		stub_sleep_ms(s, r->delay_ms);
+	/* Answered from here on: the next request may come as soon as this is written. */
+	pthread_mutex_lock(&s->lock);
+	s->pending--;
+	pthread_mutex_unlock(&s->lock);
 	/* One write for head and body: two small writes would meet Nagle and delayed ACKs. */
 	n = asprintf(
 		&msg,
@@ -390,6 +406,7 @@ struct http_stub *http_stub__start(uint16_t port)
 		goto err_listen;
 	}
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->serial_lock, NULL);
 	pthread_cond_init(&s->changed, NULL);
 	err = pthread_create(&s->accept_th, NULL, stub_accept_fn, s);
 	if (err)
@@ -398,6 +415,7 @@ struct http_stub *http_stub__start(uint16_t port)
 
 err_pipe:
 	pthread_cond_destroy(&s->changed);
+	pthread_mutex_destroy(&s->serial_lock);
 	pthread_mutex_destroy(&s->lock);
 	close(s->wake[0]);
 	close(s->wake[1]);
@@ -438,6 +456,13 @@ size_t http_stub__n_requests(struct http_stub *s)
 	n = s->n_reqs;
 	pthread_mutex_unlock(&s->lock);
 	return n;
+}
+
+void http_stub__serial(struct http_stub *s, int ms)
+{
+	pthread_mutex_lock(&s->lock);
+	s->serial_ms = ms;
+	pthread_mutex_unlock(&s->lock);
 }
 
 size_t http_stub__n_connections(struct http_stub *s)
@@ -514,6 +539,7 @@ void http_stub__stop(struct http_stub *s)
 	close(s->wake[0]);
 	close(s->wake[1]);
 	pthread_cond_destroy(&s->changed);
+	pthread_mutex_destroy(&s->serial_lock);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }

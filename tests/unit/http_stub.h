@@ -27,6 +27,7 @@ struct http_stub_request {
 	char *body;
 	size_t body_len;
 	uint64_t t_ms; /* CLOCK_MONOTONIC ms when the request was complete */
+	size_t pending; /* requests received and not yet answered then, this one included */
 };
 
 struct http_stub;
@@ -44,6 +45,9 @@ const struct http_stub_request *http_stub__request(struct http_stub *s, size_t i
 /* Copies the value of header `name` (case-insensitive) into buf; false when absent. */
 bool http_stub_request_header(const struct http_stub_request *r, const char *name, char *buf,
 			      size_t size);
+/* From now on every answer first holds, for ms, a lock shared by all connections: a
+ * collector that serves one request at a time (0: off). */
+void http_stub__serial(struct http_stub *s, int ms);
 /* Number of TCP connections accepted so far. */
 size_t http_stub__n_connections(struct http_stub *s);
 void http_stub__stop(struct http_stub *s);

@@ -46,6 +46,7 @@ static struct et_cfg *et_config(uint16_t port)
 	c->o.retry_max_ms = 400;
 	c->o.retry_max_elapsed_ms = 10000;
 	c->o.queue_size = 16;
+	c->o.parallel_requests = 4; /* the default */
 	return c;
 }
 
@@ -206,7 +207,9 @@ TEST(export_gzip_body_headers_and_keepalive)
 	et_capture_start(&cap);
 	e = et_start(cfg);
 	if (e) {
+		/* One after the other: requests in flight together would take two connections. */
 		et_submit(e, SIGNAL_TRACES, traces, 1);
+		et_wait_stat(e, ET_OFF(sent_batches[SIGNAL_TRACES]), 1, 5000);
 		et_submit(e, SIGNAL_METRICS, metrics, 2);
 		http_stub__wait_requests(s, 2, 5000);
 		exporter__stop(e, http_stub_now_ms() + 2000);
@@ -315,7 +318,9 @@ TEST(export_partial_success_counted_not_retried)
 	et_capture_start(&cap);
 	e = et_start(cfg);
 	if (e) {
+		/* One after the other, so that the first answer is the first one read. */
 		et_submit(e, SIGNAL_TRACES, "{\"resourceSpans\":[]}", 10);
+		et_wait_stat(e, ET_OFF(sent_batches[SIGNAL_TRACES]), 1, 5000);
 		et_submit(e, SIGNAL_TRACES, "{\"resourceSpans\":[]}", 10);
 		et_wait_stat(e, ET_OFF(sent_batches[SIGNAL_TRACES]), 2, 5000);
 		et_sleep_ms(200); /* a retry, if there were one, would come by now */
@@ -670,34 +675,340 @@ TEST(export_queue_full_during_outage_keeps_newest_in_order)
 
 	if (!ASSERT_NOT_NULL(cfg))
 		return;
+	/* Metrics: the signal whose requests go one at a time, so arrive in order. */
 	cfg->o.gzip = false;
 	cfg->o.queue_size = 3;
 	cfg->o.retry_max_ms = 100;
 	e = et_start(cfg);
 	if (!ASSERT_NOT_NULL(e))
 		goto out;
-	et_submit(e, SIGNAL_TRACES, "b0", 1);
+	et_submit(e, SIGNAL_METRICS, "b0", 1);
 	et_wait_stat(e, ET_OFF(failed_requests), 1, 2000);
 	for (int i = 1; i < 8; i++) {
 		snprintf(body, sizeof(body), "b%d", i);
-		et_submit(e, SIGNAL_TRACES, body, 1);
+		et_submit(e, SIGNAL_METRICS, body, 1);
 	}
 	et_sleep_ms(150);
 	s = http_stub__start(port);
 	if (!ASSERT_NOT_NULL(s))
 		goto out;
-	if (!ASSERT_TRUE(et_wait_stat(e, ET_OFF(sent_batches[SIGNAL_TRACES]), 3, 10000)))
+	if (!ASSERT_TRUE(et_wait_stat(e, ET_OFF(sent_batches[SIGNAL_METRICS]), 3, 10000)))
 		goto out;
 	et_sleep_ms(100);
 	exporter__stats(e, &st);
-	ASSERT_U64_EQ(st.sent_batches[SIGNAL_TRACES], 3);
-	ASSERT_U64_EQ(st.dropped_items[SIGNAL_TRACES], 5);
+	ASSERT_U64_EQ(st.sent_batches[SIGNAL_METRICS], 3);
+	ASSERT_U64_EQ(st.dropped_items[SIGNAL_METRICS], 5);
 	if (!ASSERT_EQ(http_stub__n_requests(s), 3))
 		goto out;
 	/* The newest three, in the order they were submitted. */
 	ASSERT_STREQ(http_stub__request(s, 0)->body, "b5");
 	ASSERT_STREQ(http_stub__request(s, 1)->body, "b6");
 	ASSERT_STREQ(http_stub__request(s, 2)->body, "b7");
+out:
+	exporter__stop(e, http_stub_now_ms() + 1000);
+	et_config_free(cfg);
+	http_stub__stop(s);
+}
+
+/* The most requests that arrived within window_ms of one another, among requests
+ * [from, n). */
+static size_t et_most_within_from(struct http_stub *s, size_t from, size_t n, uint64_t window_ms)
+{
+	size_t most = 0;
+
+	for (size_t i = from; i < n; i++) {
+		uint64_t t = http_stub__request(s, i)->t_ms;
+		size_t k = 0;
+
+		for (size_t j = from; j < n; j++) {
+			uint64_t u = http_stub__request(s, j)->t_ms;
+
+			if (u >= t && u < t + window_ms)
+				k++;
+		}
+		most = MAX(most, k);
+	}
+	return most;
+}
+
+static size_t et_most_within(struct http_stub *s, size_t n, uint64_t window_ms)
+{
+	return et_most_within_from(s, 0, n, window_ms);
+}
+
+TEST(export_spans_in_parallel_metrics_one_at_a_time)
+{
+	/*
+	 * Every answer takes DELAY ms, so requests that arrived within DELAY of one
+	 * another were all in flight at once: span requests overlap up to
+	 * parallel_requests (4) once quick answers have opened the window,
+	 * metrics requests never overlap each other.
+	 */
+	enum { DELAY = 400, N = 11 };
+	/* m1 is made right after m0: it must wait for m0's answer (the spans after it need not). */
+	const char *made[N] = { "m0", "m1", "t0", "t1", "t2", "t3", "m2", "t4", "t5", "t6", "t7" };
+	struct http_stub_response script[N];
+	struct http_stub *s = http_stub__start(0);
+	const struct http_stub_request *r, *prev = NULL;
+	struct et_cfg *cfg = NULL;
+	struct exporter *e = NULL;
+	size_t n_metrics = 0, seen = 0;
+
+	if (!ASSERT_NOT_NULL(s))
+		return;
+	for (size_t i = 0; i < N; i++)
+		script[i] = (struct http_stub_response){ .status = 200,
+							 .body = "{}",
+							 .delay_ms = DELAY };
+	http_stub__script(s, script, N);
+	cfg = et_config(http_stub__port(s));
+	if (!ASSERT_NOT_NULL(cfg))
+		goto out;
+	cfg->o.gzip = false;
+	cfg->o.timeout_ms = 10000; /* DELAY is well within a quarter of it */
+	e = et_start(cfg);
+	if (!ASSERT_NOT_NULL(e))
+		goto out;
+	for (size_t i = 0; i < N; i++)
+		et_submit(e, made[i][0] == 'm' ? SIGNAL_METRICS : SIGNAL_TRACES, made[i], 1);
+	if (!ASSERT_TRUE(http_stub__wait_requests(s, N, 20000)))
+		goto out;
+	ASSERT_EQ(et_most_within(s, N, DELAY), 4);
+	ASSERT_LE(http_stub__n_connections(s), 4);
+	for (size_t i = 0; i < N; i++) {
+		r = http_stub__request(s, i);
+		for (size_t k = 0; k < N; k++)
+			if (strcmp(r->body, made[k]) == 0)
+				seen |= 1u << k;
+		if (strcmp(r->path, "/v1/metrics") != 0)
+			continue;
+		/* In the order made, each after the answer to the one before. */
+		ASSERT_TRUE(r->body[0] == 'm' && (size_t)(r->body[1] - '0') == n_metrics);
+		if (prev)
+			ASSERT_GE(r->t_ms - prev->t_ms, DELAY);
+		prev = r;
+		n_metrics++;
+	}
+	ASSERT_EQ(n_metrics, 3);
+	ASSERT_EQ(seen, (1u << N) - 1); /* every batch, once each */
+out:
+	exporter__stop(e, http_stub_now_ms() + 1000);
+	et_config_free(cfg);
+	http_stub__stop(s);
+}
+
+TEST(export_retry_after_holds_every_request)
+{
+	/*
+	 * Three quick answers open the window to four; then four span batches go
+	 * (at once, unless the test thread is slow to submit them), and the first
+	 * of them to arrive is told to come back in 1 s.
+	 */
+	const struct http_stub_response script[] = {
+		{ 200, NULL, "{}", 0, false },
+		{ 200, NULL, "{}", 0, false },
+		{ 200, NULL, "{}", 0, false },
+		{ 503, "Retry-After: 1\r\n", "{\"code\":14,\"message\":\"busy\"}", 0, false },
+	};
+	const struct http_stub_request *failed;
+	struct http_stub *s = http_stub__start(0);
+	struct et_cfg *cfg = NULL;
+	struct exporter *e = NULL;
+	bool retried = false, newer = false;
+	char body[8];
+
+	if (!ASSERT_NOT_NULL(s))
+		return;
+	http_stub__script(s, script, ARRAY_SIZE(script));
+	cfg = et_config(http_stub__port(s));
+	if (!ASSERT_NOT_NULL(cfg))
+		goto out;
+	cfg->o.gzip = false;
+	cfg->o.timeout_ms = 10000; /* quick (a quarter): room for a loaded machine */
+	e = et_start(cfg);
+	if (!ASSERT_NOT_NULL(e))
+		goto out;
+	for (int i = 0; i < 3; i++) {
+		snprintf(body, sizeof(body), "w%d", i);
+		et_submit(e, SIGNAL_TRACES, body, 1);
+	}
+	if (!ASSERT_TRUE(et_wait_stat(e, ET_OFF(sent_batches[SIGNAL_TRACES]), 3, 5000)))
+		goto out;
+	for (int i = 0; i < 4; i++) {
+		snprintf(body, sizeof(body), "s%d", i);
+		et_submit(e, SIGNAL_TRACES, body, 1);
+	}
+	if (!ASSERT_TRUE(et_wait_stat(e, ET_OFF(failed_requests), 1, 5000)))
+		goto out;
+	et_submit(e, SIGNAL_TRACES, "s4", 1); /* made while the retry waits */
+	if (!ASSERT_TRUE(http_stub__wait_requests(s, 9, 8000)))
+		goto out;
+	failed = http_stub__request(s, 3);
+	/*
+	 * Nothing started while Retry-After ran, of either kind: what arrived within
+	 * the second is one of the other three, already in flight (or not yet
+	 * started when the 503 came: then it waited too); the retry and the batch
+	 * made meanwhile came after it.
+	 */
+	for (size_t i = 4; i < 9; i++) {
+		const struct http_stub_request *r = http_stub__request(s, i);
+		bool was_retried = strcmp(r->body, failed->body) == 0;
+		bool is_newer = strcmp(r->body, "s4") == 0;
+
+		if (was_retried || is_newer)
+			ASSERT_GE(r->t_ms - failed->t_ms, 1000);
+		retried |= was_retried;
+		newer |= is_newer;
+	}
+	ASSERT_TRUE(retried);
+	ASSERT_TRUE(newer);
+	ASSERT_TRUE(et_wait_stat(e, ET_OFF(sent_batches[SIGNAL_TRACES]), 8, 2000));
+	ASSERT_U64_EQ(et_stat(e, ET_OFF(retries)), 1);
+	ASSERT_U64_EQ(et_stat(e, ET_OFF(dropped_items[SIGNAL_TRACES])), 0);
+out:
+	exporter__stop(e, http_stub_now_ms() + 1000);
+	et_config_free(cfg);
+	http_stub__stop(s);
+}
+
+TEST(export_slow_collector_gets_one_request_at_a_time)
+{
+	/*
+	 * Answers take more than a quarter of the timeout: the window never opens, so
+	 * no two requests overlap (the next arrives only after the answer before it).
+	 */
+	enum { DELAY = 700, N = 5 };
+	struct http_stub_response script[N];
+	struct http_stub *s = http_stub__start(0);
+	struct et_cfg *cfg = NULL;
+	struct exporter *e = NULL;
+
+	if (!ASSERT_NOT_NULL(s))
+		return;
+	for (size_t i = 0; i < N; i++)
+		script[i] = (struct http_stub_response){ .status = 200,
+							 .body = "{}",
+							 .delay_ms = DELAY };
+	http_stub__script(s, script, N);
+	cfg = et_config(http_stub__port(s));
+	if (!ASSERT_NOT_NULL(cfg))
+		goto out;
+	cfg->o.timeout_ms = 2000;
+	e = et_start(cfg);
+	if (!ASSERT_NOT_NULL(e))
+		goto out;
+	for (size_t i = 0; i < N; i++)
+		et_submit(e, SIGNAL_TRACES, "{\"resourceSpans\":[]}", 1);
+	if (!ASSERT_TRUE(http_stub__wait_requests(s, N, 20000)))
+		goto out;
+	ASSERT_EQ(et_most_within(s, N, DELAY), 1);
+	ASSERT_TRUE(et_wait_stat(e, ET_OFF(sent_batches[SIGNAL_TRACES]), N, 2000));
+	ASSERT_U64_EQ(et_stat(e, ET_OFF(failed_requests)), 0);
+out:
+	exporter__stop(e, http_stub_now_ms() + 1000);
+	et_config_free(cfg);
+	http_stub__stop(s);
+}
+
+TEST(export_collector_serving_one_at_a_time_gets_about_two)
+{
+	/*
+	 * The stub serves one request at a time, SERVE ms each: every request in
+	 * flight makes the others wait, so the time per KiB grows with the window,
+	 * which stops opening at two or three (parallel_requests is 4; the stub's
+	 * lock is not fair, so a lucky answer sometimes opens it to four, and the
+	 * slow ones after it close it again). On average a request finds about
+	 * 2.7 in the stub, itself included; with the window left to open to
+	 * four, about 3.5 (the first ones find fewer).
+	 */
+	enum { SERVE = 200, N = 24, BODY = 256 * 1024 };
+	struct http_stub *s = http_stub__start(0);
+	struct et_cfg *cfg = NULL;
+	struct exporter *e = NULL;
+	size_t sum = 0;
+
+	if (!ASSERT_NOT_NULL(s))
+		return;
+	http_stub__serial(s, SERVE);
+	cfg = et_config(http_stub__port(s));
+	if (!ASSERT_NOT_NULL(cfg))
+		goto out;
+	cfg->o.gzip = false;
+	cfg->o.queue_size = N;
+	cfg->o.timeout_ms = 10000; /* quick (a quarter): room for a loaded machine */
+	e = et_start(cfg);
+	if (!ASSERT_NOT_NULL(e))
+		goto out;
+	for (int i = 0; i < N; i++) {
+		char *body = malloc(BODY);
+
+		if (!ASSERT_NOT_NULL(body))
+			goto out;
+		memset(body, ' ', BODY);
+		body[0] = '{';
+		body[BODY - 1] = '}';
+		exporter__submit(e, SIGNAL_TRACES, body, BODY, 1);
+	}
+	if (!ASSERT_TRUE(et_wait_stat(e, ET_OFF(sent_batches[SIGNAL_TRACES]), N, 30000)))
+		goto out;
+	for (size_t i = 0; i < N; i++)
+		sum += http_stub__request(s, i)->pending;
+	printf("    a request found %.2f in the stub on average\n", (double)sum / N);
+	ASSERT_LE(sum * 10, (size_t)N * 31);
+	ASSERT_GE(sum * 10, (size_t)N * 15); /* more than one at a time, though */
+	ASSERT_U64_EQ(et_stat(e, ET_OFF(failed_requests)), 0);
+out:
+	exporter__stop(e, http_stub_now_ms() + 1000);
+	et_config_free(cfg);
+	http_stub__stop(s);
+}
+
+TEST(export_time_outs_halve_the_ceiling_once)
+{
+	/*
+	 * Three quick answers open the window to four; four requests then time out
+	 * together (one overload episode: the ceiling goes from 4 to 2, not to 1);
+	 * after that, answers take DELAY (quick): at most two in flight, and two.
+	 */
+	enum { DELAY = 300, SLOW = 6600, N = 17 };
+	struct http_stub_response script[N];
+	struct http_stub *s = http_stub__start(0);
+	struct et_cfg *cfg = NULL;
+	struct exporter *e = NULL;
+
+	if (!ASSERT_NOT_NULL(s))
+		return;
+	for (size_t i = 0; i < N; i++)
+		script[i] = (struct http_stub_response){ .status = 200,
+							 .body = "{}",
+							 .delay_ms = i < 3 ? 0 :
+								     i < 7 ? SLOW :
+									     DELAY };
+	http_stub__script(s, script, N);
+	cfg = et_config(http_stub__port(s));
+	if (!ASSERT_NOT_NULL(cfg))
+		goto out;
+	/* Quick is within 1.5 s: room for a loaded machine or a sanitizer build. */
+	cfg->o.timeout_ms = 6000;
+	e = et_start(cfg);
+	if (!ASSERT_NOT_NULL(e))
+		goto out;
+	for (int i = 0; i < 3; i++)
+		et_submit(e, SIGNAL_TRACES, "{\"resourceSpans\":[]}", 1);
+	if (!ASSERT_TRUE(et_wait_stat(e, ET_OFF(sent_batches[SIGNAL_TRACES]), 3, 5000)))
+		goto out;
+	for (int i = 0; i < 4; i++)
+		et_submit(e, SIGNAL_TRACES, "{\"resourceSpans\":[]}", 1);
+	if (!ASSERT_TRUE(et_wait_stat(e, ET_OFF(failed_requests), 4, 15000)))
+		goto out;
+	for (int i = 0; i < 6; i++)
+		et_submit(e, SIGNAL_TRACES, "{\"resourceSpans\":[]}", 1);
+	if (!ASSERT_TRUE(http_stub__wait_requests(s, N, 30000)))
+		goto out;
+	ASSERT_EQ(et_most_within_from(s, 3, 7, SLOW), 4); /* they did go together */
+	ASSERT_EQ(et_most_within_from(s, 7, N, DELAY), 2);
+	ASSERT_TRUE(et_wait_stat(e, ET_OFF(sent_batches[SIGNAL_TRACES]), 13, 5000));
+	ASSERT_U64_EQ(et_stat(e, ET_OFF(retries)), 4);
 out:
 	exporter__stop(e, http_stub_now_ms() + 1000);
 	et_config_free(cfg);

@@ -139,7 +139,7 @@ TEST(queue_byte_bound_drops_oldest)
 	b = qt_batch(SIGNAL_TRACES, 15, 1);
 	ASSERT_EQ(queue__push(q, &b), 0);
 	b = qt_batch(SIGNAL_TRACES, 16, 1);
-	queue__push_front(q, &b);
+	queue__put_back(q, &b);
 	queue__stats(q, &st);
 	ASSERT_U64_EQ(st.dropped_batches[SIGNAL_TRACES], 3);
 	for (unsigned int i = 13; i < 16; i++) {
@@ -151,7 +151,34 @@ TEST(queue_byte_bound_drops_oldest)
 	queue__free(q);
 }
 
-TEST(queue_push_front_keeps_order)
+TEST(queue_byte_bound_counts_bodies_as_made)
+{
+	struct queue *q = queue__new(8);
+	struct export_batch b;
+	struct queue_stats st;
+
+	if (!ASSERT_NOT_NULL(q))
+		return;
+	/* Compressed to 1 byte, made as 10: 25 bytes hold two of them, not 25. */
+	queue__set_max_bytes(q, 25);
+	for (unsigned int i = 0; i < 4; i++) {
+		b = qt_batch(SIGNAL_TRACES, i, 1);
+		b.made_len = 10;
+		ASSERT_EQ(queue__push(q, &b), i < 2 ? 0 : 1);
+	}
+	queue__stats(q, &st);
+	ASSERT_U64_EQ(st.depth, 2);
+	ASSERT_U64_EQ(st.dropped_batches[SIGNAL_TRACES], 2);
+	for (unsigned int i = 2; i < 4; i++) {
+		if (!ASSERT_TRUE(queue__pop(q, &b, 0)))
+			break;
+		ASSERT_EQ(qt_id(&b), i);
+		export_batch_free(&b);
+	}
+	queue__free(q);
+}
+
+TEST(queue_put_back_keeps_order)
 {
 	struct queue *q = queue__new(4);
 	struct export_batch b, head;
@@ -167,7 +194,7 @@ TEST(queue_push_front_keeps_order)
 	ASSERT_EQ(qt_id(&head), 0);
 	b = qt_batch(SIGNAL_TRACES, 3, 1);
 	queue__push(q, &b);
-	queue__push_front(q, &head); /* a retry: goes back before 1, 2, 3 */
+	queue__put_back(q, &head); /* a retry: goes back before 1, 2, 3 */
 	for (unsigned int i = 0; i < 4; i++) {
 		if (!ASSERT_TRUE(queue__pop(q, &b, 0)))
 			break;
@@ -179,7 +206,7 @@ out:
 	queue__free(q);
 }
 
-TEST(queue_push_front_when_full_drops_the_retried_batch)
+TEST(queue_put_back_when_full_drops_the_retried_batch)
 {
 	struct queue *q = queue__new(2);
 	struct export_batch b, head;
@@ -196,7 +223,7 @@ TEST(queue_push_front_when_full_drops_the_retried_batch)
 	queue__push(q, &b);
 	b = qt_batch(SIGNAL_TRACES, 2, 1);
 	queue__push(q, &b);
-	queue__push_front(q, &head);
+	queue__put_back(q, &head);
 	queue__stats(q, &st);
 	ASSERT_U64_EQ(st.depth, 2);
 	ASSERT_U64_EQ(st.dropped_batches[SIGNAL_METRICS], 1);
@@ -208,6 +235,54 @@ TEST(queue_push_front_when_full_drops_the_retried_batch)
 		ASSERT_EQ(qt_id(&b), i);
 		export_batch_free(&b);
 	}
+out:
+	queue__free(q);
+}
+
+TEST(queue_take_unencoded_keeps_order)
+{
+	struct queue *q = queue__new(8);
+	struct export_batch b;
+	struct queue_stats st;
+
+	if (!ASSERT_NOT_NULL(q))
+		return;
+	queue__set_max_bytes(q, 8); /* "0".."3": 1 byte each */
+	for (unsigned int i = 0; i < 4; i++) {
+		b = qt_batch(SIGNAL_TRACES, i, 1);
+		b.encoded = i % 2 == 0;
+		queue__push(q, &b);
+	}
+	ASSERT_EQ(queue__unencoded(q), 2);
+	/* The oldest raw one, from the middle; encoded (here: marked), it goes back in place. */
+	if (!ASSERT_EQ(queue__take_unencoded(q, &b), 0))
+		goto out;
+	ASSERT_EQ(qt_id(&b), 1);
+	b.encoded = true;
+	queue__put_back(q, &b);
+	if (!ASSERT_EQ(queue__take_unencoded(q, &b), 0))
+		goto out;
+	ASSERT_EQ(qt_id(&b), 3);
+	b.encoded = true;
+	queue__put_back(q, &b);
+	ASSERT_EQ(queue__take_unencoded(q, &b), -EAGAIN);
+	ASSERT_EQ(queue__unencoded(q), 0);
+	queue__stats(q, &st);
+	ASSERT_U64_EQ(st.depth, 4);
+	/* The byte count followed: four more bytes fit, a fifth pushes the oldest out. */
+	for (unsigned int i = 4; i < 9; i++) {
+		b = qt_batch(SIGNAL_TRACES, i, 1);
+		ASSERT_EQ(queue__push(q, &b), i < 8 ? 0 : 1);
+	}
+	ASSERT_EQ(queue__unencoded(q), 5);
+	for (unsigned int i = 1; i < 9; i++) {
+		if (!ASSERT_TRUE(queue__pop(q, &b, 0)))
+			break;
+		ASSERT_EQ(qt_id(&b), i);
+		ASSERT_U64_EQ(b.seq, i);
+		export_batch_free(&b);
+	}
+	ASSERT_EQ(queue__unencoded(q), 0);
 out:
 	queue__free(q);
 }
@@ -313,7 +388,7 @@ TEST(queue_close_still_drains_what_is_held)
 	if (ASSERT_TRUE(queue__pop(q, &b, -1))) {
 		ASSERT_EQ(qt_id(&b), 1);
 		/* A retry after close keeps its place. */
-		queue__push_front(q, &b);
+		queue__put_back(q, &b);
 	}
 	for (unsigned int i = 1; i < 3; i++) {
 		if (!ASSERT_TRUE(queue__pop(q, &b, -1)))
@@ -387,7 +462,7 @@ static void *qt_consumer(void *arg)
 			struct export_batch again;
 
 			s->requeued++;
-			queue__push_front(s->q, &b);
+			queue__put_back(s->q, &b);
 			if (!queue__pop(s->q, &again, -1))
 				break;
 			/* The producer may have pushed it out meanwhile: then it is counted as dropped. */
