@@ -53,10 +53,12 @@ enum tcpotel_phase {
 	TCPOTEL_PHASE_SKIP_RESPONSE = 4, /* so it is not reported */
 };
 
-/* The phases spans.idle_timeout may end: the one rule both the kernel's sweep
- * (exchange_idle()) and user space (which sockets to ask about) follow. */
-#define TCPOTEL_PHASE_ENDS_WHEN_IDLE(phase) \
-	((phase) == TCPOTEL_PHASE_REQUEST || (phase) == TCPOTEL_PHASE_RESPONSE)
+/* The rules of silence, which both the kernel's sweep (exchange_silent_end())
+ * and user space (which sockets to ask about, and when) follow: a response
+ * that went quiet for spans.idle_timeout has ended; a request still waiting
+ * for its first response byte waits up to spans.response_timeout. */
+#define TCPOTEL_PHASE_ENDS_WHEN_IDLE(phase)  ((phase) == TCPOTEL_PHASE_RESPONSE)
+#define TCPOTEL_PHASE_AWAITS_RESPONSE(phase) ((phase) == TCPOTEL_PHASE_REQUEST)
 
 struct tcpotel_tuple {
 	__u8 saddr[16]; /* local address; IPv4 in the first 4 bytes */
@@ -75,6 +77,23 @@ struct tcpotel_exchange {
 	__u32 request_seq; /* TCP sequence number of the request's first byte */
 	__u8 phase; /* enum tcpotel_phase */
 	__u8 _pad[3];
+	/* The socket's retransmit count when the exchange began; in a record,
+	 * the segments it retransmitted during the exchange. */
+	__u32 retransmits;
+	/*
+	 * Where the response stands, for the rule that splits exchanges the same
+	 * way at both ends (docs/design.md, "Exchanges"). A client: rcv_nxt when
+	 * the exchange began (every later byte from the server is response). A
+	 * server: the sequence number of its first response byte.
+	 */
+	__u32 resp_seq;
+	/* A server: rcv_nxt when it sent its first response byte (request bytes
+	 * before it were sent before the client could see any response). */
+	__u32 req_rcvd_seq;
+	/* A client: TCP's busy time in jiffies (tcp_info's busy, rwnd- and
+	 * sndbuf-limited times) when its response began, to time the next
+	 * request whose first send waited (exchange_start_ns()). */
+	__u32 busy_jiffies;
 };
 
 /* Every exchange a socket finished: ended by the next request or the close
@@ -208,6 +227,7 @@ enum tcpotel_counter {
 	TCPOTEL_CNT_LISTEN_UNTRACKED = 2, /* listener table full */
 	TCPOTEL_CNT_SOCK_IGNORED = 3, /* sockets filtered out (own, port, netns) */
 	TCPOTEL_CNT_SAMPLED_OUT = 4, /* exchanges ended with no record (sampling) */
+	TCPOTEL_CNT_UNANSWERED = 5, /* exchanges ended by spans.response_timeout */
 	TCPOTEL_CNT__MAX = 8,
 };
 

@@ -244,6 +244,7 @@ static __always_inline void exchange_emit(const struct tcpotel_sock *s,
 	r->_pad = 0;
 	r->srtt_us = srtt;
 	r->ex = *ex;
+	r->ex.retransmits = s->retransmits - ex->retransmits;
 	bpf_ringbuf_submit(r, RINGBUF_FLAGS);
 }
 
@@ -307,14 +308,23 @@ static __always_inline void exchange_finish(struct tcpotel_sock *s, __u32 srtt)
 }
 
 /*
- * Has the exchange gone silent for spans.idle_timeout at `now`? Only the
- * sweep asks (sock_end_if_idle()); the hot path never ends an exchange for
- * silence. Which phases may end so: TCPOTEL_PHASE_ENDS_WHEN_IDLE.
+ * Has the exchange ended in silence at `now`? A response that went quiet for
+ * spans.idle_timeout has ended then, with its last byte; a request that
+ * waited spans.response_timeout for its first response byte has ended when
+ * that bound passed. Only the sweep asks (sock_end_if_idle()); the hot path
+ * never ends an exchange for silence. Returns the end, or 0 while it goes on.
  */
-static __always_inline bool exchange_idle(const struct tcpotel_exchange *ex, __u64 now)
+static __always_inline __u64 exchange_silent_end(const struct tcpotel_exchange *ex, __u64 now)
 {
-	return TCPOTEL_PHASE_ENDS_WHEN_IDLE(ex->phase) && now > ex->end_ns &&
-	       now - ex->end_ns > cfg_idle_timeout_ns;
+	if (now <= ex->end_ns)
+		return 0;
+	if (TCPOTEL_PHASE_ENDS_WHEN_IDLE(ex->phase))
+		return now - ex->end_ns > cfg_idle_timeout_ns ? ex->end_ns : 0;
+	if (TCPOTEL_PHASE_AWAITS_RESPONSE(ex->phase))
+		return now - ex->end_ns > cfg_response_timeout_ns ?
+			       ex->end_ns + cfg_response_timeout_ns :
+			       0;
+	return 0;
 }
 
 /*
@@ -323,16 +333,21 @@ static __always_inline bool exchange_idle(const struct tcpotel_exchange *ex, __u
  * not end it again (exchange_finish()), then counts and reports it from its
  * own copy, and only then makes the socket idle. A call that read the phase
  * before that store may write it back (the exchange goes on, its later bytes
- * uncounted): the mark still keeps it from being counted twice.
+ * uncounted): the mark still keeps it from being counted twice. A request
+ * that got no response byte in time is counted (tcpotel.exchanges.unanswered).
  */
 static __always_inline void sock_end_if_idle(struct tcpotel_sock *s, __u64 now)
 {
 	struct tcpotel_exchange ex = s->ex;
+	__u64 end = exchange_silent_end(&ex, now);
 
-	if (!exchange_idle(&ex, now))
+	if (!end)
 		return;
 	if (ex.start_ns != s->idle_ended_ns) {
 		s->idle_ended_ns = ex.start_ns;
+		if (TCPOTEL_PHASE_AWAITS_RESPONSE(ex.phase))
+			counter_inc(TCPOTEL_CNT_UNANSWERED);
+		ex.end_ns = end;
 		exchange_end(s, &ex, s->srtt_last_us);
 	}
 	s->ex.phase = TCPOTEL_PHASE_IDLE;
@@ -352,43 +367,161 @@ static __always_inline void sock_mark(struct tcpotel_sock *s, __u64 key)
 		s->mark = gen;
 }
 
+/* Sequence-number order, modulo 2^32 (the kernel's before()/after()). */
+static __always_inline bool seq_before(__u32 a, __u32 b)
+{
+	return (__s32)(a - b) < 0;
+}
+
+static __always_inline bool seq_after(__u32 a, __u32 b)
+{
+	return seq_before(b, a);
+}
+
+/*
+ * When a client's request began (its first send returned at snap). Normally
+ * the socket's clock then: the request's first segments left within the
+ * call. A first send that had to wait for buffer space returns only once the
+ * server has acknowledged part of the request (snd_una past its first byte),
+ * by when the server may be reading it. Then the start is taken from TCP's
+ * busy time, which has run since the request's first byte was queued (the
+ * socket had nothing queued since its response began: prev->busy_jiffies),
+ * in whole jiffies: two ticks earlier than that, so that it is never late,
+ * and never before the previous exchange's last byte.
+ */
+static __always_inline __u64 exchange_start_ns(struct sock *sk, const struct tcpotel_exchange *prev,
+					       const struct tcp_snap *snap, __u32 first_seq)
+{
+	__u32 una = sock_snd_una(sk), chrono_start, busy;
+	__u64 start, back;
+
+	if (!seq_after(una, first_seq))
+		return snap->clock_ns;
+	start = prev->end_ns < snap->clock_ns ? prev->end_ns : snap->clock_ns;
+	if (!cfg_tick_ns)
+		return start;
+	busy = sock_busy_jiffies(sk, &chrono_start);
+	if (una != snap->write_seq) /* data still queued: a busy period in progress */
+		busy += (__u32)bpf_jiffies64() - chrono_start;
+	busy -= prev->busy_jiffies;
+	back = ((__u64)busy + 2) * cfg_tick_ns;
+	if (back < snap->clock_ns && snap->clock_ns - back > start)
+		start = snap->clock_ns - back;
+	return start;
+}
+
+/*
+ * Does a client's send in phase REQUEST (it has read no response yet) begin a
+ * new exchange? Only if TCP has received bytes from the server since the
+ * exchange began, which this send's first segment acknowledges: what the
+ * server goes by (server_request_splits()). And only if the server had
+ * acknowledged everything sent before this send: bytes that arrive while
+ * earlier request bytes are still in flight were sent before the server read
+ * those (the tail of an earlier response), and the server, reading this
+ * send's bytes in the middle of a request, does not split there.
+ * `first` is the sequence number of this send's first byte.
+ */
+static __always_inline bool client_request_splits(struct sock *sk,
+						  const struct tcpotel_exchange *ex, __u32 first)
+{
+	return seq_after(sock_rcv_nxt(sk), ex->resp_seq) && !seq_before(sock_snd_una(sk), first);
+}
+
+/*
+ * Does a server's read of request bytes in phase RESPONSE begin a new
+ * exchange? Only if the client sent them after it had received some of the
+ * response, which its segment says by acknowledging it. The server cannot
+ * see that segment's acknowledgment, only snd_una, the highest one so far:
+ *   - bytes received before the first response byte was sent join the
+ *     exchange (the client cannot have seen the response);
+ *   - so do bytes when no response byte has been acknowledged at all;
+ *   - when the latest segment from the client is a bare acknowledgment sent
+ *     after these bytes (snd_wl1 at rcv_nxt, past them), it may be what moved
+ *     snd_una: the bytes join too (a TLS 1.3 client's first request, sent
+ *     before the server's session tickets arrived, which it then acknowledged);
+ *   - otherwise they begin a new exchange.
+ * `first` is the sequence number of the first byte read.
+ */
+static __always_inline bool server_request_splits(struct sock *sk,
+						  const struct tcpotel_exchange *ex, __u32 first)
+{
+	__u32 wl1;
+
+	if (seq_before(first, ex->req_rcvd_seq))
+		return false;
+	if (!seq_after(sock_snd_una(sk), ex->resp_seq))
+		return false;
+	wl1 = sock_snd_wl1(sk);
+	return !(seq_after(wl1, first) && wl1 == sock_rcv_nxt(sk));
+}
+
 /*
  * One step of the exchange state machine (docs/design.md, "Exchanges"). The
- * request direction is send for a client and receive for a server; an
- * exchange ends at the next request after a response, at close, or after
- * cfg_idle_timeout_ns of silence (the sweep: sock_end_if_idle()).
+ * request direction is send for a client and receive for a server. An
+ * exchange ends at the next request after its response (both ends decide
+ * where a request is "next" from what TCP acknowledged: client_ and
+ * server_request_splits()), at close, or in silence (the sweep:
+ * sock_end_if_idle()). Extra reads of tcp_sock happen only where a phase may
+ * change: the first byte of a request or of a response.
  */
 static __always_inline void exchange_step(struct sock *sk, struct tcpotel_sock *s, bool is_send,
 					  __u32 bytes, const struct tcp_snap *snap)
 {
 	struct tcpotel_exchange *ex = &s->ex;
-	bool is_request = is_send == (s->role == TCPOTEL_ROLE_CLIENT);
+	bool client = s->role == TCPOTEL_ROLE_CLIENT;
+	bool is_request = is_send == client;
 	__u64 now = snap->clock_ns;
 	__u8 phase = ex->phase;
+	__u32 first = 0;
 
 	if (is_request) {
-		if (phase == TCPOTEL_PHASE_RESPONSE) {
+		if (client) {
+			first = snap->write_seq - bytes;
+		} else if (phase == TCPOTEL_PHASE_RESPONSE || phase == TCPOTEL_PHASE_IDLE ||
+			   phase == TCPOTEL_PHASE_SKIP_RESPONSE) {
+			__u32 copied = sock_copied_seq(sk);
+
+			first = copied - sock_fin_read(sk, copied) - bytes;
+		}
+		if ((phase == TCPOTEL_PHASE_RESPONSE &&
+		     (client || server_request_splits(sk, ex, first))) ||
+		    (phase == TCPOTEL_PHASE_REQUEST && client &&
+		     client_request_splits(sk, ex, first))) {
 			exchange_finish(s, snap->srtt_us);
 			phase = TCPOTEL_PHASE_IDLE;
 		}
 		if (phase == TCPOTEL_PHASE_IDLE || phase == TCPOTEL_PHASE_SKIP_RESPONSE) {
-			__u32 seq = is_send ? snap->write_seq : sock_copied_seq(sk);
-
-			ex->start_ns = now;
-			ex->request_seq = seq - bytes;
+			if (client) {
+				ex->start_ns = exchange_start_ns(sk, ex, snap, first);
+				ex->resp_seq = sock_rcv_nxt(sk);
+			} else {
+				ex->start_ns = now;
+			}
+			ex->request_seq = first;
 			ex->request_bytes = 0;
 			ex->response_bytes = 0;
+			ex->retransmits = s->retransmits;
 			phase = TCPOTEL_PHASE_REQUEST;
 		}
-		if (phase == TCPOTEL_PHASE_REQUEST)
+		/* RESPONSE here: bytes the client sent before it saw the response. */
+		if (phase == TCPOTEL_PHASE_REQUEST || phase == TCPOTEL_PHASE_RESPONSE)
 			ex->request_bytes += bytes;
 	} else {
-		if (phase == TCPOTEL_PHASE_REQUEST || phase == TCPOTEL_PHASE_RESPONSE) {
+		if (phase == TCPOTEL_PHASE_REQUEST) {
+			__u32 chrono_start;
+
+			if (client) {
+				ex->busy_jiffies = sock_busy_jiffies(sk, &chrono_start);
+			} else {
+				ex->resp_seq = snap->write_seq - bytes;
+				ex->req_rcvd_seq = sock_rcv_nxt(sk);
+			}
 			phase = TCPOTEL_PHASE_RESPONSE;
-			ex->response_bytes += bytes;
-		} else if (phase == TCPOTEL_PHASE_SKIP_REQUEST) {
-			phase = TCPOTEL_PHASE_SKIP_RESPONSE;
 		}
+		if (phase == TCPOTEL_PHASE_RESPONSE)
+			ex->response_bytes += bytes;
+		else if (phase == TCPOTEL_PHASE_SKIP_REQUEST)
+			phase = TCPOTEL_PHASE_SKIP_RESPONSE;
 		/* IDLE: a response with no request seen (the server spoke first,
 		 * or the sweep ended the exchange for silence): not an exchange. */
 	}
@@ -539,6 +672,8 @@ static __always_inline void on_state(struct sock *sk, int oldstate, int newstate
 			return;
 		sock_fill_tuple(sk, s, role);
 		s->flags |= TCPOTEL_SOCK_OPENED;
+		/* No request can have begun before now (exchange_start_ns()). */
+		s->ex.end_ns = bpf_ktime_get_ns();
 		if (role == TCPOTEL_ROLE_SERVER && !(s->flags & TCPOTEL_SOCK_HAS_OWNER)) {
 			/* Accepted connections become established in softirq: the
 			 * listener's owner stands in until the first send or receive. */

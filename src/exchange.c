@@ -28,6 +28,7 @@ struct pending_span {
 	uint8_t reset;
 	uint8_t root; /* a SERVER span of an external client: no parent */
 	uint32_t srtt_us;
+	uint32_t retransmits; /* segments this end retransmitted during the exchange */
 	/* A CLIENT span's server, when this agent sees it too: its service.name,
 	 * borrowed from the stream, which outlives the span's wait for its flush
 	 * (a stream goes only after 10 minutes without change). */
@@ -190,6 +191,7 @@ void exchanges__end(struct exchanges *x, const struct exchange_end *end)
 	p->root = end->role == TCPOTEL_ROLE_SERVER && external_client(x, end->tuple);
 	p->peer_service = end->role == TCPOTEL_ROLE_CLIENT ? end->origin->peer_service : NULL;
 	p->srtt_us = end->srtt_us;
+	p->retransmits = ex->retransmits;
 	p->start_mono_ns = ex->start_ns;
 	p->end_mono_ns = ex->end_ns;
 	p->request_bytes = ex->request_bytes;
@@ -215,7 +217,7 @@ static void encode_span(struct jbuf *b, const struct pending_span *p, const char
 	const char *client_addr = client ? local : remote, *server_addr = client ? remote : local;
 	uint16_t client_port = client ? p->tuple.sport : p->tuple.dport;
 	uint16_t server_port = client ? p->tuple.dport : p->tuple.sport;
-	struct otlp_attr a[12];
+	struct otlp_attr a[13];
 	struct otlp_span span = {
 		.trace_state = trace_state,
 		.name = SPAN_NAME,
@@ -242,6 +244,7 @@ static void encode_span(struct jbuf *b, const struct pending_span *p, const char
 	a[9] = OTLP_ATTR_INT("tcp.response.size", (int64_t)p->response_bytes);
 	/* Divided, not multiplied by 1e-6: the double nearest the exact value, which prints short. */
 	a[10] = OTLP_ATTR_DOUBLE("tcp.srtt", p->srtt_us / 1e6);
+	a[11] = OTLP_ATTR_INT("tcp.retransmits", p->retransmits);
 	if (p->peer_service)
 		a[span.n_attrs++] = OTLP_ATTR_STR("peer.service", p->peer_service);
 	memcpy(span.trace_id, p->ids.trace_id, 16);

@@ -562,6 +562,8 @@ static void sweep_socket(struct sockets *ss, const struct tcpotel_snapshot *snap
 	account(ss, u, s);
 	if (TCPOTEL_PHASE_ENDS_WHEN_IDLE(s->ex.phase))
 		idle_set(ss, u, snap->key, s->ex.end_ns + ss->opts.idle_timeout_ns);
+	else if (TCPOTEL_PHASE_AWAITS_RESPONSE(s->ex.phase))
+		idle_set(ss, u, snap->key, s->ex.end_ns + ss->opts.response_timeout_ns);
 	else
 		idle_clear(ss, u);
 }

@@ -43,9 +43,11 @@ struct sockets_source {
 
 struct sockets_opts {
 	struct sockets_source source;
-	/* spans.idle_timeout: a socket whose exchange has been silent this long
-	 * is read again, and the kernel ends the exchange. */
+	/* spans.idle_timeout: a socket whose response has been silent this long
+	 * is read again, and the kernel ends the exchange; likewise a request
+	 * that waited spans.response_timeout for its first response byte. */
 	uint64_t idle_timeout_ns;
+	uint64_t response_timeout_ns;
 };
 
 struct sockets;
