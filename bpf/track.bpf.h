@@ -222,7 +222,8 @@ static __always_inline void srtt_sample(struct tcpotel_sock *s, __u32 srtt)
 }
 
 static __always_inline void exchange_emit(const struct tcpotel_sock *s,
-					  const struct tcpotel_exchange *ex, __u32 srtt)
+					  const struct tcpotel_exchange *ex, __u32 srtt, __u16 type,
+					  bool sampled)
 {
 	struct tcpotel_exchange_record *r;
 
@@ -231,7 +232,7 @@ static __always_inline void exchange_emit(const struct tcpotel_sock *s,
 		counter_inc(TCPOTEL_CNT_RINGBUF_LOST);
 		return;
 	}
-	r->hdr.type = TCPOTEL_RECORD_EXCHANGE;
+	r->hdr.type = type;
 	r->hdr.size = sizeof(*r);
 	r->hdr._pad = 0;
 	r->sock_id = s->sock_id;
@@ -241,6 +242,7 @@ static __always_inline void exchange_emit(const struct tcpotel_sock *s,
 	__builtin_memcpy(r->comm, s->comm, sizeof(r->comm));
 	r->role = s->role;
 	r->flags = s->flags;
+	r->sampled = sampled;
 	r->_pad = 0;
 	r->srtt_us = srtt;
 	r->ex = *ex;
@@ -284,19 +286,37 @@ static __always_inline void exchange_count(struct tcpotel_sock *s,
  * sweep turns into tcp.exchange.duration), and only an exchange that is
  * kept by sampling goes to user space as a record. The sampling decision is
  * the one user space and the other end make (ids.bpf.h), so that unsampled
- * exchanges cost neither a ring-buffer record nor user-space time. This is
+ * exchanges cost neither a ring-buffer record nor user-space time. A failed
+ * exchange (rare) is not counted here but always sent, kept or not: user
+ * space counts it in tcp.exchange.duration under its error.type. This is
  * the only place an exchange is counted or reported, whoever ends it.
  */
 static __always_inline void exchange_end(struct tcpotel_sock *s, const struct tcpotel_exchange *ex,
 					 __u32 srtt)
 {
-	exchange_count(s, ex);
-	if (!cfg_exchange_records)
-		return;
-	if (exchange_sampled(&s->tuple, s->role, ex->request_seq, cfg_sample_threshold))
-		exchange_emit(s, ex, srtt);
-	else
+	bool sampled;
+
+	if (!ex->error) {
+		exchange_count(s, ex);
+		if (!cfg_exchange_records)
+			return;
+	}
+	sampled = cfg_exchange_records &&
+		  exchange_sampled(&s->tuple, s->role, ex->request_seq, cfg_sample_threshold);
+	if (!sampled && cfg_exchange_records)
 		counter_inc(TCPOTEL_CNT_SAMPLED_OUT);
+	if (sampled || ex->error)
+		exchange_emit(s, ex, srtt, TCPOTEL_RECORD_EXCHANGE, sampled);
+}
+
+/* The exchange in progress failed now, with `error` (it ends with it). */
+static __always_inline void exchange_fail(struct tcpotel_sock *s, __u8 error)
+{
+	__u64 now = bpf_ktime_get_ns();
+
+	s->ex.error = error;
+	if (now > s->ex.end_ns)
+		s->ex.end_ns = now;
 }
 
 /* The hot path ends the socket's current exchange (next request, close),
@@ -345,8 +365,10 @@ static __always_inline void sock_end_if_idle(struct tcpotel_sock *s, __u64 now)
 		return;
 	if (ex.start_ns != s->idle_ended_ns) {
 		s->idle_ended_ns = ex.start_ns;
-		if (TCPOTEL_PHASE_AWAITS_RESPONSE(ex.phase))
+		if (TCPOTEL_PHASE_AWAITS_RESPONSE(ex.phase)) {
 			counter_inc(TCPOTEL_CNT_UNANSWERED);
+			ex.error = TCPOTEL_ERR_NO_RESPONSE;
+		}
 		ex.end_ns = end;
 		exchange_end(s, &ex, s->srtt_last_us);
 	}
@@ -500,6 +522,7 @@ static __always_inline void exchange_step(struct sock *sk, struct tcpotel_sock *
 			ex->request_seq = first;
 			ex->request_bytes = 0;
 			ex->response_bytes = 0;
+			ex->error = TCPOTEL_ERR_NONE;
 			ex->retransmits = s->retransmits;
 			phase = TCPOTEL_PHASE_REQUEST;
 		}
@@ -580,8 +603,11 @@ static __always_inline void listener_del(const struct sock *sk)
 
 /* Hands a socket's final numbers (and any exchange still open) to user space,
  * then forgets it. The entry is deleted before the record is submitted so
- * that a sweep never sees a socket whose close it has already processed. */
-static __always_inline void sock_close(struct sock *sk)
+ * that a sweep never sees a socket whose close it has already processed.
+ * `aborted`: the connection went to CLOSE with no FIN exchanged (a reset sent
+ * or received, or TCP gave up retransmitting: sk_err ETIMEDOUT); a request
+ * still waiting for its response then failed. */
+static __always_inline void sock_close(struct sock *sk, bool aborted)
 {
 	__u64 key = (__u64)sk;
 	struct tcpotel_close_record *r;
@@ -596,6 +622,11 @@ static __always_inline void sock_close(struct sock *sk)
 		return;
 	}
 	/* The exchange in progress ends with the connection. */
+	if (s->ex.phase == TCPOTEL_PHASE_REQUEST && !s->ex.error &&
+	    (aborted || (s->flags & TCPOTEL_SOCK_RESET)))
+		exchange_fail(s, BPF_CORE_READ(sk, sk_err) == 110 /* ETIMEDOUT */ ?
+					 TCPOTEL_ERR_TIMEOUT :
+					 TCPOTEL_ERR_RESET);
 	if (s->ex.phase == TCPOTEL_PHASE_REQUEST || s->ex.phase == TCPOTEL_PHASE_RESPONSE)
 		exchange_finish(s, s->srtt_last_us ?: sock_srtt_us(sk));
 	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
@@ -623,7 +654,7 @@ static __always_inline void on_destroy(struct sock *sk)
 {
 	__u64 key = (__u64)sk;
 
-	sock_close(sk);
+	sock_close(sk, false);
 	bpf_map_delete_elem(&untracked, &key);
 }
 
@@ -637,7 +668,97 @@ static __always_inline void sock_forget_stale(struct sock *sk)
 	struct tcpotel_sock *s = bpf_map_lookup_elem(&sockets, &key);
 
 	if (s && (s->flags & TCPOTEL_SOCK_HAS_TUPLE))
-		sock_close(sk);
+		sock_close(sk, false);
+}
+
+/* error.type of a connect() that failed with errno `err` (0: it did not fail). */
+static __always_inline __u8 connect_error(int err)
+{
+	switch (err) {
+	case 0:
+		return TCPOTEL_ERR_NONE;
+	case 111: /* ECONNREFUSED */
+		return TCPOTEL_ERR_CONNECTION_REFUSED;
+	case 110: /* ETIMEDOUT */
+		return TCPOTEL_ERR_TIMEOUT;
+	case 112: /* EHOSTDOWN */
+	case 113: /* EHOSTUNREACH */
+		return TCPOTEL_ERR_HOST_UNREACHABLE;
+	case 101: /* ENETUNREACH */
+		return TCPOTEL_ERR_NETWORK_UNREACHABLE;
+	default:
+		return TCPOTEL_ERR_CONNECT_OTHER;
+	}
+}
+
+/*
+ * A connection attempt ended (SYN_SENT -> CLOSE). With an error (the kernel
+ * set sk_err before it moved the socket to CLOSE: tcp_reset(), tcp_write_err(),
+ * tcp_v4_err()) it failed: one record, always (user space counts it in
+ * tcp.connection.failed; a span when sampling keeps it), with the attempt's
+ * times, the tuple the process dialled and the initial sequence number (the
+ * SYN's, never acknowledged: snd_una), the ids' input. Without one the
+ * process gave up itself (closed the socket): not a failure. Either way the
+ * entry goes.
+ */
+static __always_inline void connect_failed(struct sock *sk)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	__u64 key = (__u64)sk;
+	struct tcpotel_sock *s;
+	__u8 err;
+
+	s = bpf_map_lookup_elem(&sockets, &key);
+	if (!s)
+		return;
+	/* An ICMP error that came while connect() held the socket is only a soft
+	 * one (sk_err_soft): it counts when the process then closes the socket
+	 * without having read it (SO_ERROR clears it). */
+	err = connect_error(BPF_CORE_READ(sk, sk_err) ?: BPF_CORE_READ(sk, sk_err_soft));
+	if (err && !(s->flags & TCPOTEL_SOCK_IGNORED)) {
+		sock_fill_tuple(sk, s, TCPOTEL_ROLE_CLIENT);
+		if (!(s->flags & TCPOTEL_SOCK_IGNORED)) {
+			s->ex.request_seq = BPF_CORE_READ(tp, snd_una);
+			s->ex.end_ns = bpf_ktime_get_ns();
+			s->ex.error = err;
+			exchange_emit(s, &s->ex, 0, TCPOTEL_RECORD_CONNECT_FAILED,
+				      cfg_exchange_records &&
+					      exchange_sampled(&s->tuple, TCPOTEL_ROLE_CLIENT,
+							       s->ex.request_seq,
+							       cfg_sample_threshold));
+		}
+	}
+	bpf_map_delete_elem(&sockets, &key);
+}
+
+/*
+ * A FIN before any response byte: the server closed the connection while
+ * the request waited (error.type closed_by_peer, on both ends). The client
+ * sees it when the server's FIN comes first (ESTABLISHED -> CLOSE_WAIT)
+ * with nothing else received since the request began; the server when its
+ * own FIN goes first (ESTABLISHED -> FIN_WAIT1) while its request waits. A
+ * client that says goodbye and closes first is not a failure. The exchange
+ * ends there and then.
+ */
+static __always_inline void closed_before_response(struct sock *sk, int newstate)
+{
+	__u64 key = (__u64)sk;
+	struct tcpotel_sock *s = bpf_map_lookup_elem(&sockets, &key);
+
+	if (!s || s->ex.phase != TCPOTEL_PHASE_REQUEST ||
+	    (s->flags & (TCPOTEL_SOCK_IGNORED | TCPOTEL_SOCK_HAS_TUPLE)) != TCPOTEL_SOCK_HAS_TUPLE)
+		return;
+	if (s->role == TCPOTEL_ROLE_CLIENT) {
+		/* The FIN took one sequence number: nothing else came. */
+		if (newstate != TCP_CLOSE_WAIT || sock_rcv_nxt(sk) != s->ex.resp_seq + 1)
+			return;
+	} else if (newstate != TCP_FIN_WAIT1) {
+		return;
+	}
+	exchange_fail(s, TCPOTEL_ERR_CLOSED_BY_PEER);
+	exchange_finish(s, s->srtt_last_us);
+	s->ex.phase = TCPOTEL_PHASE_IDLE;
+	sock_mark(s, key);
 }
 
 /* inet_sock_set_state: opens (with the role), listeners, and closes. */
@@ -657,6 +778,9 @@ static __always_inline void on_state(struct sock *sk, int oldstate, int newstate
 		s = sock_insert(sk);
 		if (s && !(s->flags & TCPOTEL_SOCK_HAS_OWNER))
 			sock_set_owner(s);
+		/* The attempt's start, should it fail (connect_failed()). */
+		if (s)
+			s->ex.start_ns = bpf_ktime_get_ns();
 		return;
 	}
 	if (newstate == TCP_ESTABLISHED && (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV)) {
@@ -693,11 +817,22 @@ static __always_inline void on_state(struct sock *sk, int oldstate, int newstate
 			sock_mark(s, key);
 		return;
 	}
+	if (oldstate == TCP_ESTABLISHED &&
+	    (newstate == TCP_CLOSE_WAIT || newstate == TCP_FIN_WAIT1)) {
+		closed_before_response(sk, newstate);
+		return;
+	}
 	if (newstate == TCP_CLOSE) {
 		if (oldstate == TCP_LISTEN) {
 			listener_del(sk);
 		} else {
-			sock_close(sk);
+			if (oldstate == TCP_SYN_SENT)
+				connect_failed(sk);
+			/* Straight from a synchronized state to CLOSE, with no FIN
+			 * exchanged: a reset, sent (tcp_send_active_reset() comes
+			 * after this change) or received. */
+			sock_close(sk, oldstate == TCP_ESTABLISHED || oldstate == TCP_CLOSE_WAIT ||
+					       oldstate == TCP_SYN_RECV);
 			bpf_map_delete_elem(&untracked, &key);
 		}
 	}

@@ -97,6 +97,12 @@ static int on_record(void *ctx, void *data, size_t size)
 			return 0;
 		}
 		break;
+	case TCPOTEL_RECORD_CONNECT_FAILED:
+		if (hdr->size == sizeof(struct tcpotel_exchange_record)) {
+			sockets__on_connect_failed(a->sockets, data);
+			return 0;
+		}
+		break;
 	case TCPOTEL_RECORD_CLOSE:
 		if (hdr->size == sizeof(struct tcpotel_close_record)) {
 			sockets__on_close(a->sockets, data);

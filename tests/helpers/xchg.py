@@ -19,6 +19,7 @@ and the server, after delay_ms, does what `action` says:
     answer   send resp_len bytes
     close    close the connection without answering (nothing left unread: a FIN)
     reset    send resp_len bytes, then close with SO_LINGER 0 (a RST)
+             (the client asks for none: the request is reset unanswered)
     silent   never answer (keep reading until the client closes)
     goodbye  nothing: the client closes right after (PostgreSQL's Terminate)
 
@@ -268,9 +269,9 @@ def client_main(args):
                     st["exchanges"] += 2
             for i in range(args.exchanges):
                 action = last if i == args.exchanges - 1 else ANSWER
+                want = args.resp_size if action == ANSWER else 0
                 t0 = time.monotonic()
-                send_all(sock, message(args.req_size, args.resp_size, args.delay_ms, action), st)
-                want = args.resp_size if action in (ANSWER, RESET) else 0
+                send_all(sock, message(args.req_size, want, args.delay_ms, action), st)
                 if action == ANSWER:
                     got = recv_exact(sock, want, st)
                     if got is None or len(got) != want:
@@ -334,7 +335,7 @@ def connect_main(args):
     out = {"attempts": 0, "errors": {}, "connected": 0, "elapsed_s": []}
     for _ in range(args.attempts):
         sock = socket.socket(fam, socket.SOCK_STREAM)
-        sock.settimeout(120)
+        # Blocking: the kernel's own SYN retries bound it (tcp_syn_retries).
         t0 = time.monotonic()
         out["attempts"] += 1
         try:

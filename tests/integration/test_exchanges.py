@@ -93,9 +93,10 @@ def all_pair(cl, sv):
 def test_response_slower_than_idle_timeout():
     """A server that answers 3.5 s after the request, with spans.idle_timeout
     2 s: each exchange is ONE pair whose client span lasts what the client
-    measured (within 5 %) and whose server span lasts the delay (3.5 s, within
-    5 %), with the real response size (200 bytes); tcp.exchange.duration counts
-    each exchange once on each side, and its sum is the spans' durations."""
+    measured (within 5 %) and whose server span lasts at least the delay
+    (3.5 s) and no more than its client span, with the real response size
+    (200 bytes); tcp.exchange.duration counts each exchange once on each
+    side, and its sum is the spans' durations."""
     hs = Hosts({"idle_timeout": "2s"})
     srv, port = xchg_server(hs.b)
     clis = [xchg_client(hs.a, "client", hs.v4(port) if i == 0 else hs.v6(port),
@@ -119,7 +120,8 @@ def test_response_slower_than_idle_timeout():
         assert c["attrs"]["tcp.request.size"] == XHDR + 100, c["attrs"]
         dc, ds = (c["end"] - c["start"]) / 1e9, (s["end"] - s["start"]) / 1e9
         durs.append((dc, ds))
-        assert abs(ds - 3.5) <= 0.05 * 3.5, (ds, s)
+        # The server sleeps 3.5 s (longer on a loaded machine) within the client's turn.
+        assert 3.5 <= ds <= dc + 0.02, (ds, dc, s)
     got = sorted(d for d, _ in durs)
     for g, t in zip(got, timings):
         assert abs(g - t) <= 0.05 * t, (got, timings)
@@ -156,7 +158,7 @@ def test_unanswered_request_ends_at_response_timeout():
     (within 0.1 s), response size 0, arriving before the client closed;
     tcpotel.exchanges.unanswered is 1 on each agent, and
     tcp.exchange.duration counts 2 exchanges on each side."""
-    hs = Hosts({"idle_timeout": "1s", "response_timeout": "2s"})
+    hs = Hosts({"idle_timeout": "1s", "response_timeout": "2s"}, failures=True)
     srv, port = xchg_server(hs.b)
     t0 = time.time()
     out = finish_client(xchg_client(hs.a, "client", hs.v4(port), [

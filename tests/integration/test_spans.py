@@ -50,11 +50,16 @@ def report(fmt, *args):
 class Hosts:
     """Two namespaces, one receiver, one agent per namespace."""
 
-    def __init__(self, spans=None, start=True):
+    def __init__(self, spans=None, start=True, ui_port=None, failures=False):
+        """ui_port: agent a serves its live map there. failures: the test makes
+        connections or exchanges fail; otherwise stop_agents() checks that
+        nothing carries an error."""
         h.require_root()
         h.require_built(h.TCPLOAD)
         self.a, self.b, self.link = h.two_hosts(V4, V6)
         self.rcv = h.Receiver()
+        self.ui_port = ui_port
+        self.failures = failures
         # Long by default: a stall of the machine (seconds, on a loaded VM)
         # must not split an exchange; the idle test sets its own.
         self.spans_cfg = {"idle_timeout": "30s"}
@@ -67,12 +72,15 @@ class Hosts:
     def start_agents(self):
         """Starts both agents at once; t_ready: when both run (time.time())."""
         for ns, host, name in ((self.a, "host-a", "a"), (self.b, "host-b", "b")):
-            self.agents.append(h.Agent({
+            cfg = {
                 "capture": {"netns": [ns.path]},
                 "metrics": {"interval": "1s"},
                 "spans": self.spans_cfg,
                 "resource": {"attributes": {"host.name": host}},
-            }, name=name))
+            }
+            if name == "a" and self.ui_port:
+                cfg["ui"] = {"listen": "127.0.0.1:%d" % self.ui_port}
+            self.agents.append(h.Agent(cfg, name=name))
         for ag in self.agents:
             ag.wait_ready()
         self.t_ready = time.time()
@@ -86,7 +94,11 @@ class Hosts:
         for ag in self.agents:
             rc = ag.proc.wait(20)
             assert rc == 0, "agent %s exited %s\n%s" % (ag.name, rc, ag.log()[-3000:])
-        return self.rcv.requests()
+        reqs = self.rcv.requests()
+        if not self.failures:
+            bad = h.errors(reqs)
+            assert not bad, ("errors where nothing failed", bad[:5])
+        return reqs
 
     def server(self, listen="[::]:0"):
         return h.tcpload_server(self.b, listen, service="backend")

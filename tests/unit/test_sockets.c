@@ -67,7 +67,8 @@ static void fk_count(struct tcpotel_sock *s, const struct tcpotel_exchange *ex)
 }
 
 /* As sock_end_if_idle() in bpf/track.bpf.h: a response silent for IDLE_NS has
- * ended with its last byte, a request that waited RESP_NS when that passed. */
+ * ended with its last byte, a request that waited RESP_NS when that passed
+ * (failed: no_response, not in the socket's histogram but always sent). */
 static void fk_end_if_idle(struct fake_kernel *k, struct tcpotel_sock *s)
 {
 	struct tcpotel_exchange ex = s->ex;
@@ -84,7 +85,10 @@ static void fk_end_if_idle(struct fake_kernel *k, struct tcpotel_sock *s)
 	if (ex.start_ns != s->idle_ended_ns) {
 		s->idle_ended_ns = ex.start_ns;
 		ex.end_ns = end;
-		fk_count(s, &ex);
+		if (TCPOTEL_PHASE_AWAITS_RESPONSE(ex.phase))
+			ex.error = TCPOTEL_ERR_NO_RESPONSE;
+		else
+			fk_count(s, &ex);
 		k->recs[k->n_recs++] = (struct tcpotel_exchange_record){
 			.hdr = { TCPOTEL_RECORD_EXCHANGE, sizeof(struct tcpotel_exchange_record) },
 			.sock_id = s->sock_id,
@@ -92,6 +96,7 @@ static void fk_end_if_idle(struct fake_kernel *k, struct tcpotel_sock *s)
 			.tgid = s->tgid,
 			.role = s->role,
 			.flags = s->flags,
+			.sampled = 1,
 			.srtt_us = s->srtt_last_us,
 			.ex = ex,
 		};
@@ -517,7 +522,8 @@ TEST(sockets_request_waits_for_response_timeout)
 	ASSERT_U64_EQ(t.exchanges, 1);
 	ASSERT_DOUBLE_NEAR(t.exchange_sum, 7.5, 1e-9);
 
-	/* The next request is never answered: ended when the bound passes. */
+	/* The next request is never answered: ended when the bound passes, failed
+	 * (no_response): the kernel sends it, and it is counted from its record. */
 	fk_exchange(s, 20 * SEC, 1 * MS, 50, 0);
 	s->ex.phase = TCPOTEL_PHASE_REQUEST;
 	fk_queue(&f.k, 0);
@@ -526,6 +532,10 @@ TEST(sockets_request_waits_for_response_timeout)
 	ASSERT_EQ(f.k.n_asked, 2);
 	sweep(&f, 28 * SEC);
 	ASSERT_EQ(f.k.n_asked, 3);
+	ASSERT_U64_EQ(sockets__exchanges(f.ss), 1); /* not in the kernel's histogram */
+	if (ASSERT_EQ(f.k.n_recs, 2))
+		ASSERT_EQ(f.k.recs[1].ex.error, TCPOTEL_ERR_NO_RESPONSE);
+	sockets__on_exchange(f.ss, &f.k.recs[f.k.n_recs - 1]);
 	t = totals(f.m);
 	ASSERT_U64_EQ(t.exchanges, 2);
 	ASSERT_DOUBLE_NEAR(t.exchange_sum, 7.5 + 7.001, 1e-9);
