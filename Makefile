@@ -225,7 +225,8 @@ sanitize-build:
 	$(Q)$(MAKE) --no-print-directory OUTPUT=$(ASAN_OUT) SANITIZE=address,undefined \
 		$(ASAN_OUT)/unit_tests $(ASAN_OUT)/tcpotel
 
-# libFuzzer targets (clang): the configuration loader and the OTLP encoder.
+# libFuzzer targets (clang): the configuration loader and the OTLP encoder (with the
+# Prometheus writer that shares its emitter).
 FUZZ_OUT   := $(OUTPUT)/fuzz
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
 	-DTCPOTEL_VERSION='"$(VERSION)"' -Isrc -Ibpf
@@ -237,12 +238,13 @@ $(FUZZ_OUT)/fuzz_config: tests/fuzz/fuzz_config.c src/config.c src/cidr.c src/lo
 	$(Q)$(CLANG) $(FUZZ_FLAGS) $(shell $(PKG_CONFIG) --cflags yaml-0.1 libbpf) \
 		tests/fuzz/fuzz_config.c src/config.c src/cidr.c src/log.c \
 		$(shell $(PKG_CONFIG) --libs yaml-0.1 libbpf) -o $@
-$(FUZZ_OUT)/fuzz_otlp: tests/fuzz/fuzz_otlp.c tests/unit/json_check.h src/otlp.c src/jbuf.c $(SRC_HDRS)
+FUZZ_OTLP_SRCS := src/otlp.c src/jbuf.c src/prom.c src/htable.c src/log.c
+$(FUZZ_OUT)/fuzz_otlp: tests/fuzz/fuzz_otlp.c tests/unit/json_check.h $(FUZZ_OTLP_SRCS) $(SRC_HDRS)
 	$(Q)mkdir -p $(FUZZ_OUT)
 	$(call msg,FUZZ,$@)
-	$(Q)$(CLANG) $(FUZZ_FLAGS) -Itests/unit $(shell $(PKG_CONFIG) --cflags json-c) \
-		tests/fuzz/fuzz_otlp.c src/otlp.c src/jbuf.c \
-		$(shell $(PKG_CONFIG) --libs json-c) -o $@
+	$(Q)$(CLANG) $(FUZZ_FLAGS) -Itests/unit $(shell $(PKG_CONFIG) --cflags json-c libbpf) \
+		tests/fuzz/fuzz_otlp.c $(FUZZ_OTLP_SRCS) \
+		$(shell $(PKG_CONFIG) --libs json-c libbpf) -lm -o $@
 # FUZZ_TIME seconds per target (CI runs them for a bounded time through `make test`).
 fuzz: fuzz-build
 	$(Q)tests/run.sh fuzz

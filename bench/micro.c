@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * Micro-benchmarks of the agent's user-space hot paths, on the project's own
- * modules: OTLP JSON encoding of spans and metric points, gzip of a span
- * body, trace id derivation, the exchange-end path, and the sweep against
- * the real collect program and BPF maps at 10k and 100k sockets (needs root).
+ * modules: OTLP JSON encoding of spans and metric points, the same store
+ * written as the /metrics page (Prometheus text), gzip of a span body, trace
+ * id derivation, the exchange-end path, and the sweep against the real
+ * collect program and BPF maps at 10k and 100k sockets (needs root).
  *
  *   micro [--json] [--quick] [BENCH...]     BENCH: span point ids exchange sweep
  *
@@ -37,6 +38,7 @@
 #include "netaddr.h"
 #include "otlp.h"
 #include "procinfo.h"
+#include "prom.h"
 #include "sockets.h"
 #include "traceid.h"
 
@@ -308,7 +310,7 @@ static int bench_points(void)
 {
 	size_t n_streams = quick ? 200 : 1000;
 	int reps_inner = quick ? 20 : 100;
-	double raw[REPS], store[REPS];
+	double raw[REPS], store[REPS], page[REPS];
 	struct otlp_resource res = { res_attrs, ARRAY_SIZE(res_attrs) };
 	struct otlp_metric_desc desc = { "tcp.io", "By", "bytes", OTLP_SUM_MONOTONIC, false };
 	struct procinfo_opts popts = { .proc_root = "/proc",
@@ -317,10 +319,16 @@ static int bench_points(void)
 	struct procinfo *pi = NULL;
 	struct metrics *m = NULL;
 	size_t points = 0;
+	struct prom_writer *prom = prom_writer__new();
+	struct otlp_json_emitter json;
 	struct jbuf b;
+	size_t text_len = 0;
 	int err = -ENOMEM;
 
 	jbuf_init(&b);
+	otlp_json_emitter_init(&json, &b);
+	if (!prom)
+		goto out;
 	pi = procinfo__new(&popts);
 	m = pi ? metrics__new(pi, 262144) : NULL;
 	if (!m)
@@ -380,12 +388,24 @@ static int bench_points(void)
 		n = 0;
 		for (int k = 0; k < reps_inner / 4 + 1; k++) {
 			jbuf_reset(&b);
-			n += metrics__encode(m, &b, 1700000010000000000ULL + (uint64_t)k, NULL);
+			n += metrics__encode(m, &json.emitter, 1700000010000000000ULL + (uint64_t)k,
+					     NULL);
 		}
 		store[r] = (double)(now_ns() - t0) / (double)n;
 		points = n / (size_t)(reps_inner / 4 + 1);
 		if (b.failed)
 			goto out;
+
+		/* The /metrics page of the same store: what the agent adds per interval with the UI. */
+		t0 = now_ns();
+		n = 0;
+		for (int k = 0; k < reps_inner / 4 + 1; k++) {
+			n += metrics__encode(m, prom_writer__emitter(prom),
+					     1700000010000000000ULL + (uint64_t)k, NULL);
+			if (!prom_writer__text(prom, &text_len))
+				goto out;
+		}
+		page[r] = (double)(now_ns() - t0) / (double)n;
 	}
 	report("otlp_point_int", best(raw, REPS), (uint64_t)n_streams * (uint64_t)reps_inner,
 	       "point", "5 attributes");
@@ -395,10 +415,14 @@ static int bench_points(void)
 		snprintf(note, sizeof(note), "%zu streams -> %zu points/body, histograms included",
 			 n_streams, points);
 		report("metrics_encode", best(store, REPS), points, "point", note);
+		snprintf(note, sizeof(note), "the same store as the /metrics page, %zu B of text",
+			 text_len);
+		report("metrics_prometheus", best(page, REPS), points, "point", note);
 	}
 	err = 0;
 out:
 	jbuf_free(&b);
+	prom_writer__free(prom);
 	metrics__free(m);
 	procinfo__free(pi);
 	return err;

@@ -1,9 +1,13 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * CO-RE readers for struct sock / struct tcp_sock. Every read goes through
- * BPF_CORE_READ so that one object runs on every kernel with BTF. The
- * fields read here have kept their names since well before 5.5 (the oldest
- * kernel any back-end supports), so no ___flavour fallbacks are needed yet.
+ * CO-RE readers for struct sock / struct tcp_sock: every field is found at
+ * its offset on the running kernel (BTF relocations), so that one object runs
+ * on every kernel with BTF. The fentry and kprobe back-ends read through
+ * BPF_CORE_READ (or one bpf_probe_read_kernel() of CO-RE offsets, see
+ * sock_snap()); the tracepoint back-end loads the few fields of every send and
+ * receive directly, through bpf_rdonly_cast() (see below). The fields read
+ * here have kept their names since well before 5.5 (the oldest kernel any
+ * back-end supports), so no ___flavour fallbacks are needed yet.
  */
 #ifndef TCPOTEL_SOCK_BPF_H
 #define TCPOTEL_SOCK_BPF_H

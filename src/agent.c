@@ -19,8 +19,10 @@
 #include "listeners.h"
 #include "log.h"
 #include "metrics.h"
+#include "otlp.h"
 #include "privdrop.h"
 #include "procinfo.h"
+#include "prom.h"
 #include "sockets.h"
 #include "traceid.h"
 #include "ui.h"
@@ -47,6 +49,7 @@ struct agent {
 	struct exporter *exporter;
 	struct graph *graph;
 	struct ui *ui;
+	struct prom_writer *prom; /* the /metrics page, with the UI */
 	uint64_t next_graph_ns;
 	uint64_t next_sweep_ns;
 	uint64_t next_metrics_ns;
@@ -117,7 +120,9 @@ static int on_record(void *ctx, void *data, size_t size)
 		break;
 	}
 	a->bad_records++;
-	log_ratelimited(LOG_WARN, 60000, "unknown ring-buffer record (type %u, %u bytes)",
+	log_ratelimited(LOG_WARN, 60000,
+			"unknown ring-buffer record (type %u, %u bytes): left out "
+			"(tcpotel.kernel.records.invalid)",
 			hdr->type, hdr->size);
 	return 0;
 }
@@ -207,6 +212,11 @@ static int start_ui(struct agent *a)
 	/* Drawn from the sampled exchanges, scaled back up to every exchange. */
 	graph__set_sampling(a->graph, a->cfg->spans.sampling_ratio);
 	exchanges__set_graph(a->exchanges, a->graph);
+	if (a->cfg->metrics.enabled) {
+		a->prom = prom_writer__new();
+		if (!a->prom)
+			return -errno ?: -ENOMEM;
+	}
 	/* NULL: the page from beside the program, PREFIX/share/tcpotel/web, or built in. */
 	a->ui = ui__start(a->cfg->ui.listen, NULL);
 	return a->ui ? 0 : -errno;
@@ -333,39 +343,60 @@ static void collect_self(struct agent *a, struct self_stats *st)
 
 	memset(st, 0, sizeof(*st));
 	capture__read_counters(a->capture, st->kernel_counters);
+	st->records_invalid = a->bad_records;
 	exporter__stats(a->exporter, &es);
 	exchanges__stats(a->exchanges, &xs);
 	st->sockets_tracked = sockets__tracked(a->sockets);
+	st->sockets_retired = sockets__retired(a->sockets);
 	st->exchanges = sockets__exchanges(a->sockets);
 	st->spans_sampled_out = st->kernel_counters[TCPOTEL_CNT_SAMPLED_OUT];
 	st->spans_dropped = xs.dropped;
+	st->spans_queued = xs.spans;
 	for (int i = 0; i < SIGNAL__COUNT; i++) {
 		st->sent_items[i] = es.sent_items[i];
 		st->dropped_items[i] = es.dropped_items[i];
 		st->rejected_items[i] = es.rejected_items[i];
+		st->sent_batches[i] = es.sent_batches[i];
+		st->sent_bytes[i] = es.bytes_sent[i];
 	}
 	st->export_failures = es.failed_requests;
+	st->export_retries = es.retries;
 	st->queue_depth = es.queue_depth;
 	st->streams = metrics__streams(a->metrics);
 	st->streams_dropped = metrics__streams_dropped(a->metrics);
 }
 
+/* The same store, time and health as the body just exported, as the /metrics page. */
+static void publish_prometheus(struct agent *a, uint64_t now_unix_ns, const struct self_stats *st)
+{
+	const char *text;
+	size_t len;
+
+	metrics__encode(a->metrics, prom_writer__emitter(a->prom), now_unix_ns, st);
+	text = prom_writer__text(a->prom, &len);
+	if (text)
+		ui__publish_metrics(a->ui, text, len);
+}
+
 static void export_metrics(struct agent *a)
 {
+	uint64_t now = clock_ns(CLOCK_REALTIME);
+	struct otlp_json_emitter json;
 	struct self_stats st;
 	struct jbuf body;
 	size_t points;
 
 	collect_self(a, &st);
 	jbuf_init(&body);
-	points = metrics__encode(a->metrics, &body, clock_ns(CLOCK_REALTIME), &st);
+	otlp_json_emitter_init(&json, &body);
+	points = metrics__encode(a->metrics, &json.emitter, now, &st);
+	if (a->ui && a->prom)
+		publish_prometheus(a, now, &st);
 	if (body.failed) {
 		log_err("out of memory encoding %zu metric points: dropped", points);
 		jbuf_free(&body);
 		return;
 	}
-	if (a->ui)
-		ui__publish_metrics(a->ui, body.data, body.len);
 	exporter__submit(a->exporter, SIGNAL_METRICS, body.data, body.len, (uint32_t)points);
 }
 
@@ -506,6 +537,7 @@ void agent__free(struct agent *a)
 	if (!a)
 		return;
 	ui__stop(a->ui);
+	prom_writer__free(a->prom);
 	ring_buffer__free(a->rb);
 	capture__destroy(a->capture);
 	sockets__free(a->sockets);

@@ -50,7 +50,8 @@ static const char *const state_progs[] = { "tp_inet_sock_set_state", "tp_tcp_des
 /* Loaded with every back-end and never attached: run by capture__collect(). */
 #define COLLECT_PROG "collect"
 
-const char *const *capture_backend_programs(enum capture_backend backend)
+/* The hook programs of a back-end (NULL-terminated); the state programs otherwise. */
+static const char *const *backend_programs(enum capture_backend backend)
 {
 	switch (backend) {
 	case BACKEND_TRACEPOINT:
@@ -75,7 +76,7 @@ static bool name_in(const char *name, const char *const *list)
 /* Loads only the chosen back-end's hooks plus the shared state programs. */
 static int select_programs(struct tcpotel_bpf *skel, enum capture_backend backend)
 {
-	const char *const *wanted = capture_backend_programs(backend);
+	const char *const *wanted = backend_programs(backend);
 	struct bpf_program *prog;
 	int err;
 
@@ -282,7 +283,7 @@ int capture__read_counters(const struct capture *c, uint64_t out[TCPOTEL_CNT__MA
 
 size_t capture__prog_ids(const struct capture *c, uint32_t *ids, size_t max, bool io_only)
 {
-	const char *const *io = capture_backend_programs(c->backend);
+	const char *const *io = backend_programs(c->backend);
 	struct bpf_program *prog;
 	size_t n = 0;
 

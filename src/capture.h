@@ -57,7 +57,4 @@ int capture__read_counters(const struct capture *c, uint64_t out[TCPOTEL_CNT__MA
 /* Programs of the loaded back-end, for BPF statistics: fills ids, returns how many. */
 size_t capture__prog_ids(const struct capture *c, uint32_t *ids, size_t max, bool io_only);
 
-/* Names of the programs each back-end uses (NULL-terminated), for tests. */
-const char *const *capture_backend_programs(enum capture_backend backend);
-
 #endif

@@ -47,11 +47,6 @@ enum key_kind {
 	K_RULES,
 };
 
-struct enum_name {
-	const char *name;
-	int value;
-};
-
 struct key_spec {
 	const char *path;
 	enum key_kind kind;
@@ -59,29 +54,24 @@ struct key_spec {
 	const char *def; /* default, written as in the file */
 	int64_t min, max; /* K_U32: value; K_DURATION: milliseconds */
 	double dmin, dmax; /* K_DOUBLE */
-	const struct enum_name *names; /* K_ENUM, NULL-terminated */
+	const char *const *names; /* K_ENUM: the name of each value, NULL-terminated */
 	const char *env; /* environment variable over the file, or NULL */
 	bool secret; /* K_MAP of HTTP headers: values never printed */
 	const char *help;
 };
 
-static const struct enum_name backend_names[] = {
-	{ "auto", BACKEND_AUTO },
-	{ "tracepoint", BACKEND_TRACEPOINT },
-	{ "fentry", BACKEND_FENTRY },
-	{ "kprobe", BACKEND_KPROBE },
-	{ NULL, 0 },
+static const char *const backend_names[] = {
+	[BACKEND_AUTO] = "auto",
+	[BACKEND_TRACEPOINT] = "tracepoint",
+	[BACKEND_FENTRY] = "fentry",
+	[BACKEND_KPROBE] = "kprobe",
+	NULL,
 };
 
-static const struct enum_name compression_names[] = {
-	{ "gzip", COMPRESSION_GZIP },
-	{ "none", COMPRESSION_NONE },
-	{ NULL, 0 },
-};
-
-static const struct enum_name level_names[] = {
-	{ "error", LOG_ERROR }, { "warn", LOG_WARN }, { "info", LOG_INFO },
-	{ "debug", LOG_DEBUG }, { NULL, 0 },
+static const char *const compression_names[] = {
+	[COMPRESSION_GZIP] = "gzip",
+	[COMPRESSION_NONE] = "none",
+	NULL,
 };
 
 _Static_assert(sizeof(enum capture_backend) == sizeof(int), "enums are stored as int");
@@ -162,7 +152,7 @@ static const struct key_spec keys[] = {
 	  .help = "also print every OTLP body to stdout, one per line" },
 	{ "ui.listen", K_LISTEN, OFF(ui.listen), "127.0.0.1:9464",
 	  .help = "live map, /api/graph and /metrics; \"\" = off" },
-	{ "log.level", K_ENUM, OFF(log.level), "info", .names = level_names,
+	{ "log.level", K_ENUM, OFF(log.level), "info", .names = log_level_names,
 	  .help = "error, warn, info or debug" },
 };
 
@@ -196,11 +186,11 @@ static const struct key_spec *key_find(const char *path)
 	return NULL;
 }
 
-static const char *enum_name_of(const struct enum_name *names, int value)
+static const char *enum_name_of(const char *const *names, int value)
 {
-	for (; names->name; names++)
-		if (names->value == value)
-			return names->name;
+	for (int i = 0; names[i]; i++)
+		if (i == value)
+			return names[i];
 	return "?";
 }
 
@@ -311,9 +301,9 @@ static void describe(const struct key_spec *k, char *buf, size_t size)
 		break;
 	case K_ENUM:
 		len = (size_t)snprintf(buf, size, "one of ");
-		for (const struct enum_name *n = k->names; n->name && len < size; n++)
-			len += (size_t)snprintf(buf + len, size - len, "%s%s", n->name,
-						n[1].name ? ", " : "");
+		for (const char *const *n = k->names; *n && len < size; n++)
+			len += (size_t)snprintf(buf + len, size - len, "%s%s", *n,
+						n[1] ? ", " : "");
 		break;
 	case K_STRING:
 		snprintf(buf, size, "a string");
@@ -672,9 +662,9 @@ static int parse_text(const struct key_spec *k, struct config *cfg, const char *
 		*(uint64_t *)dst = ms;
 		return 0;
 	case K_ENUM:
-		for (const struct enum_name *e = k->names; e->name; e++) {
-			if (strcmp(s, e->name) == 0) {
-				*(int *)dst = e->value;
+		for (int i = 0; k->names[i]; i++) {
+			if (strcmp(s, k->names[i]) == 0) {
+				*(int *)dst = i;
 				return 0;
 			}
 		}

@@ -68,7 +68,7 @@ struct exchange_end {
 
 struct exchange_stats {
 	uint64_t dropped;
-	uint64_t spans;
+	uint64_t spans; /* handed to the exporter */
 };
 
 struct exchanges;

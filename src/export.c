@@ -397,7 +397,7 @@ static enum outcome post(struct exporter *e, const struct export_batch *b, uint6
 	rc = curl_easy_perform(e->curl);
 	if (curl_easy_getinfo(e->curl, CURLINFO_SIZE_UPLOAD_T, &uploaded) == CURLE_OK &&
 	    uploaded > 0)
-		stats_add(e, &e->st.bytes_sent, (uint64_t)uploaded);
+		stats_add(e, &e->st.bytes_sent[b->signal], (uint64_t)uploaded);
 	if (rc != CURLE_OK) {
 		long os_errno = 0;
 

@@ -29,9 +29,9 @@ struct exporter_stats {
 	uint64_t queue_dropped_items[SIGNAL__COUNT]; /* of those: pushed out of a full queue */
 	uint64_t rejected_items[SIGNAL__COUNT]; /* partialSuccess rejections reported by the collector */
 	uint64_t failed_requests; /* requests that did not get a 2xx (each try) */
-	uint64_t retries;
+	uint64_t retries; /* failed tries planned again */
 	uint64_t queue_depth;
-	uint64_t bytes_sent; /* request bodies as sent (after compression) */
+	uint64_t bytes_sent[SIGNAL__COUNT]; /* request bodies as sent (compressed), every try */
 };
 
 /* exporter.* of the configuration. The pointers are borrowed until exporter__start() returns. */

@@ -85,7 +85,7 @@ struct graph;
 
 struct graph *graph__new(void);
 void graph__free(struct graph *g);
-/* Every exchange, before sampling. */
+/* One half of an exchange that sampling kept (spans.sampling_ratio), as spans are. */
 void graph__add(struct graph *g, const struct graph_exchange *x);
 /* An address of this host (GRAPH_MAX_LOCAL_ADDRS at most are kept). */
 #define GRAPH_MAX_LOCAL_ADDRS 64

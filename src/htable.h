@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util.h"
+
 struct hnode {
 	struct hnode *next;
 	uint64_t hash;
@@ -53,8 +55,6 @@ static inline void htable_prefetch_first(const struct htable *t, uint64_t hash)
 	for ((i) = 0; (i) < (t)->n_buckets; (i)++)                                 \
 		for ((n) = (t)->buckets[(i)], (tmp) = (n) ? (n)->next : NULL; (n); \
 		     (n) = (tmp), (tmp) = (n) ? (n)->next : NULL)
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* 64-bit hashes: a mixer for integers and FNV-1a + mixer for byte strings. */
 static inline uint64_t hash_u64(uint64_t x)

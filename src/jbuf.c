@@ -222,6 +222,11 @@ static inline size_t utf8_seq(const uint8_t *p, size_t n, size_t *sub, bool *tru
 	return need;
 }
 
+size_t jbuf_utf8_seq(const char *s, size_t n, size_t *sub, bool *truncated)
+{
+	return utf8_seq((const uint8_t *)s, n, sub, truncated);
+}
+
 /*
  * Escapes n bytes. When cut is set the input was shortened by the caller's
  * limit, so a sequence left incomplete at the end is dropped rather than

@@ -37,5 +37,12 @@ void jbuf_u64_quoted(struct jbuf *b, uint64_t v); /* "decimal" (OTLP 64-bit ints
 void jbuf_i64_quoted(struct jbuf *b, int64_t v);
 void jbuf_double(struct jbuf *b, double v); /* shortest round-trip form; NaN/Inf as strings */
 void jbuf_hex(struct jbuf *b, const uint8_t *bytes, size_t n); /* "lowercase hex" */
+/*
+ * The UTF-8 rule of jbuf_json_string, for other writers of untrusted text:
+ * the length of the well-formed sequence at s (n bytes available), or 0 when
+ * it is ill-formed; then *sub is how many bytes one U+FFFD replaces, and
+ * *truncated tells whether the sequence was only cut short by the end of s.
+ */
+size_t jbuf_utf8_seq(const char *s, size_t n, size_t *sub, bool *truncated);
 
 #endif

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "log.h"
 
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,11 +9,12 @@
 
 enum log_level log_current_level = LOG_INFO;
 
-static const char *const level_names[] = {
+const char *const log_level_names[] = {
 	[LOG_ERROR] = "error",
 	[LOG_WARN] = "warn",
 	[LOG_INFO] = "info",
 	[LOG_DEBUG] = "debug",
+	NULL,
 };
 
 void log_set_level(enum log_level level)
@@ -24,20 +24,9 @@ void log_set_level(enum log_level level)
 
 const char *log_level_name(enum log_level level)
 {
-	if ((size_t)level >= ARRAY_SIZE(level_names))
+	if ((size_t)level >= ARRAY_SIZE(log_level_names) - 1)
 		return "?";
-	return level_names[level];
-}
-
-int log_level_parse(const char *name, enum log_level *level)
-{
-	for (size_t i = 0; i < ARRAY_SIZE(level_names); i++) {
-		if (strcmp(name, level_names[i]) == 0) {
-			*level = (enum log_level)i;
-			return 0;
-		}
-	}
-	return -EINVAL;
+	return log_level_names[level];
 }
 
 uint64_t log_now_ms(void)

@@ -16,10 +16,12 @@ enum log_level {
 
 extern enum log_level log_current_level;
 
+/* The name of each level ("error", "warn", "info", "debug"), NULL-terminated:
+ * what the log prints and what log.level takes (config.c). */
+extern const char *const log_level_names[];
+
 void log_set_level(enum log_level level);
 const char *log_level_name(enum log_level level);
-/* Parses "error", "warn", "info", "debug"; returns 0 or -EINVAL. */
-int log_level_parse(const char *name, enum log_level *level);
 void log_write(enum log_level level, const char *fmt, ...) __printf(2, 3);
 /* Routes libbpf's own messages through this logger (debug ones only at debug). */
 void log_bridge_libbpf(void);
@@ -37,7 +39,11 @@ void log_restore_libbpf(void *old);
 #define log_info(...)  log_at(LOG_INFO, __VA_ARGS__)
 #define log_debug(...) log_at(LOG_DEBUG, __VA_ARGS__)
 
-/* Logs at most once per interval_ms per call site; returns how many were suppressed. */
+/*
+ * Logs at most once per interval_ms per call site. The messages held back in
+ * between are counted: the next one let through is preceded by a line that
+ * says how many.
+ */
 #define log_ratelimited(level, interval_ms, ...)                                           \
 	do {                                                                               \
 		static uint64_t __last_ms;                                                 \

@@ -2,7 +2,9 @@
 /*
  * tcpotel: wiring only. Parse the command line, load the configuration,
  * check privileges, choose the capture back-end, start the agent, wait for
- * SIGINT/SIGTERM, stop in reverse order. Exit status 0 only on a clean stop.
+ * SIGINT/SIGTERM, stop in reverse order. Exit status 0 only on a clean stop:
+ * a second signal during the final flush ends the process at once with
+ * 128 + its number (130, 143), as a death by that signal would.
  */
 #include <errno.h>
 #include <limits.h>
@@ -21,13 +23,34 @@
 extern char **environ;
 
 static volatile sig_atomic_t stop_requested;
+/* Set once the final flush is over: a second signal then ends the process with 0. */
+static volatile sig_atomic_t flushed;
+
+/* write(2) until done or refused: async-signal-safe, for the handler below. */
+static void write_all(int fd, const char *s, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, s, n);
+
+		if (w <= 0)
+			return;
+		s += w;
+		n -= (size_t)w;
+	}
+}
 
 static void on_stop_signal(int sig)
 {
-	/* A second signal while flushing means: stop now. */
-	if (stop_requested)
+	static const char msg[] = "tcpotel: second signal: exiting now, without the final flush\n";
+
+	if (!stop_requested) {
+		stop_requested = sig;
+		return;
+	}
+	if (flushed)
 		_exit(0);
-	stop_requested = sig;
+	write_all(STDERR_FILENO, msg, sizeof(msg) - 1);
+	_exit(128 + sig);
 }
 
 static int install_signals(void)
@@ -115,6 +138,7 @@ int main(int argc, char **argv)
 		log_info("live service map: %s (JSON at %sapi/graph, Prometheus at %smetrics)",
 			 agent__ui_url(agent), agent__ui_url(agent), agent__ui_url(agent));
 	err = agent__run(agent, &stop_requested);
+	flushed = !err;
 	if (!err)
 		log_info("stopped");
 out:

@@ -532,7 +532,7 @@ static size_t stream_attrs(const struct stream *s, struct otlp_attr *a, const ch
 	return n;
 }
 
-static void exchange_point(struct jbuf *b, const struct stream *s, uint64_t now,
+static void exchange_point(struct otlp_metrics_emitter *e, const struct stream *s, uint64_t now,
 			   const struct histogram *hist, const uint64_t *counts, const char *error)
 {
 	struct otlp_attr a[MAX_POINT_ATTRS];
@@ -550,48 +550,51 @@ static void exchange_point(struct jbuf *b, const struct stream *s, uint64_t now,
 
 	if (error)
 		a[n++] = OTLP_ATTR_STR("error.type", error);
-	otlp_point_histogram(b, a, n, s->start_unix_ns, now, &h);
+	e->ops->point_histogram(e, a, n, s->start_unix_ns, now, &h);
 }
 
 /* tcp.exchange.duration: the successful exchanges' series (no error.type, as
  * the HTTP conventions do), then one per error.type of the failed ones. */
-static size_t encode_exchange_points(struct jbuf *b, const struct stream *s, uint64_t now)
+static size_t encode_exchange_points(struct otlp_metrics_emitter *e, const struct stream *s,
+				     uint64_t now)
 {
 	size_t points = 0;
 
 	if (s->exchange.count) {
-		exchange_point(b, s, now, &s->exchange, s->exchange_counts, NULL);
+		exchange_point(e, s, now, &s->exchange, s->exchange_counts, NULL);
 		points++;
 	}
-	for (unsigned e = 1; s->failed && e < TCPOTEL_ERR__COUNT; e++) {
-		if (!s->failed->hist[e].count)
+	for (unsigned k = 1; s->failed && k < TCPOTEL_ERR__COUNT; k++) {
+		if (!s->failed->hist[k].count)
 			continue;
-		exchange_point(b, s, now, &s->failed->hist[e], s->failed->counts[e],
-			       error_type_name(e));
+		exchange_point(e, s, now, &s->failed->hist[k], s->failed->counts[k],
+			       error_type_name(k));
 		points++;
 	}
 	return points;
 }
 
-static size_t encode_connect_failed(struct jbuf *b, const struct stream *s, uint64_t now)
+static size_t encode_connect_failed(struct otlp_metrics_emitter *e, const struct stream *s,
+				    uint64_t now)
 {
 	struct otlp_attr a[MAX_POINT_ATTRS];
 	size_t points = 0, n;
 
-	for (unsigned e = 1; e < TCPOTEL_ERR__COUNT; e++) {
-		if (!s->connect_failed[e])
+	for (unsigned k = 1; k < TCPOTEL_ERR__COUNT; k++) {
+		if (!s->connect_failed[k])
 			continue;
 		n = stream_attrs(s, a, NULL);
-		a[n++] = OTLP_ATTR_STR("error.type", error_type_name(e));
-		otlp_point_int(b, a, n, s->start_unix_ns, now, (int64_t)s->connect_failed[e]);
+		a[n++] = OTLP_ATTR_STR("error.type", error_type_name(k));
+		e->ops->point_int(e, a, n, s->start_unix_ns, now, (int64_t)s->connect_failed[k]);
 		points++;
 	}
 	return points;
 }
 
-static size_t encode_stream_metric(struct jbuf *b, enum metric_id id, const struct stream *s,
-				   uint64_t now)
+static size_t encode_stream_metric(struct otlp_metrics_emitter *e, enum metric_id id,
+				   const struct stream *s, uint64_t now)
 {
+	const struct otlp_metrics_emitter_ops *ops = e->ops;
 	struct otlp_attr a[MAX_POINT_ATTRS];
 	struct otlp_histogram_point h = {};
 	size_t n;
@@ -599,9 +602,9 @@ static size_t encode_stream_metric(struct jbuf *b, enum metric_id id, const stru
 	switch (id) {
 	case M_IO:
 		n = stream_attrs(s, a, "transmit");
-		otlp_point_int(b, a, n, s->start_unix_ns, now, (int64_t)s->sent);
+		ops->point_int(e, a, n, s->start_unix_ns, now, (int64_t)s->sent);
 		n = stream_attrs(s, a, "receive");
-		otlp_point_int(b, a, n, s->start_unix_ns, now, (int64_t)s->received);
+		ops->point_int(e, a, n, s->start_unix_ns, now, (int64_t)s->received);
 		return 2;
 	case M_SRTT:
 		if (!s->srtt.count)
@@ -618,26 +621,26 @@ static size_t encode_stream_metric(struct jbuf *b, enum metric_id id, const stru
 		};
 		break;
 	case M_EXCHANGE:
-		return encode_exchange_points(b, s, now);
+		return encode_exchange_points(e, s, now);
 	case M_CONNECT_FAILED:
-		return encode_connect_failed(b, s, now);
+		return encode_connect_failed(e, s, now);
 	case M_OPENED:
 		n = stream_attrs(s, a, NULL);
-		otlp_point_int(b, a, n, s->start_unix_ns, now, (int64_t)s->opened);
+		ops->point_int(e, a, n, s->start_unix_ns, now, (int64_t)s->opened);
 		return 1;
 	case M_ACTIVE:
 		n = stream_attrs(s, a, NULL);
-		otlp_point_int(b, a, n, s->start_unix_ns, now, s->active);
+		ops->point_int(e, a, n, s->start_unix_ns, now, s->active);
 		return 1;
 	case M_RETRANSMITS:
 		n = stream_attrs(s, a, NULL);
-		otlp_point_int(b, a, n, s->start_unix_ns, now, (int64_t)s->retransmits);
+		ops->point_int(e, a, n, s->start_unix_ns, now, (int64_t)s->retransmits);
 		return 1;
 	default:
 		return 0;
 	}
 	n = stream_attrs(s, a, NULL);
-	otlp_point_histogram(b, a, n, s->start_unix_ns, now, &h);
+	ops->point_histogram(e, a, n, s->start_unix_ns, now, &h);
 	return 1;
 }
 
@@ -653,21 +656,21 @@ static bool metric_has_points(enum metric_id id, const struct group *g)
 	return false;
 }
 
-static size_t encode_group(struct jbuf *b, const struct group *g, uint64_t now)
+static size_t encode_group(struct otlp_metrics_emitter *e, const struct group *g, uint64_t now)
 {
 	struct otlp_resource res = { g->res->attrs, g->res->n_attrs };
 	size_t points = 0;
 
-	otlp_metrics_resource_begin(b, &res);
+	e->ops->resource_begin(e, &res);
 	for (int id = 0; id < M__COUNT; id++) {
 		if (!metric_has_points((enum metric_id)id, g))
 			continue;
-		otlp_metric_begin(b, &stream_metrics[id]);
+		e->ops->metric_begin(e, &stream_metrics[id]);
 		for (const struct stream *s = g->head; s; s = s->next)
-			points += encode_stream_metric(b, (enum metric_id)id, s, now);
-		otlp_metric_end(b);
+			points += encode_stream_metric(e, (enum metric_id)id, s, now);
+		e->ops->metric_end(e);
 	}
-	otlp_metrics_resource_end(b);
+	e->ops->resource_end(e);
 	return points;
 }
 
@@ -684,6 +687,9 @@ static const struct self_metric self_metrics[] = {
 	{ { "tcpotel.kernel.records.lost", "{record}",
 	    "Ring-buffer records lost because the buffer was full", OTLP_SUM_MONOTONIC },
 	  SELF(kernel_counters) + TCPOTEL_CNT_RINGBUF_LOST * sizeof(uint64_t) },
+	{ { "tcpotel.kernel.records.invalid", "{record}",
+	    "Ring-buffer records of an unknown type or size, left out", OTLP_SUM_MONOTONIC },
+	  SELF(records_invalid) },
 	{ { "tcpotel.sockets.untracked", "{socket}",
 	    "Sockets not tracked because the socket table was full", OTLP_SUM_MONOTONIC },
 	  SELF(kernel_counters) + TCPOTEL_CNT_SOCK_UNTRACKED * sizeof(uint64_t) },
@@ -697,6 +703,10 @@ static const struct self_metric self_metrics[] = {
 	  SELF(kernel_counters) + TCPOTEL_CNT_SOCK_IGNORED * sizeof(uint64_t) },
 	{ { "tcpotel.sockets.tracked", "{socket}", "Sockets tracked now", OTLP_GAUGE },
 	  SELF(sockets_tracked) },
+	{ { "tcpotel.sockets.retired", "{socket}",
+	    "Sockets gone from the kernel's table whose close record was lost",
+	    OTLP_SUM_MONOTONIC },
+	  SELF(sockets_retired) },
 	{ { "tcpotel.exchanges", "{exchange}", "Exchanges seen", OTLP_SUM_MONOTONIC },
 	  SELF(exchanges) },
 	{ { "tcpotel.exchanges.unanswered", "{exchange}",
@@ -709,6 +719,9 @@ static const struct self_metric self_metrics[] = {
 	{ { "tcpotel.spans.dropped", "{span}", "Spans dropped before export (buffer full)",
 	    OTLP_SUM_MONOTONIC },
 	  SELF(spans_dropped) },
+	{ { "tcpotel.spans.queued", "{span}", "Spans handed to the export queue",
+	    OTLP_SUM_MONOTONIC },
+	  SELF(spans_queued) },
 	{ { "tcpotel.streams", "{stream}", "Metric streams held", OTLP_GAUGE }, SELF(streams) },
 	{ { "tcpotel.streams.dropped", "{stream}", "Metric streams not recorded (limit reached)",
 	    OTLP_SUM_MONOTONIC },
@@ -716,12 +729,23 @@ static const struct self_metric self_metrics[] = {
 	{ { "tcpotel.export.failures", "{request}", "Export requests that failed (each try)",
 	    OTLP_SUM_MONOTONIC },
 	  SELF(export_failures) },
+	{ { "tcpotel.export.retries", "{request}", "Failed export requests tried again",
+	    OTLP_SUM_MONOTONIC },
+	  SELF(export_retries) },
 	{ { "tcpotel.export.queue.depth", "{batch}", "Batches waiting in the export queue",
 	    OTLP_GAUGE },
 	  SELF(queue_depth) },
 	{ { "tcpotel.export.sent", "{item}", "Spans and metric points the collector accepted",
 	    OTLP_SUM_MONOTONIC },
 	  SELF(sent_items),
+	  "signal" },
+	{ { "tcpotel.export.batches", "{batch}", "Request bodies the collector accepted",
+	    OTLP_SUM_MONOTONIC },
+	  SELF(sent_batches),
+	  "signal" },
+	{ { "tcpotel.export.bytes", "By", "Request body bytes sent, compressed, every try",
+	    OTLP_SUM_MONOTONIC },
+	  SELF(sent_bytes),
 	  "signal" },
 	{ { "tcpotel.export.dropped", "{item}",
 	    "Spans and metric points dropped: queue full, refused, retries expired",
@@ -735,34 +759,34 @@ static const struct self_metric self_metrics[] = {
 	  "signal" },
 };
 
-static size_t encode_self(struct jbuf *b, const struct proc_resource *self_res,
+static size_t encode_self(struct otlp_metrics_emitter *e, const struct proc_resource *self_res,
 			  const struct self_stats *st, uint64_t start, uint64_t now)
 {
 	struct otlp_resource res = { self_res->attrs, self_res->n_attrs };
 	static const char *const signals[2] = { "metrics", "traces" };
 	size_t points = 0;
 
-	otlp_metrics_resource_begin(b, &res);
+	e->ops->resource_begin(e, &res);
 	for (size_t i = 0; i < ARRAY_SIZE(self_metrics); i++) {
 		const struct self_metric *sm = &self_metrics[i];
 		const uint64_t *v = (const uint64_t *)((const char *)st + sm->offset);
 		uint64_t t0 = sm->desc.kind == OTLP_GAUGE ? 0 : start;
 
-		otlp_metric_begin(b, &sm->desc);
+		e->ops->metric_begin(e, &sm->desc);
 		for (int k = 0; k < (sm->signal ? 2 : 1); k++) {
 			struct otlp_attr a =
 				OTLP_ATTR_STR(sm->signal ? sm->signal : "", signals[k]);
 
-			otlp_point_int(b, &a, sm->signal ? 1 : 0, t0, now, (int64_t)v[k]);
+			e->ops->point_int(e, &a, sm->signal ? 1 : 0, t0, now, (int64_t)v[k]);
 			points++;
 		}
-		otlp_metric_end(b);
+		e->ops->metric_end(e);
 	}
-	otlp_metrics_resource_end(b);
+	e->ops->resource_end(e);
 	return points;
 }
 
-size_t metrics__encode(struct metrics *m, struct jbuf *b, uint64_t now_unix_ns,
+size_t metrics__encode(struct metrics *m, struct otlp_metrics_emitter *e, uint64_t now_unix_ns,
 		       const struct self_stats *self)
 {
 	struct hnode *n, *tmp;
@@ -770,7 +794,7 @@ size_t metrics__encode(struct metrics *m, struct jbuf *b, uint64_t now_unix_ns,
 
 	if (!m->start_unix_ns)
 		m->start_unix_ns = now_unix_ns;
-	otlp_metrics_begin(b);
+	e->ops->begin(e);
 	htable_for_each_safe(&m->groups, i, n, tmp) {
 		struct group *g = container_of(n, struct group, node);
 
@@ -781,12 +805,12 @@ size_t metrics__encode(struct metrics *m, struct jbuf *b, uint64_t now_unix_ns,
 		}
 		/* Processes, or the service instances they add up to; never both. */
 		if (g->instance != m->per_process)
-			points += encode_group(b, g, now_unix_ns);
+			points += encode_group(e, g, now_unix_ns);
 	}
 	if (self)
 		points +=
-			encode_self(b, procinfo__self(m->pi), self, m->start_unix_ns, now_unix_ns);
-	otlp_metrics_end(b);
+			encode_self(e, procinfo__self(m->pi), self, m->start_unix_ns, now_unix_ns);
+	e->ops->end(e);
 	return points;
 }
 

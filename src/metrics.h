@@ -14,8 +14,8 @@
 #include <stdint.h>
 
 #include "abi.h"
-#include "jbuf.h"
 
+struct otlp_metrics_emitter;
 struct proc_resource;
 struct procinfo;
 
@@ -32,12 +32,17 @@ struct stream;
 /* The agent's own health, exported as tcpotel.* metrics. */
 struct self_stats {
 	uint64_t kernel_counters[TCPOTEL_CNT__MAX];
+	uint64_t records_invalid; /* of an unknown type or size: left out */
 	uint64_t sockets_tracked;
+	uint64_t sockets_retired; /* gone from the kernel's table, their close record lost */
 	uint64_t exchanges;
 	uint64_t spans_sampled_out;
 	uint64_t spans_dropped; /* before the exporter: pending buffer full */
+	uint64_t spans_queued; /* handed to the exporter */
 	uint64_t sent_items[2], dropped_items[2], rejected_items[2]; /* [metrics, traces] */
+	uint64_t sent_batches[2], sent_bytes[2];
 	uint64_t export_failures;
+	uint64_t export_retries;
 	uint64_t queue_depth;
 	uint64_t streams;
 	uint64_t streams_dropped;
@@ -90,9 +95,12 @@ const char *stream__peer_service(const struct stream *s);
 
 /*
  * Writes every stream and the self metrics (under the agent's own resource)
- * as one ExportMetricsServiceRequest. Returns the number of data points.
+ * through `e` as one body (an ExportMetricsServiceRequest with the JSON
+ * emitter of otlp.h, the /metrics page with prom.h's), and counts the
+ * streams as exported. Writing the same store again with the same time,
+ * through another emitter, writes the same points. Returns their number.
  */
-size_t metrics__encode(struct metrics *m, struct jbuf *b, uint64_t now_unix_ns,
+size_t metrics__encode(struct metrics *m, struct otlp_metrics_emitter *e, uint64_t now_unix_ns,
 		       const struct self_stats *self);
 /* Forgets streams with no open connection and no change for idle_ns (after
  * they were exported once more). Returns how many were removed. */

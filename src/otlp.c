@@ -12,10 +12,6 @@
 
 #include "util.h"
 
-#ifndef TCPOTEL_VERSION
-#define TCPOTEL_VERSION "dev"
-#endif
-
 /* AGGREGATION_TEMPORALITY_CUMULATIVE */
 #define OTLP_CUMULATIVE "2"
 
@@ -94,7 +90,7 @@ static void put_resource_and_scope(struct jbuf *b, const struct otlp_resource *r
 	PUT_LIT(b, "},\"");
 	jbuf_puts(b, scope_key);
 	PUT_LIT(b, "\":[{\"scope\":{\"name\":\"" OTLP_SCOPE_NAME "\",\"version\":");
-	put_str(b, TCPOTEL_VERSION);
+	put_str(b, OTLP_SCOPE_VERSION);
 	PUT_LIT(b, "},\"");
 	jbuf_puts(b, items_key);
 	PUT_LIT(b, "\":[");
@@ -226,6 +222,82 @@ void otlp_metrics_resource_end(struct jbuf *b)
 void otlp_metrics_end(struct jbuf *b)
 {
 	PUT_LIT(b, "]}");
+}
+
+/* ---- metrics through the emitter ---------------------------------------- */
+
+static struct jbuf *je_buf(struct otlp_metrics_emitter *e)
+{
+	return container_of(e, struct otlp_json_emitter, emitter)->b;
+}
+
+static void je_begin(struct otlp_metrics_emitter *e)
+{
+	otlp_metrics_begin(je_buf(e));
+}
+
+static void je_resource_begin(struct otlp_metrics_emitter *e, const struct otlp_resource *res)
+{
+	otlp_metrics_resource_begin(je_buf(e), res);
+}
+
+static void je_metric_begin(struct otlp_metrics_emitter *e, const struct otlp_metric_desc *desc)
+{
+	otlp_metric_begin(je_buf(e), desc);
+}
+
+static void je_point_int(struct otlp_metrics_emitter *e, const struct otlp_attr *attrs,
+			 size_t n_attrs, uint64_t start_unix_nano, uint64_t time_unix_nano,
+			 int64_t value)
+{
+	otlp_point_int(je_buf(e), attrs, n_attrs, start_unix_nano, time_unix_nano, value);
+}
+
+static void je_point_double(struct otlp_metrics_emitter *e, const struct otlp_attr *attrs,
+			    size_t n_attrs, uint64_t start_unix_nano, uint64_t time_unix_nano,
+			    double value)
+{
+	otlp_point_double(je_buf(e), attrs, n_attrs, start_unix_nano, time_unix_nano, value);
+}
+
+static void je_point_histogram(struct otlp_metrics_emitter *e, const struct otlp_attr *attrs,
+			       size_t n_attrs, uint64_t start_unix_nano, uint64_t time_unix_nano,
+			       const struct otlp_histogram_point *h)
+{
+	otlp_point_histogram(je_buf(e), attrs, n_attrs, start_unix_nano, time_unix_nano, h);
+}
+
+static void je_metric_end(struct otlp_metrics_emitter *e)
+{
+	otlp_metric_end(je_buf(e));
+}
+
+static void je_resource_end(struct otlp_metrics_emitter *e)
+{
+	otlp_metrics_resource_end(je_buf(e));
+}
+
+static void je_end(struct otlp_metrics_emitter *e)
+{
+	otlp_metrics_end(je_buf(e));
+}
+
+static const struct otlp_metrics_emitter_ops json_ops = {
+	.begin = je_begin,
+	.resource_begin = je_resource_begin,
+	.metric_begin = je_metric_begin,
+	.point_int = je_point_int,
+	.point_double = je_point_double,
+	.point_histogram = je_point_histogram,
+	.metric_end = je_metric_end,
+	.resource_end = je_resource_end,
+	.end = je_end,
+};
+
+void otlp_json_emitter_init(struct otlp_json_emitter *je, struct jbuf *b)
+{
+	je->emitter.ops = &json_ops;
+	je->b = b;
 }
 
 /* ---- traces -------------------------------------------------------------- */

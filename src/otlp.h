@@ -12,6 +12,11 @@
  * Callers stream: begin, then per resource resource_begin, then metrics (each
  * with its points) or spans, then resource_end, then end. The encoder keeps
  * the commas and brackets right; it never reorders.
+ *
+ * The metric store does not call the JSON writers itself: it writes through
+ * struct otlp_metrics_emitter, the same sequence of calls as an interface,
+ * which the JSON writer below implements (otlp_json_emitter) and so does the
+ * Prometheus text writer (prom.h).
  */
 #ifndef TCPOTEL_OTLP_H
 #define TCPOTEL_OTLP_H
@@ -22,7 +27,13 @@
 
 #include "jbuf.h"
 
-#define OTLP_SCOPE_NAME "tcpotel"
+#ifndef TCPOTEL_VERSION
+#define TCPOTEL_VERSION "dev"
+#endif
+
+/* The instrumentation scope of everything tcpotel writes. */
+#define OTLP_SCOPE_NAME	   "tcpotel"
+#define OTLP_SCOPE_VERSION TCPOTEL_VERSION
 /* Longest string value written for any attribute (bytes of input). */
 #define OTLP_MAX_VALUE_BYTES 4096
 
@@ -70,7 +81,7 @@ struct otlp_metric_desc {
 };
 
 struct otlp_histogram_point {
-	const double *bounds; /* explicitBounds, n_bounds entries */
+	const double *bounds; /* explicitBounds, n_bounds entries, strictly increasing */
 	size_t n_bounds;
 	const uint64_t *counts; /* n_bounds + 1 entries */
 	uint64_t count; /* sum of counts */
@@ -119,6 +130,44 @@ void otlp_point_histogram(struct jbuf *b, const struct otlp_attr *attrs, size_t 
 void otlp_metric_end(struct jbuf *b);
 void otlp_metrics_resource_end(struct jbuf *b);
 void otlp_metrics_end(struct jbuf *b);
+
+/*
+ * A metrics body as calls: begin; per resource, resource_begin, then per
+ * metric metric_begin, its points and metric_end, then resource_end; end.
+ * Every pointer passed is borrowed for the call only. Implementations embed
+ * the struct and find themselves with container_of.
+ */
+struct otlp_metrics_emitter;
+
+struct otlp_metrics_emitter_ops {
+	void (*begin)(struct otlp_metrics_emitter *e);
+	void (*resource_begin)(struct otlp_metrics_emitter *e, const struct otlp_resource *res);
+	void (*metric_begin)(struct otlp_metrics_emitter *e, const struct otlp_metric_desc *desc);
+	void (*point_int)(struct otlp_metrics_emitter *e, const struct otlp_attr *attrs,
+			  size_t n_attrs, uint64_t start_unix_nano, uint64_t time_unix_nano,
+			  int64_t value);
+	void (*point_double)(struct otlp_metrics_emitter *e, const struct otlp_attr *attrs,
+			     size_t n_attrs, uint64_t start_unix_nano, uint64_t time_unix_nano,
+			     double value);
+	void (*point_histogram)(struct otlp_metrics_emitter *e, const struct otlp_attr *attrs,
+				size_t n_attrs, uint64_t start_unix_nano, uint64_t time_unix_nano,
+				const struct otlp_histogram_point *h);
+	void (*metric_end)(struct otlp_metrics_emitter *e);
+	void (*resource_end)(struct otlp_metrics_emitter *e);
+	void (*end)(struct otlp_metrics_emitter *e);
+};
+
+struct otlp_metrics_emitter {
+	const struct otlp_metrics_emitter_ops *ops;
+};
+
+/* The emitter that writes the body above, as OTLP/HTTP JSON, into b. */
+struct otlp_json_emitter {
+	struct otlp_metrics_emitter emitter;
+	struct jbuf *b;
+};
+
+void otlp_json_emitter_init(struct otlp_json_emitter *je, struct jbuf *b);
 
 /* Traces body. */
 void otlp_traces_begin(struct jbuf *b);

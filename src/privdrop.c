@@ -68,7 +68,7 @@ static bool map_reads_need_cap_bpf(int map_fd)
 	if (pid < 0)
 		return true;
 	if (pid == 0) {
-		__u64 key = 0, next;
+		__u64 next;
 		bool bset;
 
 		if (caps_keep(base_caps, 2, &bset))
@@ -76,7 +76,6 @@ static bool map_reads_need_cap_bpf(int map_fd)
 		/* ENOENT (empty map) is a read that worked; EPERM is not. */
 		if (bpf_map_get_next_key(map_fd, NULL, &next) && errno == EPERM)
 			_exit(1);
-		(void)key;
 		_exit(0);
 	}
 	if (waitpid(pid, &status, 0) != pid)

@@ -5,9 +5,10 @@
  * A cache entry holds one reference to its resource; every procinfo__get
  * hands the caller another. An entry that is evicted, or whose resource is
  * replaced (pid reuse, exec), drops the cache's reference only: the resource
- * lives until its last holder calls procinfo__put. References are atomic so
- * that a resource may be put from another thread (the exporter); everything
- * else (get, self, cached, free) belongs to one thread.
+ * lives until its last holder calls procinfo__put. Everything here (get,
+ * put, ref, self, cached, free) belongs to one thread, the drain thread,
+ * where the streams and the pending spans that hold references live: the
+ * counts are plain.
  *
  * Identity of a process: /proc/PID/stat's start time (field 22) and comm.
  * A cached entry is trusted for revalidate_ms, and as long as the kernel's
@@ -202,26 +203,26 @@ static void res_fill_fields(struct res *r)
 	const struct otlp_attr *a;
 
 	a = res_find(r, "service.name");
-	r->pub.service_name = a && a->type == OTLP_STRING ? (char *)(uintptr_t)a->s : NULL;
+	r->pub.service_name = a && a->type == OTLP_STRING ? a->s : NULL;
 	a = res_find(r, "process.executable.name");
-	r->pub.exe_name = a && a->type == OTLP_STRING ? (char *)(uintptr_t)a->s : NULL;
+	r->pub.exe_name = a && a->type == OTLP_STRING ? a->s : NULL;
 	a = res_find(r, "process.command_line");
-	r->pub.command_line = a && a->type == OTLP_STRING ? (char *)(uintptr_t)a->s : NULL;
+	r->pub.command_line = a && a->type == OTLP_STRING ? a->s : NULL;
 	a = res_find(r, "container.id");
-	r->pub.container_id = a && a->type == OTLP_STRING ? (char *)(uintptr_t)a->s : NULL;
+	r->pub.container_id = a && a->type == OTLP_STRING ? a->s : NULL;
 	a = res_find(r, "host.name");
 	r->pub.host_name = a && a->type == OTLP_STRING ? a->s : "";
 }
 
 static struct proc_resource *res_ref(struct res *r)
 {
-	__atomic_add_fetch(&r->pub.refs, 1, __ATOMIC_RELAXED);
+	r->pub.refs++;
 	return &r->pub;
 }
 
 static void res_put(struct res *r)
 {
-	if (r && __atomic_sub_fetch(&r->pub.refs, 1, __ATOMIC_ACQ_REL) == 0)
+	if (r && --r->pub.refs == 0)
 		res_free(r);
 }
 

@@ -23,10 +23,11 @@ struct service_rule;
 struct proc_resource {
 	uint32_t pid;
 	uint64_t start_time; /* /proc/PID/stat field 22; 0 when the process was gone */
-	char *service_name;
-	char *exe_name;
-	char *command_line; /* NULL unless service.command_line is on */
-	char *container_id; /* NULL outside containers */
+	/* The values of these attributes, borrowed from attrs. */
+	const char *service_name;
+	const char *exe_name;
+	const char *command_line; /* NULL unless service.command_line is on */
+	const char *container_id; /* NULL outside containers */
 	const char *host_name; /* host.name, "" when there is none */
 	struct otlp_attr *attrs; /* ready to encode, service.name first */
 	size_t n_attrs;

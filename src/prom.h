@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * OTLP/HTTP JSON metrics -> Prometheus text exposition format 0.0.4, with the
+ * Metrics -> Prometheus text exposition format 0.0.4, written from the metric
+ * store through the same emitter as the OTLP body (otlp.h), with the
  * OpenTelemetry Collector's prometheus exporter translation (the default
  * "underscore escaping with suffixes" strategy):
  *
@@ -21,7 +22,8 @@
  * Each family is written once (HELP, TYPE, then all its series), families
  * sorted by name. Where two resources give the very same series (several
  * processes of one service, no service.instance.id) the series are added up
- * rather than written twice, which the format forbids.
+ * rather than written twice, which the format forbids. Label values are
+ * UTF-8, repaired and cut as the JSON writer does (jbuf.h).
  */
 #ifndef TCPOTEL_PROM_H
 #define TCPOTEL_PROM_H
@@ -31,7 +33,9 @@
 
 #include "jbuf.h"
 
-/* The Content-Type of what prom_from_otlp_metrics() writes. */
+struct otlp_metrics_emitter;
+
+/* The Content-Type of what a prom_writer writes. */
 #define PROM_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
 /* What an OTLP metric is, as far as its Prometheus name and type go. */
@@ -43,11 +47,20 @@ enum prom_source {
 };
 
 /*
- * Converts one ExportMetricsServiceRequest (OTLP JSON) and appends the text
- * to `out`. Returns 0, -EINVAL when the body is not OTLP JSON (nothing
- * appended), or -ENOMEM.
+ * Holds one body's families and series between the emitter's begin and end,
+ * then its text; the memory is kept for the next body. One thread at a time.
  */
-int prom_from_otlp_metrics(const char *otlp_json, size_t len, struct jbuf *out);
+struct prom_writer;
+
+struct prom_writer *prom_writer__new(void);
+void prom_writer__free(struct prom_writer *w);
+/* The emitter: each body written through it (begin ... end) replaces the text. */
+struct otlp_metrics_emitter *prom_writer__emitter(struct prom_writer *w);
+/*
+ * The text of the last body, NUL-terminated, *len its length; NULL when
+ * writing it ran out of memory. Valid until the next begin.
+ */
+const char *prom_writer__text(struct prom_writer *w, size_t *len);
 
 /* The Prometheus name of an OTLP metric (appended to out, no NUL written). */
 void prom_metric_name(struct jbuf *out, const char *name, const char *unit, enum prom_source src);

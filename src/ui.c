@@ -21,7 +21,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "jbuf.h"
 #include "log.h"
 #include "prom.h"
 #include "util.h"
@@ -78,14 +77,8 @@ struct ui {
 	pthread_mutex_t lock; /* the published copies below */
 	char *graph;
 	size_t graph_len;
-	char *metrics;
+	char *metrics; /* Prometheus text */
 	size_t metrics_len;
-	uint64_t metrics_gen;
-
-	pthread_mutex_t conv_lock; /* the Prometheus text of metrics_gen */
-	struct jbuf prom;
-	uint64_t prom_gen;
-	bool prom_valid;
 };
 
 static const char empty_graph[] = "{\"window_s\":10,\"nodes\":[],\"edges\":[],\"starting\":true}";
@@ -240,43 +233,15 @@ static enum MHD_Result send_graph(struct ui *u, struct MHD_Connection *c)
 	return ret;
 }
 
+/* Before the first metrics interval has passed, an empty page: no series yet. */
 static enum MHD_Result send_metrics(struct ui *u, struct MHD_Connection *c)
 {
 	enum MHD_Result ret;
-	uint64_t gen;
-	char *body = NULL;
-	size_t len = 0;
 
-	pthread_mutex_lock(&u->conv_lock);
 	pthread_mutex_lock(&u->lock);
-	gen = u->metrics_gen;
-	if (gen != u->prom_gen && u->metrics) {
-		body = malloc(u->metrics_len);
-		if (body) {
-			memcpy(body, u->metrics, u->metrics_len);
-			len = u->metrics_len;
-		}
-	}
+	ret = send_buf(c, MHD_HTTP_OK, PROM_CONTENT_TYPE, u->metrics ? u->metrics : "",
+		       u->metrics_len, true, MHD_RESPMEM_MUST_COPY);
 	pthread_mutex_unlock(&u->lock);
-	if (body) {
-		int err;
-
-		jbuf_reset(&u->prom);
-		err = prom_from_otlp_metrics(body, len, &u->prom);
-		free(body);
-		u->prom_valid = !err;
-		u->prom_gen = gen;
-		if (err)
-			log_ratelimited(LOG_WARN, 60000,
-					"ui: /metrics: cannot convert the metrics: %s",
-					strerror(-err));
-	}
-	if (gen && !u->prom_valid)
-		ret = send_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "metrics not available\n");
-	else
-		ret = send_buf(c, MHD_HTTP_OK, PROM_CONTENT_TYPE, u->prom.data ? u->prom.data : "",
-			       u->prom_valid ? u->prom.len : 0, true, MHD_RESPMEM_MUST_COPY);
-	pthread_mutex_unlock(&u->conv_lock);
 	return ret;
 }
 
@@ -427,8 +392,6 @@ struct ui *ui__start(const char *spec, const char *web_dir)
 		return NULL;
 	}
 	pthread_mutex_init(&u->lock, NULL);
-	pthread_mutex_init(&u->conv_lock, NULL);
-	jbuf_init(&u->prom);
 	snprintf(u->listen, sizeof(u->listen), "%s", spec);
 	err = load_assets(u, web_dir);
 	if (err)
@@ -461,12 +424,12 @@ fail:
 }
 
 static void publish(struct ui *u, char **dst, size_t *dst_len, const char *data, size_t len,
-		    uint64_t *gen)
+		    const char *what)
 {
 	char *copy = malloc(len ? len : 1), *old;
 
 	if (!copy) {
-		log_ratelimited(LOG_WARN, 60000, "ui: out of memory: the map is not updated");
+		log_ratelimited(LOG_WARN, 60000, "ui: out of memory: %s is not updated", what);
 		return;
 	}
 	memcpy(copy, data, len);
@@ -474,8 +437,6 @@ static void publish(struct ui *u, char **dst, size_t *dst_len, const char *data,
 	old = *dst;
 	*dst = copy;
 	*dst_len = len;
-	if (gen)
-		(*gen)++;
 	pthread_mutex_unlock(&u->lock);
 	free(old);
 }
@@ -483,13 +444,13 @@ static void publish(struct ui *u, char **dst, size_t *dst_len, const char *data,
 void ui__publish_graph(struct ui *u, const char *json, size_t len)
 {
 	if (u)
-		publish(u, &u->graph, &u->graph_len, json, len, NULL);
+		publish(u, &u->graph, &u->graph_len, json, len, "the map");
 }
 
-void ui__publish_metrics(struct ui *u, const char *otlp_metrics_json, size_t len)
+void ui__publish_metrics(struct ui *u, const char *prom_text, size_t len)
 {
 	if (u)
-		publish(u, &u->metrics, &u->metrics_len, otlp_metrics_json, len, &u->metrics_gen);
+		publish(u, &u->metrics, &u->metrics_len, prom_text, len, "/metrics");
 }
 
 void ui__stop(struct ui *u)
@@ -502,9 +463,7 @@ void ui__stop(struct ui *u)
 		free(u->assets[i].data);
 	free(u->graph);
 	free(u->metrics);
-	jbuf_free(&u->prom);
 	pthread_mutex_destroy(&u->lock);
-	pthread_mutex_destroy(&u->conv_lock);
 	free(u);
 }
 

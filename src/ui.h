@@ -11,8 +11,8 @@
  * Connections are bounded in number (UI_MAX_CONNECTIONS) and in time
  * (UI_CONNECTION_TIMEOUT_S), so slow clients cannot pile up. The drain
  * thread only ever hands over copies (ui__publish_*), under a mutex held for
- * a memcpy; conversion to Prometheus text happens on the UI thread, at the
- * first scrape after a new body, and is cached.
+ * a memcpy: the graph's JSON, and the Prometheus text it writes from the
+ * metric store once per metrics interval (prom.h). A scrape only copies it.
  *
  * Page files come from `web_dir` (or, when NULL, web/ beside the executable,
  * else ../share/tcpotel/web/ from it) and fall back to copies built into the
@@ -38,7 +38,7 @@ struct ui;
 struct ui *ui__start(const char *listen, const char *web_dir);
 /* Both copy the bytes and return; safe from any thread. */
 void ui__publish_graph(struct ui *u, const char *json, size_t len);
-void ui__publish_metrics(struct ui *u, const char *otlp_metrics_json, size_t len);
+void ui__publish_metrics(struct ui *u, const char *prom_text, size_t len);
 void ui__stop(struct ui *u);
 /* "http://127.0.0.1:9464/": where a browser on this host finds the map. */
 const char *ui__url(const struct ui *u);

@@ -12,9 +12,11 @@
 #define __printf(a, b) __attribute__((format(printf, a, b)))
 #define likely(x)      __builtin_expect(!!(x), 1)
 #define unlikely(x)    __builtin_expect(!!(x), 0)
+/* The struct that embeds *ptr as `member`. */
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
-#define NSEC_PER_SEC   1000000000ULL
-#define NSEC_PER_MSEC  1000000ULL
+#define NSEC_PER_SEC			1000000000ULL
+#define NSEC_PER_MSEC			1000000ULL
 
 /* User space never sees kernel typedefs: the ABI header uses __u* only. */
 #pragma GCC poison u8 u16 u32 u64 s8 s16 s32 s64

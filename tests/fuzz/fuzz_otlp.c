@@ -2,7 +2,9 @@
 /*
  * libFuzzer target for the OTLP encoder: arbitrary bytes become service
  * names, attribute keys and values, span names, trace states and status
- * messages; every body must parse as strict JSON and be valid UTF-8.
+ * messages; every body must parse as strict JSON and be valid UTF-8. The
+ * metrics body goes through the Prometheus writer too (the same emitter):
+ * its text must be valid UTF-8, with every line a sample, HELP or TYPE.
  *
  *   make fuzz   (builds this target and fuzz_config, runs each for FUZZ_TIME seconds)
  */
@@ -14,6 +16,7 @@
 
 #include "json_check.h"
 #include "otlp.h"
+#include "prom.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -40,6 +43,53 @@ static void check(struct jbuf *b, const char *what, json_type want)
 		abort();
 	}
 	json_object_put(obj);
+}
+
+/* Prometheus text: strict UTF-8, and no raw newline inside a label value or HELP. */
+static void check_prom(struct prom_writer *w)
+{
+	const char *text, *p;
+	size_t len;
+
+	text = prom_writer__text(w, &len);
+	if (!text)
+		return; /* out of memory */
+	if (!utf8_valid((const uint8_t *)text, len)) {
+		fprintf(stderr, "prometheus: invalid UTF-8 in text\n");
+		abort();
+	}
+	for (p = text; p < text + len; p = strchr(p, '\n') + 1) {
+		if (!strncmp(p, "# HELP ", 7) || !strncmp(p, "# TYPE ", 7) || *p == '_' ||
+		    (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z'))
+			continue;
+		fprintf(stderr, "prometheus: a line that is not a sample, HELP or TYPE\n%s\n", p);
+		abort();
+	}
+}
+
+/* The same metrics body, through either writer. */
+static void emit_metrics(struct otlp_metrics_emitter *e, int n_res, const struct otlp_resource *res,
+			 const struct otlp_metric_desc *descs, const struct otlp_attr *attrs,
+			 const struct otlp_histogram_point *h, size_t size, uint8_t sel)
+{
+	const struct otlp_metrics_emitter_ops *o = e->ops;
+
+	o->begin(e);
+	for (int r = 0; r < n_res; r++) {
+		o->resource_begin(e, res);
+		o->metric_begin(e, &descs[0]);
+		o->point_int(e, attrs, 4, 1, 2, (int64_t)size);
+		o->point_int(e, NULL, 0, 0, 2, INT64_MIN);
+		o->metric_end(e);
+		o->metric_begin(e, &descs[1]);
+		o->point_double(e, attrs + 1, 3, 0, 2, (double)sel / 7.0);
+		o->metric_end(e);
+		o->metric_begin(e, &descs[2]);
+		o->point_histogram(e, attrs, 2, 1, 2, h);
+		o->metric_end(e);
+		o->resource_end(e);
+	}
+	o->end(e);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -88,9 +138,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		const double bounds[] = { 0.001, 1.0 / (double)(sel | 1) };
 		const uint64_t counts[] = { lens[0], lens[1], lens[2] };
 		const struct otlp_histogram_point h = {
-			.bounds = bounds, .n_bounds = 2, .counts = counts,
-			.count = lens[0] + lens[1] + lens[2], .sum = (double)size / 3.0,
-			.has_min_max = sel & 4, .min = 0, .max = (double)size,
+			.bounds = bounds,
+			.n_bounds = 2,
+			.counts = counts,
+			.count = lens[0] + lens[1] + lens[2],
+			.sum = (double)size / 3.0,
+			.has_min_max = sel & 4,
+			.min = 0,
+			.max = (double)size,
 		};
 		const struct otlp_metric_desc descs[] = {
 			{ pieces[6], pieces[7], pieces[0], OTLP_SUM_MONOTONIC, false },
@@ -112,24 +167,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			.status_message = pieces[3],
 		};
 
+		struct prom_writer *w = prom_writer__new();
+		struct otlp_json_emitter je;
+
 		jbuf_init(&b);
-		otlp_metrics_begin(&b);
-		for (int r = 0; r < 1 + (sel >> 7); r++) {
-			otlp_metrics_resource_begin(&b, &res);
-			otlp_metric_begin(&b, &descs[0]);
-			otlp_point_int(&b, attrs, 4, 1, 2, (int64_t)size);
-			otlp_point_int(&b, NULL, 0, 0, 2, INT64_MIN);
-			otlp_metric_end(&b);
-			otlp_metric_begin(&b, &descs[1]);
-			otlp_point_double(&b, attrs + 1, 3, 0, 2, (double)sel / 7.0);
-			otlp_metric_end(&b);
-			otlp_metric_begin(&b, &descs[2]);
-			otlp_point_histogram(&b, attrs, 2, 1, 2, &h);
-			otlp_metric_end(&b);
-			otlp_metrics_resource_end(&b);
-		}
-		otlp_metrics_end(&b);
+		otlp_json_emitter_init(&je, &b);
+		emit_metrics(&je.emitter, 1 + (sel >> 7), &res, descs, attrs, &h, size, sel);
 		check(&b, "metrics", json_type_object);
+		if (w) {
+			emit_metrics(prom_writer__emitter(w), 1 + (sel >> 7), &res, descs, attrs,
+				     &h, size, sel);
+			check_prom(w);
+			prom_writer__free(w);
+		}
 
 		jbuf_reset(&b);
 		otlp_traces_begin(&b);

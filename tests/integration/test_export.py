@@ -180,8 +180,11 @@ def test_collector_absent_then_unavailable_then_slow():
     last = accepted[-1]
     assert self_value(last, "tcpotel.export.dropped", "metrics") == 0, last
     # Every failed try is counted: at least one refused connection and the three 503s.
-    assert self_value(last, "tcpotel.export.failures") >= 4, self_value(
-        last, "tcpotel.export.failures")
+    failures = self_value(last, "tcpotel.export.failures")
+    assert failures >= 4, failures
+    # Nothing was dropped: every failed try was tried again.
+    retries = self_value(last, "tcpotel.export.retries")
+    assert retries == failures, ("tcpotel.export.retries", retries, "failures", failures)
 
 
 test_collector_absent_then_unavailable_then_slow.timeout = 90
@@ -239,7 +242,9 @@ def test_400_is_not_retried():
 def test_partial_success_is_counted_not_retried():
     """A 200 with partialSuccess.rejectedDataPoints = 5 is logged, counted in
     tcpotel.export.rejected{signal=metrics}, and not sent again; the points the
-    collector did accept are what tcpotel.export.sent counts."""
+    collector did accept are what tcpotel.export.sent counts, the bodies it accepted
+    what tcpotel.export.batches counts, and the bytes it received what
+    tcpotel.export.bytes counts."""
     rcv, agent, cli, srv = _steady_agent()
     rcv.set_mode("partial", rejected=5, count=1)
     rcv.wait_for(lambda reqs: any(r.get("mode") == "partial" for r in reqs), 10,
@@ -272,9 +277,21 @@ def test_partial_success_is_counted_not_retried():
             raise AssertionError("no body made clearly after the partial success")
         if any(q is not r and abs(q["t"] + q.get("duration", 0) - made) < 0.1 for q in reqs):
             continue
-        want = sum(q["items"] for q in accepted if q["t"] + q.get("duration", 0) < made) - 5
+        before = [q for q in accepted if q["t"] + q.get("duration", 0) < made]
+        want = sum(q["items"] for q in before) - 5
         sent = self_value(r, "tcpotel.export.sent", "metrics")
         assert sent == want, (
             "tcpotel.export.sent{metrics} %d, points the collector accepted %d (items of "
             "the 2xx bodies answered before, minus the 5 rejected)" % (sent, want))
+        batches = self_value(r, "tcpotel.export.batches", "metrics")
+        assert batches == len(before), ("tcpotel.export.batches{metrics}", batches,
+                                        "2xx bodies answered before", len(before))
+        # Every body the receiver read, as it came (compressed); no traces in this test.
+        nbytes = self_value(r, "tcpotel.export.bytes", "metrics")
+        want_bytes = sum(q["bytes"] for q in reqs if q["t"] + q.get("duration", 0) < made)
+        assert nbytes == want_bytes, ("tcpotel.export.bytes{metrics}", nbytes,
+                                      "bytes the receiver read", want_bytes)
+        assert self_value(r, "tcpotel.export.bytes", "traces") == 0, r
+        note("at a body made %.2fs after the partial success: sent %d, batches %d, bytes %d",
+             made - p["t"], sent, batches, nbytes)
         break

@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """The agent under load, under faults and at its limits: connection churn, many
-sockets held open, a full socket table, a collector away for a minute, process
-churn (short lives, exec, pid reuse), SIGTERM under full load, and a whole run
-under AddressSanitizer and LeakSanitizer.
+sockets held open, a full socket table, close records lost, a collector away for
+a minute, process churn (short lives, exec, pid reuse), SIGTERM under full load,
+and a whole run under AddressSanitizer and LeakSanitizer.
 
 The agent's own account is its tcpotel.* metrics as the receiver got them; its
 memory and CPU come from /proc/PID/status (VmRSS, VmHWM) and /proc/PID/stat
@@ -15,6 +15,8 @@ Bounds (each checked by the test that names it):
   afterwards tcpotel.sockets.tracked and the kernel socket table are back to
   their values before the burst, VmRSS is within CHURN_RSS_SLACK of it, and a
   second burst adds less than 2 MiB;
+- lost close records: RETIRE_CONNS connections closed while the ring buffer is
+  full (FLOOD_CONNS short ones before them) are each retired once, and counted;
 - many sockets: VmHWM under HWM_10K with 10k sockets tracked and under
   HWM_MANY with 2 * MANY_CONNS (TCPOTEL_MANY_CONNS, default 20000; 2 KiB more
   per socket above that); after two rounds no socket is left in the table;
@@ -54,6 +56,8 @@ MANY_CONNS = int(os.environ.get("TCPOTEL_MANY_CONNS", "20000"))
 CONNS_PER_PROC = 10000
 FULL_TABLE = 1024
 FULL_CONNS = 3000
+RETIRE_CONNS = 100
+FLOOD_CONNS = 8000
 OUTAGE_S = 60
 OUTAGE_QUEUE = 20
 OUTAGE_RSS_SPREAD = 4 * MIB
@@ -523,6 +527,63 @@ def test_full_socket_table_counts_untracked():
 
 
 test_full_socket_table_counts_untracked.timeout = 90
+
+
+# ---- 2b. close records lost ----------------------------------------------------------------
+
+
+def test_lost_close_records_retire_their_sockets():
+    """RETIRE_CONNS held connections close while the agent is stopped (SIGSTOP) and
+    FLOOD_CONNS short connections have filled the 4 MiB ring buffer with their close
+    records: the held sockets' close records are lost (tcpotel.kernel.records.lost).
+    When the agent runs again, its sweep retires exactly the sockets it knew whose
+    close never came: tcpotel.sockets.retired = 2 * RETIRE_CONNS, tcpotel.sockets.tracked
+    is back to its value before they opened, and tcp.connection.active of their streams
+    is 0."""
+    a, b, link = hosts()
+    rcv = h.Receiver()
+    # Close records only in the ring buffer: no spans and no live map, no exchange records.
+    agent = h.Agent(agent_config(a, b, spans={"enabled": False},
+                                 ui={"listen": ""})).wait_ready()
+    wait_exports(rcv, 1)
+    tracked_before = self_last(rcv.requests(), "tcpotel.sockets.tracked")
+    srv, port = connhold_server(b)
+    held = connhold_clients(a, link, [port], RETIRE_CONNS)
+    wait_gauge(rcv, "tcpotel.sockets.tracked",
+               lambda v: v >= tracked_before + 2 * RETIRE_CONNS, 15,
+               "the held connections tracked")
+    flood_srv, flood_port = h.tcpload_server(b, "0.0.0.0:0", "backend")
+    agent.proc.signal(signal.SIGSTOP)
+    try:
+        flood = h.tcpload_client(a, h.hostport(link.ip_b, flood_port),
+                                 ["--conns", FLOOD_CONNS, "--short", "--parallel", 8,
+                                  "--req-size", 100, "--resp-size", 200], timeout=120)
+        connhold_stop(held)
+        assert srv.terminate(10) == 0, srv.stderr_text()
+    finally:
+        agent.proc.signal(signal.SIGCONT)
+    h.tcpload_server_stop(flood_srv)
+    assert flood["conns"] == FLOOD_CONNS and flood["errors"] == 0, flood
+    wait_gauge(rcv, "tcpotel.sockets.retired", lambda v: v >= 2 * RETIRE_CONNS, 20,
+               "the held sockets retired")
+    wait_exports(rcv, 2)
+    reqs = rcv.requests()
+    stop_agent(agent)
+    retired = self_last(reqs, "tcpotel.sockets.retired")
+    lost = self_last(reqs, "tcpotel.kernel.records.lost")
+    tracked = self_last(reqs, "tcpotel.sockets.tracked")
+    active = {attrs: v for (svc, attrs), v in h.last_values(reqs, "tcp.connection.active").items()
+              if svc == "connhold"}
+    note("lost close records: %d records lost, %d sockets retired, tracked %d (before %d), "
+         "tcp.connection.active of connhold's %d streams: %r", lost, retired, tracked,
+         tracked_before, len(active), sorted(set(active.values())))
+    assert lost >= 2 * RETIRE_CONNS, lost
+    assert retired == 2 * RETIRE_CONNS, (retired, 2 * RETIRE_CONNS)
+    assert tracked == tracked_before, (tracked, tracked_before)
+    assert active and all(v == 0 for v in active.values()), active
+
+
+test_lost_close_records_retire_their_sockets.timeout = 120
 
 
 # ---- 3. the collector away for a minute ----------------------------------------------------

@@ -299,6 +299,14 @@ def test_known_counts_pair_ipv4_ipv6():
             assert at["network.peer.port"] == at["client.port"], at
     hc = histogram_counts(reqs)
     assert hc.get(("frontend", "client")) == k and hc.get(("backend", "server")) == k, (hc, k)
+    # Each agent counted the spans it handed to its exporter: all the receiver got.
+    queued = {}
+    for res, _attrs, p, t in h.metric_points(reqs, "tcpotel.spans.queued"):
+        host = res.get("host.name")
+        if res.get("service.name") == "tcpotel" and t >= queued.get(host, (0, 0))[0]:
+            queued[host] = (t, h.point_value(p))
+    queued = {host: v for host, (_t, v) in queued.items()}
+    assert queued == {"host-a": len(cl), "host-b": len(sv)}, queued
     report("K=%d (v4 %d, v6 %d)", k, len(want["ipv4"]), len(want["ipv6"]))
 
 

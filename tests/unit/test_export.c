@@ -274,7 +274,8 @@ TEST(export_uncompressed_and_stats)
 	ASSERT_TRUE(et_wait_stat(e, ET_OFF(sent_batches[SIGNAL_TRACES]), 1, 5000));
 	exporter__stats(e, &st);
 	ASSERT_U64_EQ(st.sent_items[SIGNAL_TRACES], 4);
-	ASSERT_U64_EQ(st.bytes_sent, strlen(body));
+	ASSERT_U64_EQ(st.bytes_sent[SIGNAL_TRACES], strlen(body));
+	ASSERT_U64_EQ(st.bytes_sent[SIGNAL_METRICS], 0);
 	ASSERT_U64_EQ(st.failed_requests, 0);
 	ASSERT_U64_EQ(st.queue_depth, 0);
 	r = http_stub__request(s, 0);

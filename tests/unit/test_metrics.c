@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "metrics.h"
+#include "otlp.h"
 #include "procinfo.h"
 #include "test.h"
 
@@ -88,11 +89,13 @@ static size_t read_body(struct metrics *m, struct json_object **root, struct bod
 			size_t max, uint64_t now)
 {
 	struct json_object *rms, *sms, *ms, *arr;
+	struct otlp_json_emitter je;
 	struct jbuf b;
 	size_t n = 0;
 
 	jbuf_init(&b);
-	metrics__encode(m, &b, now, NULL);
+	otlp_json_emitter_init(&je, &b);
+	metrics__encode(m, &je.emitter, now, NULL);
 	*root = json_tokener_parse(jbuf_cstr(&b));
 	jbuf_free(&b);
 	if (!*root || !json_object_object_get_ex(*root, "resourceMetrics", &rms))
@@ -314,6 +317,7 @@ TEST(metrics_failures_by_error_type)
 	struct json_object *body = NULL;
 	struct procinfo *pi = procinfo__new(&popts);
 	struct metrics *m = pi ? metrics__new(pi, 16) : NULL;
+	struct otlp_json_emitter je;
 	struct stream *s;
 	struct jbuf b;
 	size_t n;
@@ -327,7 +331,8 @@ TEST(metrics_failures_by_error_type)
 	add_one_exchange(s, 1000000);
 	add_one_exchange(s, 3000000);
 	jbuf_init(&b);
-	metrics__encode(m, &b, 1000, NULL);
+	otlp_json_emitter_init(&je, &b);
+	metrics__encode(m, &je.emitter, 1000, NULL);
 	body = json_tokener_parse(jbuf_cstr(&b));
 	jbuf_free(&b);
 	ASSERT_EQ(error_points(body, "tcp.connection.failed", p, 8), 0);
@@ -343,7 +348,8 @@ TEST(metrics_failures_by_error_type)
 	stream__add_connect_failed(s, TCPOTEL_ERR_CONNECTION_REFUSED);
 	stream__add_connect_failed(s, TCPOTEL_ERR_TIMEOUT);
 	jbuf_init(&b);
-	metrics__encode(m, &b, 2000, NULL);
+	otlp_json_emitter_init(&je, &b);
+	metrics__encode(m, &je.emitter, 2000, NULL);
 	body = json_tokener_parse(jbuf_cstr(&b));
 	jbuf_free(&b);
 	n = error_points(body, "tcp.exchange.duration", p, 8);

@@ -1,21 +1,28 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * OTLP JSON -> Prometheus text: names and labels the Collector's way, values
- * as Go writes them, one block per family, duplicate series added up, and a
- * golden file (tests/golden/prom_basic.txt) for a body written by the real
- * OTLP encoder. The scope version is written there as @VERSION@; set
- * TCPOTEL_UPDATE_GOLDEN=1 to rewrite it after a deliberate change. When
- * promtool (Debian's prometheus package) is installed, it must accept the
- * output with no lint problem.
+ * Metrics -> Prometheus text through the emitter the OTLP encoder shares:
+ * names and labels the Collector's way, values as Go writes them, one block
+ * per family, duplicate series added up, and a golden file
+ * (tests/golden/prom_basic.txt) for a body written through the emitter. The
+ * scope version is written there as @VERSION@; set TCPOTEL_UPDATE_GOLDEN=1
+ * to rewrite it after a deliberate change. When promtool (Debian's
+ * prometheus package) is installed, it must accept the output with no lint
+ * problem. Then the metric store itself, written both ways: every metric of
+ * the OTLP body is on the page, with the same values.
  */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include "json_check.h"
+#include "metrics.h"
 #include "otlp.h"
+#include "procinfo.h"
 #include "prom.h"
 #include "test.h"
+#include "util.h"
 
 #ifndef TCPOTEL_VERSION
 #define TCPOTEL_VERSION "dev"
@@ -112,7 +119,7 @@ TEST(prom_values_as_go_writes_them)
 		return;
 }
 
-/* ---- bodies from the real encoder ---------------------------------------------- */
+/* ---- bodies through the emitter ------------------------------------------------ */
 
 static const struct otlp_metric_desc d_io = { "tcp.io", "By", "Bytes sent and received over TCP",
 					      OTLP_SUM_MONOTONIC, false };
@@ -126,7 +133,7 @@ static const struct otlp_metric_desc d_depth = { "tcpotel.export.queue.depth", "
 						 false };
 static const struct otlp_metric_desc d_load = { "tcpotel.load", "1", "Load", OTLP_GAUGE, true };
 
-static void io_points(struct jbuf *b, const char *peer, int64_t tx, int64_t rx)
+static void io_points(struct otlp_metrics_emitter *e, const char *peer, int64_t tx, int64_t rx)
 {
 	struct otlp_attr a[4] = {
 		OTLP_ATTR_STR("tcp.role", "client"),
@@ -135,12 +142,13 @@ static void io_points(struct jbuf *b, const char *peer, int64_t tx, int64_t rx)
 		OTLP_ATTR_INT("server.port", 6379),
 	};
 
-	otlp_point_int(b, a, 4, T0, T1, tx);
+	e->ops->point_int(e, a, 4, T0, T1, tx);
 	a[1] = OTLP_ATTR_STR("network.io.direction", "receive");
-	otlp_point_int(b, a, 4, T0, T1, rx);
+	e->ops->point_int(e, a, 4, T0, T1, rx);
 }
 
-static void srtt_point(struct jbuf *b, const uint64_t *counts, uint64_t count, double sum)
+static void srtt_point(struct otlp_metrics_emitter *e, const uint64_t *counts, uint64_t count,
+		       double sum)
 {
 	static const double bounds[] = { 0.0001, 0.001, 0.01, 0.1 };
 	struct otlp_attr a[2] = {
@@ -158,7 +166,7 @@ static void srtt_point(struct jbuf *b, const uint64_t *counts, uint64_t count, d
 		.max = 0.09,
 	};
 
-	otlp_point_histogram(b, a, 2, T0, T1, &h);
+	e->ops->point_histogram(e, a, 2, T0, T1, &h);
 }
 
 /*
@@ -166,8 +174,9 @@ static void srtt_point(struct jbuf *b, const uint64_t *counts, uint64_t count, d
  * redis; then the agent's own resource with gauges. Each carries tcp.io, so
  * the family must still come out as one block.
  */
-static void build_body(struct jbuf *b)
+static void build_body(struct otlp_metrics_emitter *e)
 {
+	const struct otlp_metrics_emitter_ops *o = e->ops;
 	struct otlp_attr r1[] = {
 		OTLP_ATTR_STR("service.name", "checkout"),
 		OTLP_ATTR_INT("process.pid", 4242),
@@ -194,43 +203,43 @@ static void build_body(struct jbuf *b)
 	};
 	struct otlp_attr lab = OTLP_ATTR_STR("note", "line1\nline2");
 
-	otlp_metrics_begin(b);
-	otlp_metrics_resource_begin(b, &res1);
-	otlp_metric_begin(b, &d_io);
-	io_points(b, "10.0.0.2", 1000, 2000000);
-	otlp_metric_end(b);
-	otlp_metric_begin(b, &d_srtt);
-	srtt_point(b, c1, 10, 0.0234);
-	otlp_metric_end(b);
-	otlp_metrics_resource_end(b);
+	o->begin(e);
+	o->resource_begin(e, &res1);
+	o->metric_begin(e, &d_io);
+	io_points(e, "10.0.0.2", 1000, 2000000);
+	o->metric_end(e);
+	o->metric_begin(e, &d_srtt);
+	srtt_point(e, c1, 10, 0.0234);
+	o->metric_end(e);
+	o->resource_end(e);
 
-	otlp_metrics_resource_begin(b, &res2);
-	otlp_metric_begin(b, &d_io);
-	io_points(b, "10.0.0.2", 24, 48);
-	otlp_metric_end(b);
-	otlp_metric_begin(b, &d_srtt);
-	srtt_point(b, c2, 2, 0.5);
-	otlp_metric_end(b);
-	otlp_metrics_resource_end(b);
+	o->resource_begin(e, &res2);
+	o->metric_begin(e, &d_io);
+	io_points(e, "10.0.0.2", 24, 48);
+	o->metric_end(e);
+	o->metric_begin(e, &d_srtt);
+	srtt_point(e, c2, 2, 0.5);
+	o->metric_end(e);
+	o->resource_end(e);
 
-	otlp_metrics_resource_begin(b, &res3);
-	otlp_metric_begin(b, &d_active);
-	otlp_point_int(b, srv, 3, T0, T1, 3);
-	otlp_metric_end(b);
-	otlp_metric_begin(b, &d_io);
-	otlp_point_int(b, srv, 3, T0, T1, 123456789);
-	otlp_metric_end(b);
-	otlp_metrics_resource_end(b);
+	o->resource_begin(e, &res3);
+	o->metric_begin(e, &d_active);
+	o->point_int(e, srv, 3, T0, T1, 3);
+	o->metric_end(e);
+	o->metric_begin(e, &d_io);
+	o->point_int(e, srv, 3, T0, T1, 123456789);
+	o->metric_end(e);
+	o->resource_end(e);
 
-	otlp_metrics_resource_begin(b, &res4);
-	otlp_metric_begin(b, &d_depth);
-	otlp_point_int(b, NULL, 0, 0, T1, 7);
-	otlp_metric_end(b);
-	otlp_metric_begin(b, &d_load);
-	otlp_point_double(b, &lab, 1, 0, T1, 0.75);
-	otlp_metric_end(b);
-	otlp_metrics_resource_end(b);
-	otlp_metrics_end(b);
+	o->resource_begin(e, &res4);
+	o->metric_begin(e, &d_depth);
+	o->point_int(e, NULL, 0, 0, T1, 7);
+	o->metric_end(e);
+	o->metric_begin(e, &d_load);
+	o->point_double(e, &lab, 1, 0, T1, 0.75);
+	o->metric_end(e);
+	o->resource_end(e);
+	o->end(e);
 }
 
 static char *read_file(const char *path, size_t *len)
@@ -257,29 +266,29 @@ static char *read_file(const char *path, size_t *len)
 	return buf;
 }
 
-/* The converted body with the scope version replaced by @VERSION@. */
+/* The body written as Prometheus text, the scope version replaced by @VERSION@. */
 static bool convert_fixed(struct jbuf *text)
 {
 	const char *ver = "otel_scope_version=\"" TCPOTEL_VERSION "\"";
-	struct jbuf body, raw;
-	const char *p, *q;
+	struct prom_writer *w = prom_writer__new();
+	const char *raw = NULL, *p, *q;
+	size_t len;
 	bool ok;
 
-	jbuf_init(&body);
-	jbuf_init(&raw);
-	build_body(&body);
-	ok = ASSERT_FALSE(body.failed) &&
-	     ASSERT_OK(prom_from_otlp_metrics(body.data, body.len, &raw));
-	if (ok && jbuf_cstr(&raw)) {
-		for (p = raw.data; (q = strstr(p, ver));) {
+	if (!ASSERT_NOT_NULL(w))
+		return false;
+	build_body(prom_writer__emitter(w));
+	raw = prom_writer__text(w, &len);
+	ok = ASSERT_NOT_NULL(raw) && ASSERT_EQ(strlen(raw), len);
+	if (ok) {
+		for (p = raw; (q = strstr(p, ver));) {
 			jbuf_put(text, p, (size_t)(q - p));
 			jbuf_puts(text, "otel_scope_version=\"@VERSION@\"");
 			p = q + strlen(ver);
 		}
 		jbuf_puts(text, p);
 	}
-	jbuf_free(&body);
-	jbuf_free(&raw);
+	prom_writer__free(w);
 	return ok && ASSERT_NOT_NULL(jbuf_cstr(text));
 }
 
@@ -367,45 +376,133 @@ out:
 	jbuf_free(&text);
 }
 
+/* The same name as a gauge, a histogram and a sum: the first type stays, gauges and sums add up. */
 TEST(prom_type_conflict_keeps_first)
 {
-	static const char body[] =
-		"{\"resourceMetrics\":[{\"resource\":{},\"scopeMetrics\":[{\"scope\":{\"name\":\"s\"},"
-		"\"metrics\":[{\"name\":\"x\",\"gauge\":{\"dataPoints\":[{\"asInt\":\"1\"}]}},"
-		"{\"name\":\"x\",\"histogram\":{\"dataPoints\":[{\"count\":\"1\",\"sum\":2}]}},"
-		"{\"name\":\"x\",\"sum\":{\"isMonotonic\":false,\"dataPoints\":[{\"asDouble\":2.5}]}}"
-		"]}]}]}";
-	struct jbuf out;
+	static const struct otlp_metric_desc gauge = { "x", NULL, NULL, OTLP_GAUGE, false };
+	static const struct otlp_metric_desc hist = { "x", "", "", OTLP_HISTOGRAM, false };
+	static const struct otlp_metric_desc sum = { "x", "", "", OTLP_SUM_NONMONOTONIC, true };
+	static const struct otlp_histogram_point h = { .count = 1, .sum = 2 };
+	struct prom_writer *w = prom_writer__new();
+	struct otlp_metrics_emitter *e;
+	struct otlp_resource res = { NULL, 0 };
+	const char *text;
+	size_t len;
 
-	jbuf_init(&out);
-	if (ASSERT_OK(prom_from_otlp_metrics(body, sizeof(body) - 1, &out)))
-		ASSERT_STREQ(jbuf_cstr(&out), "# TYPE x gauge\nx{otel_scope_name=\"s\"} 3.5\n");
-	jbuf_free(&out);
+	if (!ASSERT_NOT_NULL(w))
+		return;
+	e = prom_writer__emitter(w);
+	e->ops->begin(e);
+	e->ops->resource_begin(e, &res);
+	e->ops->metric_begin(e, &gauge);
+	e->ops->point_int(e, NULL, 0, 0, T1, 1);
+	e->ops->metric_end(e);
+	e->ops->metric_begin(e, &hist);
+	e->ops->point_histogram(e, NULL, 0, T0, T1, &h);
+	e->ops->metric_end(e);
+	e->ops->metric_begin(e, &sum);
+	e->ops->point_double(e, NULL, 0, T0, T1, 2.5);
+	e->ops->metric_end(e);
+	e->ops->resource_end(e);
+	e->ops->end(e);
+	text = prom_writer__text(w, &len);
+	ASSERT_STREQ(
+		text,
+		"# TYPE x gauge\nx{otel_scope_name=\"tcpotel\",otel_scope_version=\"" TCPOTEL_VERSION
+		"\"} 3.5\n");
+	prom_writer__free(w);
 }
 
-TEST(prom_rejects_what_is_not_otlp)
+/* An empty body is an empty page; the writer forgets a body when it writes the next one. */
+TEST(prom_writer_reuse)
 {
-	static const char *const bad[] = {
-		"",
-		"not json",
-		"[1,2]",
-		"{\"resourceMetrics\":3}",
-		"{\"resourceMetrics\":[{",
-		"\"text\"",
-	};
-	struct jbuf out;
+	struct prom_writer *w = prom_writer__new();
+	struct otlp_metrics_emitter *e;
+	struct jbuf first;
+	const char *text;
+	size_t len = 1;
 
-	jbuf_init(&out);
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		jbuf_reset(&out);
-		if (!ASSERT_EQ(prom_from_otlp_metrics(bad[i], strlen(bad[i]), &out), -EINVAL) ||
-		    !ASSERT_EQ(out.len, 0))
-			break;
+	if (!ASSERT_NOT_NULL(w))
+		return;
+	e = prom_writer__emitter(w);
+	e->ops->begin(e);
+	e->ops->end(e);
+	text = prom_writer__text(w, &len);
+	if (!ASSERT_NOT_NULL(text) || !ASSERT_EQ(len, 0) || !ASSERT_STREQ(text, ""))
+		goto out;
+	jbuf_init(&first);
+	build_body(e);
+	text = prom_writer__text(w, &len);
+	if (ASSERT_NOT_NULL(text))
+		jbuf_put(&first, text, len);
+	build_body(e);
+	text = prom_writer__text(w, &len);
+	/* Not added to the first: the same text again. */
+	if (ASSERT_NOT_NULL(text) && ASSERT_NOT_NULL(jbuf_cstr(&first)))
+		ASSERT_STREQ(text, first.data);
+	jbuf_free(&first);
+out:
+	prom_writer__free(w);
+}
+
+/*
+ * What comes from /proc is untrusted: label values stay valid UTF-8 with no
+ * raw newline, are cut where the OTLP encoder cuts them, and quotes and
+ * backslashes are escaped.
+ */
+TEST(prom_untrusted_values)
+{
+	static const struct otlp_metric_desc g = { "g", NULL, "help \\ with\nnewline", OTLP_GAUGE,
+						   false };
+	char *long_value = malloc(OTLP_MAX_VALUE_BYTES + 100);
+	struct otlp_attr ra[] = { OTLP_ATTR_STR("service.name", "svc\xff\"\n") };
+	struct otlp_attr pa[] = {
+		OTLP_ATTR_STR("bad", "x\xc3(\xed\xa0\x80y"),
+		OTLP_ATTR_STR("long", long_value),
+		OTLP_ATTR_STR("quote", "a\"b\\c"),
+	};
+	struct otlp_resource res = { ra, ARRAY_SIZE(ra) };
+	struct prom_writer *w = prom_writer__new();
+	struct otlp_metrics_emitter *e;
+	const char *text, *v;
+	size_t len, n = 0;
+
+	if (!ASSERT_NOT_NULL(long_value) || !ASSERT_NOT_NULL(w))
+		goto out;
+	/* "ab" then 3-byte characters: the cut at 4096 bytes falls inside one. */
+	long_value[n++] = 'a';
+	long_value[n++] = 'b';
+	while (n + 3 < OTLP_MAX_VALUE_BYTES + 90) {
+		memcpy(long_value + n, "\xe2\x82\xac", 3);
+		n += 3;
 	}
-	jbuf_reset(&out);
-	if (ASSERT_OK(prom_from_otlp_metrics("{\"resourceMetrics\":[]}", 22, &out)))
-		ASSERT_EQ(out.len, 0);
-	jbuf_free(&out);
+	long_value[n] = '\0';
+	e = prom_writer__emitter(w);
+	e->ops->begin(e);
+	e->ops->resource_begin(e, &res);
+	e->ops->metric_begin(e, &g);
+	e->ops->point_int(e, pa, ARRAY_SIZE(pa), 0, T1, 1);
+	e->ops->metric_end(e);
+	e->ops->resource_end(e);
+	e->ops->end(e);
+	text = prom_writer__text(w, &len);
+	if (!ASSERT_NOT_NULL(text) || !ASSERT_TRUE(utf8_valid((const uint8_t *)text, len)))
+		goto out;
+	if (!ASSERT_NOT_NULL(strstr(text, "# HELP g help \\\\ with\\nnewline\n")) ||
+	    !ASSERT_NOT_NULL(
+		    strstr(text, "bad=\"x\xef\xbf\xbd(\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdy\"")) ||
+	    !ASSERT_NOT_NULL(strstr(text, "job=\"svc\xef\xbf\xbd\\\"\\n\"")) ||
+	    !ASSERT_NOT_NULL(strstr(text, "quote=\"a\\\"b\\\\c\"")))
+		goto out;
+	/* Of the first 4096 bytes: "ab" and 1364 whole characters; the one cut in two left out. */
+	v = strstr(text, "long=\"");
+	if (ASSERT_NOT_NULL(v)) {
+		v += strlen("long=\"");
+		ASSERT_EQ(strchr(v, '"') - v, 2 + 1364 * 3);
+	}
+out:
+	prom_writer__free(w);
+	free(long_value);
 }
 
 TEST(prom_promtool_accepts_output)
@@ -444,4 +541,194 @@ rm:
 	unlink(path);
 out:
 	jbuf_free(&text);
+}
+
+/* ---- the metric store, written both ways ------------------------------------------ */
+
+/* The value of the one sample of `name` whose line holds every string of `has`. */
+static bool sample(const char *text, const char *name, const char *const *has, double *out)
+{
+	size_t nlen = strlen(name);
+	int found = 0;
+
+	for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+		const char *end = strchr(p, '\n'), *sp;
+		bool all = true;
+
+		if (strncmp(p, name, nlen) || (p[nlen] != '{' && p[nlen] != ' '))
+			continue;
+		for (const char *const *h = has; *h && all; h++) {
+			const char *q = strstr(p, *h);
+
+			all = q && (!end || q < end);
+		}
+		if (!all)
+			continue;
+		sp = p + nlen;
+		while (*sp != ' ')
+			sp++;
+		*out = strtod(sp + 1, NULL);
+		found++;
+	}
+	return ASSERT_EQ(found, 1);
+}
+
+static enum prom_source source_of_json(struct json_object *m)
+{
+	struct json_object *d, *mono;
+
+	if (json_object_object_get_ex(m, "histogram", &d))
+		return PROM_SRC_HISTOGRAM;
+	if (json_object_object_get_ex(m, "gauge", &d))
+		return PROM_SRC_GAUGE;
+	json_object_object_get_ex(m, "sum", &d);
+	return json_object_object_get_ex(d, "isMonotonic", &mono) && json_object_get_boolean(mono) ?
+		       PROM_SRC_MONOTONIC_SUM :
+		       PROM_SRC_SUM;
+}
+
+/* Every metric of the OTLP body has its one family on the page, of the same type. */
+static bool every_metric_on_the_page(const char *json, const char *text, int *n_metrics)
+{
+	static const char *const types[] = { "gauge", "gauge", "counter", "histogram" };
+	struct json_object *root = json_tokener_parse(json), *rms, *rm, *sms, *ms;
+	bool ok = ASSERT_NOT_NULL(root) && json_object_object_get_ex(root, "resourceMetrics", &rms);
+
+	*n_metrics = 0;
+	for (size_t i = 0; ok && i < json_object_array_length(rms); i++) {
+		rm = json_object_array_get_idx(rms, i);
+		json_object_object_get_ex(rm, "scopeMetrics", &sms);
+		json_object_object_get_ex(json_object_array_get_idx(sms, 0), "metrics", &ms);
+		for (size_t k = 0; ok && k < json_object_array_length(ms); k++) {
+			struct json_object *m = json_object_array_get_idx(ms, k), *v;
+			const char *unit = "";
+			enum prom_source src = source_of_json(m);
+			struct jbuf line;
+
+			if (json_object_object_get_ex(m, "unit", &v))
+				unit = json_object_get_string(v);
+			json_object_object_get_ex(m, "name", &v);
+			jbuf_init(&line);
+			jbuf_puts(&line, "# TYPE ");
+			prom_metric_name(&line, json_object_get_string(v), unit, src);
+			jbuf_putc(&line, ' ');
+			jbuf_puts(&line, types[src]);
+			jbuf_putc(&line, '\n');
+			ok = ASSERT_NOT_NULL(jbuf_cstr(&line)) &&
+			     ASSERT_EQ(count_lines(text, line.data), 1);
+			jbuf_free(&line);
+			(*n_metrics)++;
+		}
+	}
+	json_object_put(root);
+	return ok;
+}
+
+/*
+ * Two processes of one service (pids 600 and 601 of the fake /proc are both
+ * "java") and a server: the OTLP body and the page come from one store at
+ * one time. The page has every metric of the body and every self metric;
+ * the two pids' series are added up.
+ */
+TEST(prom_renders_the_store_as_otlp_sends_it)
+{
+	static const uint8_t server[4] = { 10, 0, 0, 2 }, client[4] = { 10, 0, 0, 1 };
+	struct procinfo_opts popts = { .host_name = "node-1",
+				       .max_entries = 16,
+				       .revalidate_ms = 1000 };
+	struct self_stats self = { .sockets_tracked = 5, .sent_items = { 7, 9 }, .queue_depth = 2 };
+	uint32_t srtt[TCPOTEL_SRTT_BUCKETS] = { 0 }, ex[TCPOTEL_EXCHANGE_BUCKETS] = { 0 };
+	char root[4096];
+	struct procinfo *pi = NULL;
+	struct metrics *m = NULL;
+	struct prom_writer *w = prom_writer__new();
+	struct otlp_json_emitter je;
+	struct jbuf body;
+	const char *text;
+	size_t len, points_json, points_prom;
+	int n_metrics;
+	double v;
+
+	jbuf_init(&body);
+	snprintf(root, sizeof(root), "%s/tests/fixtures/proc", test_srcdir());
+	popts.proc_root = root;
+	if (!ASSERT_NOT_NULL(w))
+		goto out;
+	pi = procinfo__new(&popts);
+	m = pi ? metrics__new(pi, 16) : NULL;
+	if (!ASSERT_NOT_NULL(m))
+		goto out;
+	srtt[7] = 3;
+	ex[metrics_exchange_bucket(2000000)] = 1;
+	for (uint32_t pid = 600; pid <= 601; pid++) {
+		struct stream_key k = { .role = TCPOTEL_ROLE_CLIENT,
+					.family = AF_INET,
+					.port = 6379 };
+		struct stream *s;
+
+		memcpy(k.peer, server, 4);
+		k.res = procinfo__get(pi, pid, "java", 1);
+		s = metrics__stream(m, &k);
+		if (!ASSERT_NOT_NULL(s))
+			goto out;
+		stream__add_io(s, pid == 600 ? 1000 : 24, pid == 600 ? 2000000 : 48);
+		stream__add_srtt(s, srtt, 3 * 150, 130, 170);
+		stream__add_exchanges(s, ex, 2000000, 2000000, 2000000);
+	}
+	{
+		struct stream_key k = { .role = TCPOTEL_ROLE_SERVER,
+					.family = AF_INET,
+					.port = 6379 };
+		struct stream *s;
+
+		memcpy(k.peer, client, 4);
+		k.res = procinfo__get(pi, 100, "redis-server", 1);
+		s = metrics__stream(m, &k);
+		if (!ASSERT_NOT_NULL(s))
+			goto out;
+		stream__add_io(s, 2000048, 1024);
+		stream__add_opened(s, 2);
+		stream__add_active(s, 2);
+	}
+	otlp_json_emitter_init(&je, &body);
+	points_json = metrics__encode(m, &je.emitter, T1, &self);
+	points_prom = metrics__encode(m, prom_writer__emitter(w), T1, &self);
+	text = prom_writer__text(w, &len);
+	if (!ASSERT_EQ(points_json, points_prom) || !ASSERT_NOT_NULL(jbuf_cstr(&body)) ||
+	    !ASSERT_NOT_NULL(text))
+		goto out;
+	if (!every_metric_on_the_page(body.data, text, &n_metrics) || !ASSERT_GE(n_metrics, 20))
+		goto out;
+	if (!sample(text, "tcp_io_bytes_total",
+		    (const char *const[]){ "job=\"java\"", "network_io_direction=\"transmit\"",
+					   "tcp_role=\"client\"", NULL },
+		    &v) ||
+	    !ASSERT_EQ(v, 1024))
+		goto out;
+	if (!sample(text, "tcp_io_bytes_total",
+		    (const char *const[]){ "job=\"redis-server\"",
+					   "network_io_direction=\"receive\"",
+					   "client_address=\"10.0.0.1\"", NULL },
+		    &v) ||
+	    !ASSERT_EQ(v, 1024))
+		goto out;
+	if (!sample(text, "tcp_srtt_seconds_count", (const char *const[]){ "job=\"java\"", NULL },
+		    &v) ||
+	    !ASSERT_EQ(v, 6))
+		goto out;
+	if (!sample(text, "tcp_exchange_duration_seconds_bucket",
+		    (const char *const[]){ "job=\"java\"", "le=\"0.0025\"", NULL }, &v) ||
+	    !ASSERT_EQ(v, 2))
+		goto out;
+	if (!sample(text, "tcpotel_export_sent_total",
+		    (const char *const[]){ "signal=\"traces\"", NULL }, &v) ||
+	    !ASSERT_EQ(v, 9))
+		goto out;
+	/* The two pids of java, redis-server, and the agent's own resource. */
+	ASSERT_EQ(count_lines(text, "target_info{"), 4);
+out:
+	jbuf_free(&body);
+	prom_writer__free(w);
+	metrics__free(m);
+	procinfo__free(pi);
 }

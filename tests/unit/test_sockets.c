@@ -17,6 +17,7 @@
 #include "graph.h"
 #include "jbuf.h"
 #include "metrics.h"
+#include "otlp.h"
 #include "procinfo.h"
 #include "sockets.h"
 #include "test.h"
@@ -311,10 +312,12 @@ static struct totals totals(struct metrics *m)
 {
 	struct totals t = { 0 };
 	struct json_object *root, *rms;
+	struct otlp_json_emitter je;
 	struct jbuf b;
 
 	jbuf_init(&b);
-	metrics__encode(m, &b, 1700000000000000000ULL, NULL);
+	otlp_json_emitter_init(&je, &b);
+	metrics__encode(m, &je.emitter, 1700000000000000000ULL, NULL);
 	root = jbuf_cstr(&b) ? json_tokener_parse(b.data) : NULL;
 	if (root && json_object_object_get_ex(root, "resourceMetrics", &rms)) {
 		t.ok = true;
