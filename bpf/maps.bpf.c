@@ -15,6 +15,8 @@ sendmsg_args_map_t sendmsg_args SEC(".maps");
 
 const volatile __u32 cfg_self_tgid = 0;
 const volatile __u64 cfg_idle_timeout_ns = 5000000000ULL;
+const volatile __u64 cfg_response_timeout_ns = 300000000000ULL;
+const volatile __u32 cfg_tick_ns = 0;
 const volatile __u8 cfg_exchange_records = 1;
 const volatile __u64 cfg_sample_threshold = 0;
 const volatile __u8 cfg_netns_filter = 0;

@@ -118,6 +118,11 @@ extern sendmsg_args_map_t sendmsg_args SEC(".maps");
 /* Load-time knobs, written by user space into .rodata before load. */
 extern const volatile __u32 cfg_self_tgid;
 extern const volatile __u64 cfg_idle_timeout_ns;
+/* spans.response_timeout: how long a request may wait for its first response byte. */
+extern const volatile __u64 cfg_response_timeout_ns;
+/* The length of a jiffy in ns (user space reads it as the resolution of
+ * CLOCK_MONOTONIC_COARSE); 0 when unknown. For exchange_start_ns(). */
+extern const volatile __u32 cfg_tick_ns;
 /* Exchanges go to user space one record each (spans, live map); off: they
  * are only counted in the socket's histogram. */
 extern const volatile __u8 cfg_exchange_records;

@@ -116,6 +116,89 @@ static __always_inline __u32 sock_copied_seq(const struct sock *sk)
 }
 
 /*
+ * Fields read only where an exchange may begin or its response may start
+ * (track.bpf.h, exchange_step()), never on every call: a plain load for the
+ * tracepoint back-end, one kernel read each for the others.
+ */
+#ifdef TCPOTEL_DIRECT_READS
+#define TCP_READ(sk, field) (tcp_sk_ro(sk)->field)
+#else
+#define TCP_READ(sk, field) BPF_CORE_READ((const struct tcp_sock *)(sk), field)
+#endif
+
+/* Sequence number of the next byte expected from the peer (a received FIN counts one). */
+static __always_inline __u32 sock_rcv_nxt(const struct sock *sk)
+{
+	return TCP_READ(sk, rcv_nxt);
+}
+
+/* The oldest byte this end sent that the peer has not acknowledged. */
+static __always_inline __u32 sock_snd_una(const struct sock *sk)
+{
+	return TCP_READ(sk, snd_una);
+}
+
+/*
+ * snd_wl1: the sequence number of the latest segment from the peer that
+ * updated the send window or acknowledged new data (tcp_ack(), and the fast
+ * path of tcp_rcv_established() for every in-order data segment): in
+ * practice the latest segment received.
+ */
+static __always_inline __u32 sock_snd_wl1(const struct sock *sk)
+{
+	return TCP_READ(sk, snd_wl1);
+}
+
+static __always_inline int sock_state_at(const struct sock *sk)
+{
+#ifdef TCPOTEL_DIRECT_READS
+	return tcp_sk_ro(sk)->inet_conn.icsk_inet.sk.__sk_common.skc_state;
+#else
+	return sock_state(sk);
+#endif
+}
+
+/*
+ * Did the read that just returned also take the peer's FIN? tcp_recvmsg()
+ * moves copied_seq one past the data when it reads up to a FIN (the FIN
+ * takes a sequence number), so a request that arrives with the FIN (a
+ * goodbye, then close) would be numbered one too high. That can only be
+ * when all that was received is read and the peer's FIN is in.
+ */
+static __always_inline __u32 sock_fin_read(const struct sock *sk, __u32 copied_seq)
+{
+	int state;
+
+	if (copied_seq != sock_rcv_nxt(sk))
+		return 0;
+	state = sock_state_at(sk);
+	return state == TCP_CLOSE_WAIT || state == TCP_LAST_ACK || state == TCP_CLOSING ||
+	       state == TCP_TIME_WAIT || state == TCP_CLOSE;
+}
+
+/*
+ * TCP's busy time in jiffies (tcp_info's tcpi_busy_time, rwnd_limited and
+ * sndbuf_limited added up: the time the socket had data queued), closed
+ * periods only: the one in progress, if any, began at *chrono_start.
+ */
+static __always_inline __u32 sock_busy_jiffies(const struct sock *sk, __u32 *chrono_start)
+{
+#ifdef TCPOTEL_DIRECT_READS
+	const struct tcp_sock *t = tcp_sk_ro(sk);
+
+	*chrono_start = t->chrono_start;
+	return t->chrono_stat[0] + t->chrono_stat[1] + t->chrono_stat[2];
+#else
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	__u32 stat[3] = {};
+
+	*chrono_start = BPF_CORE_READ(tp, chrono_start);
+	bpf_core_read(stat, sizeof(stat), &tp->chrono_stat);
+	return stat[0] + stat[1] + stat[2];
+#endif
+}
+
+/*
  * What every send and receive needs from tcp_sock: the smoothed RTT, the
  * send sequence, and the socket's own clock; three plain loads for the
  * tracepoint back-end, ONE kernel read for the others. The clock is

@@ -53,10 +53,32 @@ enum tcpotel_phase {
 	TCPOTEL_PHASE_SKIP_RESPONSE = 4, /* so it is not reported */
 };
 
-/* The phases spans.idle_timeout may end: the one rule both the kernel's sweep
- * (exchange_idle()) and user space (which sockets to ask about) follow. */
-#define TCPOTEL_PHASE_ENDS_WHEN_IDLE(phase) \
-	((phase) == TCPOTEL_PHASE_REQUEST || (phase) == TCPOTEL_PHASE_RESPONSE)
+/*
+ * Why a connection attempt or an exchange failed: error.type on spans,
+ * tcp.connection.failed and tcp.exchange.duration (docs/design.md,
+ * "Failures"). 0: it did not.
+ */
+enum tcpotel_error {
+	TCPOTEL_ERR_NONE = 0,
+	/* connect() failed: sk_err when the attempt ended (SYN_SENT -> CLOSE) */
+	TCPOTEL_ERR_CONNECTION_REFUSED = 1, /* ECONNREFUSED: a RST answered the SYN */
+	TCPOTEL_ERR_TIMEOUT = 2, /* ETIMEDOUT: the SYN retries ran out */
+	TCPOTEL_ERR_HOST_UNREACHABLE = 3, /* EHOSTUNREACH, EHOSTDOWN (ICMP) */
+	TCPOTEL_ERR_NETWORK_UNREACHABLE = 4, /* ENETUNREACH (ICMP) */
+	TCPOTEL_ERR_CONNECT_OTHER = 5, /* any other error of the attempt */
+	/* an exchange failed */
+	TCPOTEL_ERR_RESET = 6, /* the connection was reset while the request waited */
+	TCPOTEL_ERR_CLOSED_BY_PEER = 7, /* the server closed before any response byte */
+	TCPOTEL_ERR_NO_RESPONSE = 8, /* spans.response_timeout passed with no response byte */
+	TCPOTEL_ERR__COUNT = 9,
+};
+
+/* The rules of silence, which both the kernel's sweep (exchange_silent_end())
+ * and user space (which sockets to ask about, and when) follow: a response
+ * that went quiet for spans.idle_timeout has ended; a request still waiting
+ * for its first response byte waits up to spans.response_timeout. */
+#define TCPOTEL_PHASE_ENDS_WHEN_IDLE(phase)  ((phase) == TCPOTEL_PHASE_RESPONSE)
+#define TCPOTEL_PHASE_AWAITS_RESPONSE(phase) ((phase) == TCPOTEL_PHASE_REQUEST)
 
 struct tcpotel_tuple {
 	__u8 saddr[16]; /* local address; IPv4 in the first 4 bytes */
@@ -74,7 +96,25 @@ struct tcpotel_exchange {
 	__u64 response_bytes;
 	__u32 request_seq; /* TCP sequence number of the request's first byte */
 	__u8 phase; /* enum tcpotel_phase */
-	__u8 _pad[3];
+	__u8 error; /* enum tcpotel_error: why it failed, 0 if it did not */
+	__u8 _pad[2];
+	/* The socket's retransmit count when the exchange began; in a record,
+	 * the segments it retransmitted during the exchange. */
+	__u32 retransmits;
+	/*
+	 * Where the response stands, for the rule that splits exchanges the same
+	 * way at both ends (docs/design.md, "Exchanges"). A client: rcv_nxt when
+	 * the exchange began (every later byte from the server is response). A
+	 * server: the sequence number of its first response byte.
+	 */
+	__u32 resp_seq;
+	/* A server: rcv_nxt when it sent its first response byte (request bytes
+	 * before it were sent before the client could see any response). */
+	__u32 req_rcvd_seq;
+	/* A client: TCP's busy time in jiffies (tcp_info's busy, rwnd- and
+	 * sndbuf-limited times) when its response began, to time the next
+	 * request whose first send waited (exchange_start_ns()). */
+	__u32 busy_jiffies;
 };
 
 /* Every exchange a socket finished: ended by the next request or the close
@@ -134,6 +174,10 @@ enum tcpotel_record_type {
 	TCPOTEL_RECORD_CLOSE = 1, /* a socket's final numbers (and any open exchange) */
 	TCPOTEL_RECORD_EXCHANGE = 2, /* one finished exchange */
 	TCPOTEL_RECORD_PROCESS = 3, /* a process seen doing TCP for the first time */
+	/* A connect() that failed: a tcpotel_exchange_record whose ex holds the
+	 * attempt (start: SYN_SENT, end: the failure, request_seq: the initial
+	 * sequence number, error). */
+	TCPOTEL_RECORD_CONNECT_FAILED = 4,
 };
 
 struct tcpotel_record_hdr {
@@ -157,7 +201,10 @@ struct tcpotel_exchange_record {
 	char comm[TCPOTEL_COMM_LEN];
 	__u8 role;
 	__u8 flags;
-	__u16 _pad;
+	/* Kept by spans.sampling_ratio. Failed exchanges and attempts always
+	 * come, for their metrics; only the kept ones become spans. */
+	__u8 sampled;
+	__u8 _pad;
 	__u32 srtt_us; /* srtt when the exchange ended */
 	struct tcpotel_exchange ex;
 };
@@ -208,6 +255,7 @@ enum tcpotel_counter {
 	TCPOTEL_CNT_LISTEN_UNTRACKED = 2, /* listener table full */
 	TCPOTEL_CNT_SOCK_IGNORED = 3, /* sockets filtered out (own, port, netns) */
 	TCPOTEL_CNT_SAMPLED_OUT = 4, /* exchanges ended with no record (sampling) */
+	TCPOTEL_CNT_UNANSWERED = 5, /* exchanges ended by spans.response_timeout */
 	TCPOTEL_CNT__MAX = 8,
 };
 

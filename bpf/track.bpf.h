@@ -222,7 +222,8 @@ static __always_inline void srtt_sample(struct tcpotel_sock *s, __u32 srtt)
 }
 
 static __always_inline void exchange_emit(const struct tcpotel_sock *s,
-					  const struct tcpotel_exchange *ex, __u32 srtt)
+					  const struct tcpotel_exchange *ex, __u32 srtt, __u16 type,
+					  bool sampled)
 {
 	struct tcpotel_exchange_record *r;
 
@@ -231,7 +232,7 @@ static __always_inline void exchange_emit(const struct tcpotel_sock *s,
 		counter_inc(TCPOTEL_CNT_RINGBUF_LOST);
 		return;
 	}
-	r->hdr.type = TCPOTEL_RECORD_EXCHANGE;
+	r->hdr.type = type;
 	r->hdr.size = sizeof(*r);
 	r->hdr._pad = 0;
 	r->sock_id = s->sock_id;
@@ -241,9 +242,11 @@ static __always_inline void exchange_emit(const struct tcpotel_sock *s,
 	__builtin_memcpy(r->comm, s->comm, sizeof(r->comm));
 	r->role = s->role;
 	r->flags = s->flags;
+	r->sampled = sampled;
 	r->_pad = 0;
 	r->srtt_us = srtt;
 	r->ex = *ex;
+	r->ex.retransmits = s->retransmits - ex->retransmits;
 	bpf_ringbuf_submit(r, RINGBUF_FLAGS);
 }
 
@@ -283,19 +286,37 @@ static __always_inline void exchange_count(struct tcpotel_sock *s,
  * sweep turns into tcp.exchange.duration), and only an exchange that is
  * kept by sampling goes to user space as a record. The sampling decision is
  * the one user space and the other end make (ids.bpf.h), so that unsampled
- * exchanges cost neither a ring-buffer record nor user-space time. This is
+ * exchanges cost neither a ring-buffer record nor user-space time. A failed
+ * exchange (rare) is not counted here but always sent, kept or not: user
+ * space counts it in tcp.exchange.duration under its error.type. This is
  * the only place an exchange is counted or reported, whoever ends it.
  */
 static __always_inline void exchange_end(struct tcpotel_sock *s, const struct tcpotel_exchange *ex,
 					 __u32 srtt)
 {
-	exchange_count(s, ex);
-	if (!cfg_exchange_records)
-		return;
-	if (exchange_sampled(&s->tuple, s->role, ex->request_seq, cfg_sample_threshold))
-		exchange_emit(s, ex, srtt);
-	else
+	bool sampled;
+
+	if (!ex->error) {
+		exchange_count(s, ex);
+		if (!cfg_exchange_records)
+			return;
+	}
+	sampled = cfg_exchange_records &&
+		  exchange_sampled(&s->tuple, s->role, ex->request_seq, cfg_sample_threshold);
+	if (!sampled && cfg_exchange_records)
 		counter_inc(TCPOTEL_CNT_SAMPLED_OUT);
+	if (sampled || ex->error)
+		exchange_emit(s, ex, srtt, TCPOTEL_RECORD_EXCHANGE, sampled);
+}
+
+/* The exchange in progress failed now, with `error` (it ends with it). */
+static __always_inline void exchange_fail(struct tcpotel_sock *s, __u8 error)
+{
+	__u64 now = bpf_ktime_get_ns();
+
+	s->ex.error = error;
+	if (now > s->ex.end_ns)
+		s->ex.end_ns = now;
 }
 
 /* The hot path ends the socket's current exchange (next request, close),
@@ -307,14 +328,23 @@ static __always_inline void exchange_finish(struct tcpotel_sock *s, __u32 srtt)
 }
 
 /*
- * Has the exchange gone silent for spans.idle_timeout at `now`? Only the
- * sweep asks (sock_end_if_idle()); the hot path never ends an exchange for
- * silence. Which phases may end so: TCPOTEL_PHASE_ENDS_WHEN_IDLE.
+ * Has the exchange ended in silence at `now`? A response that went quiet for
+ * spans.idle_timeout has ended then, with its last byte; a request that
+ * waited spans.response_timeout for its first response byte has ended when
+ * that bound passed. Only the sweep asks (sock_end_if_idle()); the hot path
+ * never ends an exchange for silence. Returns the end, or 0 while it goes on.
  */
-static __always_inline bool exchange_idle(const struct tcpotel_exchange *ex, __u64 now)
+static __always_inline __u64 exchange_silent_end(const struct tcpotel_exchange *ex, __u64 now)
 {
-	return TCPOTEL_PHASE_ENDS_WHEN_IDLE(ex->phase) && now > ex->end_ns &&
-	       now - ex->end_ns > cfg_idle_timeout_ns;
+	if (now <= ex->end_ns)
+		return 0;
+	if (TCPOTEL_PHASE_ENDS_WHEN_IDLE(ex->phase))
+		return now - ex->end_ns > cfg_idle_timeout_ns ? ex->end_ns : 0;
+	if (TCPOTEL_PHASE_AWAITS_RESPONSE(ex->phase))
+		return now - ex->end_ns > cfg_response_timeout_ns ?
+			       ex->end_ns + cfg_response_timeout_ns :
+			       0;
+	return 0;
 }
 
 /*
@@ -323,16 +353,23 @@ static __always_inline bool exchange_idle(const struct tcpotel_exchange *ex, __u
  * not end it again (exchange_finish()), then counts and reports it from its
  * own copy, and only then makes the socket idle. A call that read the phase
  * before that store may write it back (the exchange goes on, its later bytes
- * uncounted): the mark still keeps it from being counted twice.
+ * uncounted): the mark still keeps it from being counted twice. A request
+ * that got no response byte in time is counted (tcpotel.exchanges.unanswered).
  */
 static __always_inline void sock_end_if_idle(struct tcpotel_sock *s, __u64 now)
 {
 	struct tcpotel_exchange ex = s->ex;
+	__u64 end = exchange_silent_end(&ex, now);
 
-	if (!exchange_idle(&ex, now))
+	if (!end)
 		return;
 	if (ex.start_ns != s->idle_ended_ns) {
 		s->idle_ended_ns = ex.start_ns;
+		if (TCPOTEL_PHASE_AWAITS_RESPONSE(ex.phase)) {
+			counter_inc(TCPOTEL_CNT_UNANSWERED);
+			ex.error = TCPOTEL_ERR_NO_RESPONSE;
+		}
+		ex.end_ns = end;
 		exchange_end(s, &ex, s->srtt_last_us);
 	}
 	s->ex.phase = TCPOTEL_PHASE_IDLE;
@@ -352,43 +389,162 @@ static __always_inline void sock_mark(struct tcpotel_sock *s, __u64 key)
 		s->mark = gen;
 }
 
+/* Sequence-number order, modulo 2^32 (the kernel's before()/after()). */
+static __always_inline bool seq_before(__u32 a, __u32 b)
+{
+	return (__s32)(a - b) < 0;
+}
+
+static __always_inline bool seq_after(__u32 a, __u32 b)
+{
+	return seq_before(b, a);
+}
+
+/*
+ * When a client's request began (its first send returned at snap). Normally
+ * the socket's clock then: the request's first segments left within the
+ * call. A first send that had to wait for buffer space returns only once the
+ * server has acknowledged part of the request (snd_una past its first byte),
+ * by when the server may be reading it. Then the start is taken from TCP's
+ * busy time, which has run since the request's first byte was queued (the
+ * socket had nothing queued since its response began: prev->busy_jiffies),
+ * in whole jiffies: two ticks earlier than that, so that it is never late,
+ * and never before the previous exchange's last byte.
+ */
+static __always_inline __u64 exchange_start_ns(struct sock *sk, const struct tcpotel_exchange *prev,
+					       const struct tcp_snap *snap, __u32 first_seq)
+{
+	__u32 una = sock_snd_una(sk), chrono_start, busy;
+	__u64 start, back;
+
+	if (!seq_after(una, first_seq))
+		return snap->clock_ns;
+	start = prev->end_ns < snap->clock_ns ? prev->end_ns : snap->clock_ns;
+	if (!cfg_tick_ns)
+		return start;
+	busy = sock_busy_jiffies(sk, &chrono_start);
+	if (una != snap->write_seq) /* data still queued: a busy period in progress */
+		busy += (__u32)bpf_jiffies64() - chrono_start;
+	busy -= prev->busy_jiffies;
+	back = ((__u64)busy + 2) * cfg_tick_ns;
+	if (back < snap->clock_ns && snap->clock_ns - back > start)
+		start = snap->clock_ns - back;
+	return start;
+}
+
+/*
+ * Does a client's send in phase REQUEST (it has read no response yet) begin a
+ * new exchange? Only if TCP has received bytes from the server since the
+ * exchange began, which this send's first segment acknowledges: what the
+ * server goes by (server_request_splits()). And only if the server had
+ * acknowledged everything sent before this send: bytes that arrive while
+ * earlier request bytes are still in flight were sent before the server read
+ * those (the tail of an earlier response), and the server, reading this
+ * send's bytes in the middle of a request, does not split there.
+ * `first` is the sequence number of this send's first byte.
+ */
+static __always_inline bool client_request_splits(struct sock *sk,
+						  const struct tcpotel_exchange *ex, __u32 first)
+{
+	return seq_after(sock_rcv_nxt(sk), ex->resp_seq) && !seq_before(sock_snd_una(sk), first);
+}
+
+/*
+ * Does a server's read of request bytes in phase RESPONSE begin a new
+ * exchange? Only if the client sent them after it had received some of the
+ * response, which its segment says by acknowledging it. The server cannot
+ * see that segment's acknowledgment, only snd_una, the highest one so far:
+ *   - bytes received before the first response byte was sent join the
+ *     exchange (the client cannot have seen the response);
+ *   - so do bytes when no response byte has been acknowledged at all;
+ *   - when the latest segment from the client is a bare acknowledgment sent
+ *     after these bytes (snd_wl1 at rcv_nxt, past them), it may be what moved
+ *     snd_una: the bytes join too (a TLS 1.3 client's first request, sent
+ *     before the server's session tickets arrived, which it then acknowledged);
+ *   - otherwise they begin a new exchange.
+ * `first` is the sequence number of the first byte read.
+ */
+static __always_inline bool server_request_splits(struct sock *sk,
+						  const struct tcpotel_exchange *ex, __u32 first)
+{
+	__u32 wl1;
+
+	if (seq_before(first, ex->req_rcvd_seq))
+		return false;
+	if (!seq_after(sock_snd_una(sk), ex->resp_seq))
+		return false;
+	wl1 = sock_snd_wl1(sk);
+	return !(seq_after(wl1, first) && wl1 == sock_rcv_nxt(sk));
+}
+
 /*
  * One step of the exchange state machine (docs/design.md, "Exchanges"). The
- * request direction is send for a client and receive for a server; an
- * exchange ends at the next request after a response, at close, or after
- * cfg_idle_timeout_ns of silence (the sweep: sock_end_if_idle()).
+ * request direction is send for a client and receive for a server. An
+ * exchange ends at the next request after its response (both ends decide
+ * where a request is "next" from what TCP acknowledged: client_ and
+ * server_request_splits()), at close, or in silence (the sweep:
+ * sock_end_if_idle()). Extra reads of tcp_sock happen only where a phase may
+ * change: the first byte of a request or of a response.
  */
 static __always_inline void exchange_step(struct sock *sk, struct tcpotel_sock *s, bool is_send,
 					  __u32 bytes, const struct tcp_snap *snap)
 {
 	struct tcpotel_exchange *ex = &s->ex;
-	bool is_request = is_send == (s->role == TCPOTEL_ROLE_CLIENT);
+	bool client = s->role == TCPOTEL_ROLE_CLIENT;
+	bool is_request = is_send == client;
 	__u64 now = snap->clock_ns;
 	__u8 phase = ex->phase;
+	__u32 first = 0;
 
 	if (is_request) {
-		if (phase == TCPOTEL_PHASE_RESPONSE) {
+		if (client) {
+			first = snap->write_seq - bytes;
+		} else if (phase == TCPOTEL_PHASE_RESPONSE || phase == TCPOTEL_PHASE_IDLE ||
+			   phase == TCPOTEL_PHASE_SKIP_RESPONSE) {
+			__u32 copied = sock_copied_seq(sk);
+
+			first = copied - sock_fin_read(sk, copied) - bytes;
+		}
+		if ((phase == TCPOTEL_PHASE_RESPONSE &&
+		     (client || server_request_splits(sk, ex, first))) ||
+		    (phase == TCPOTEL_PHASE_REQUEST && client &&
+		     client_request_splits(sk, ex, first))) {
 			exchange_finish(s, snap->srtt_us);
 			phase = TCPOTEL_PHASE_IDLE;
 		}
 		if (phase == TCPOTEL_PHASE_IDLE || phase == TCPOTEL_PHASE_SKIP_RESPONSE) {
-			__u32 seq = is_send ? snap->write_seq : sock_copied_seq(sk);
-
-			ex->start_ns = now;
-			ex->request_seq = seq - bytes;
+			if (client) {
+				ex->start_ns = exchange_start_ns(sk, ex, snap, first);
+				ex->resp_seq = sock_rcv_nxt(sk);
+			} else {
+				ex->start_ns = now;
+			}
+			ex->request_seq = first;
 			ex->request_bytes = 0;
 			ex->response_bytes = 0;
+			ex->error = TCPOTEL_ERR_NONE;
+			ex->retransmits = s->retransmits;
 			phase = TCPOTEL_PHASE_REQUEST;
 		}
-		if (phase == TCPOTEL_PHASE_REQUEST)
+		/* RESPONSE here: bytes the client sent before it saw the response. */
+		if (phase == TCPOTEL_PHASE_REQUEST || phase == TCPOTEL_PHASE_RESPONSE)
 			ex->request_bytes += bytes;
 	} else {
-		if (phase == TCPOTEL_PHASE_REQUEST || phase == TCPOTEL_PHASE_RESPONSE) {
+		if (phase == TCPOTEL_PHASE_REQUEST) {
+			__u32 chrono_start;
+
+			if (client) {
+				ex->busy_jiffies = sock_busy_jiffies(sk, &chrono_start);
+			} else {
+				ex->resp_seq = snap->write_seq - bytes;
+				ex->req_rcvd_seq = sock_rcv_nxt(sk);
+			}
 			phase = TCPOTEL_PHASE_RESPONSE;
-			ex->response_bytes += bytes;
-		} else if (phase == TCPOTEL_PHASE_SKIP_REQUEST) {
-			phase = TCPOTEL_PHASE_SKIP_RESPONSE;
 		}
+		if (phase == TCPOTEL_PHASE_RESPONSE)
+			ex->response_bytes += bytes;
+		else if (phase == TCPOTEL_PHASE_SKIP_REQUEST)
+			phase = TCPOTEL_PHASE_SKIP_RESPONSE;
 		/* IDLE: a response with no request seen (the server spoke first,
 		 * or the sweep ended the exchange for silence): not an exchange. */
 	}
@@ -447,8 +603,11 @@ static __always_inline void listener_del(const struct sock *sk)
 
 /* Hands a socket's final numbers (and any exchange still open) to user space,
  * then forgets it. The entry is deleted before the record is submitted so
- * that a sweep never sees a socket whose close it has already processed. */
-static __always_inline void sock_close(struct sock *sk)
+ * that a sweep never sees a socket whose close it has already processed.
+ * `aborted`: the connection went to CLOSE with no FIN exchanged (a reset sent
+ * or received, or TCP gave up retransmitting: sk_err ETIMEDOUT); a request
+ * still waiting for its response then failed. */
+static __always_inline void sock_close(struct sock *sk, bool aborted)
 {
 	__u64 key = (__u64)sk;
 	struct tcpotel_close_record *r;
@@ -463,6 +622,11 @@ static __always_inline void sock_close(struct sock *sk)
 		return;
 	}
 	/* The exchange in progress ends with the connection. */
+	if (s->ex.phase == TCPOTEL_PHASE_REQUEST && !s->ex.error &&
+	    (aborted || (s->flags & TCPOTEL_SOCK_RESET)))
+		exchange_fail(s, BPF_CORE_READ(sk, sk_err) == 110 /* ETIMEDOUT */ ?
+					 TCPOTEL_ERR_TIMEOUT :
+					 TCPOTEL_ERR_RESET);
 	if (s->ex.phase == TCPOTEL_PHASE_REQUEST || s->ex.phase == TCPOTEL_PHASE_RESPONSE)
 		exchange_finish(s, s->srtt_last_us ?: sock_srtt_us(sk));
 	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
@@ -490,7 +654,7 @@ static __always_inline void on_destroy(struct sock *sk)
 {
 	__u64 key = (__u64)sk;
 
-	sock_close(sk);
+	sock_close(sk, false);
 	bpf_map_delete_elem(&untracked, &key);
 }
 
@@ -504,7 +668,97 @@ static __always_inline void sock_forget_stale(struct sock *sk)
 	struct tcpotel_sock *s = bpf_map_lookup_elem(&sockets, &key);
 
 	if (s && (s->flags & TCPOTEL_SOCK_HAS_TUPLE))
-		sock_close(sk);
+		sock_close(sk, false);
+}
+
+/* error.type of a connect() that failed with errno `err` (0: it did not fail). */
+static __always_inline __u8 connect_error(int err)
+{
+	switch (err) {
+	case 0:
+		return TCPOTEL_ERR_NONE;
+	case 111: /* ECONNREFUSED */
+		return TCPOTEL_ERR_CONNECTION_REFUSED;
+	case 110: /* ETIMEDOUT */
+		return TCPOTEL_ERR_TIMEOUT;
+	case 112: /* EHOSTDOWN */
+	case 113: /* EHOSTUNREACH */
+		return TCPOTEL_ERR_HOST_UNREACHABLE;
+	case 101: /* ENETUNREACH */
+		return TCPOTEL_ERR_NETWORK_UNREACHABLE;
+	default:
+		return TCPOTEL_ERR_CONNECT_OTHER;
+	}
+}
+
+/*
+ * A connection attempt ended (SYN_SENT -> CLOSE). With an error (the kernel
+ * set sk_err before it moved the socket to CLOSE: tcp_reset(), tcp_write_err(),
+ * tcp_v4_err()) it failed: one record, always (user space counts it in
+ * tcp.connection.failed; a span when sampling keeps it), with the attempt's
+ * times, the tuple the process dialled and the initial sequence number (the
+ * SYN's, never acknowledged: snd_una), the ids' input. Without one the
+ * process gave up itself (closed the socket): not a failure. Either way the
+ * entry goes.
+ */
+static __always_inline void connect_failed(struct sock *sk)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	__u64 key = (__u64)sk;
+	struct tcpotel_sock *s;
+	__u8 err;
+
+	s = bpf_map_lookup_elem(&sockets, &key);
+	if (!s)
+		return;
+	/* An ICMP error that came while connect() held the socket is only a soft
+	 * one (sk_err_soft): it counts when the process then closes the socket
+	 * without having read it (SO_ERROR clears it). */
+	err = connect_error(BPF_CORE_READ(sk, sk_err) ?: BPF_CORE_READ(sk, sk_err_soft));
+	if (err && !(s->flags & TCPOTEL_SOCK_IGNORED)) {
+		sock_fill_tuple(sk, s, TCPOTEL_ROLE_CLIENT);
+		if (!(s->flags & TCPOTEL_SOCK_IGNORED)) {
+			s->ex.request_seq = BPF_CORE_READ(tp, snd_una);
+			s->ex.end_ns = bpf_ktime_get_ns();
+			s->ex.error = err;
+			exchange_emit(s, &s->ex, 0, TCPOTEL_RECORD_CONNECT_FAILED,
+				      cfg_exchange_records &&
+					      exchange_sampled(&s->tuple, TCPOTEL_ROLE_CLIENT,
+							       s->ex.request_seq,
+							       cfg_sample_threshold));
+		}
+	}
+	bpf_map_delete_elem(&sockets, &key);
+}
+
+/*
+ * A FIN before any response byte: the server closed the connection while
+ * the request waited (error.type closed_by_peer, on both ends). The client
+ * sees it when the server's FIN comes first (ESTABLISHED -> CLOSE_WAIT)
+ * with nothing else received since the request began; the server when its
+ * own FIN goes first (ESTABLISHED -> FIN_WAIT1) while its request waits. A
+ * client that says goodbye and closes first is not a failure. The exchange
+ * ends there and then.
+ */
+static __always_inline void closed_before_response(struct sock *sk, int newstate)
+{
+	__u64 key = (__u64)sk;
+	struct tcpotel_sock *s = bpf_map_lookup_elem(&sockets, &key);
+
+	if (!s || s->ex.phase != TCPOTEL_PHASE_REQUEST ||
+	    (s->flags & (TCPOTEL_SOCK_IGNORED | TCPOTEL_SOCK_HAS_TUPLE)) != TCPOTEL_SOCK_HAS_TUPLE)
+		return;
+	if (s->role == TCPOTEL_ROLE_CLIENT) {
+		/* The FIN took one sequence number: nothing else came. */
+		if (newstate != TCP_CLOSE_WAIT || sock_rcv_nxt(sk) != s->ex.resp_seq + 1)
+			return;
+	} else if (newstate != TCP_FIN_WAIT1) {
+		return;
+	}
+	exchange_fail(s, TCPOTEL_ERR_CLOSED_BY_PEER);
+	exchange_finish(s, s->srtt_last_us);
+	s->ex.phase = TCPOTEL_PHASE_IDLE;
+	sock_mark(s, key);
 }
 
 /* inet_sock_set_state: opens (with the role), listeners, and closes. */
@@ -524,6 +778,9 @@ static __always_inline void on_state(struct sock *sk, int oldstate, int newstate
 		s = sock_insert(sk);
 		if (s && !(s->flags & TCPOTEL_SOCK_HAS_OWNER))
 			sock_set_owner(s);
+		/* The attempt's start, should it fail (connect_failed()). */
+		if (s)
+			s->ex.start_ns = bpf_ktime_get_ns();
 		return;
 	}
 	if (newstate == TCP_ESTABLISHED && (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV)) {
@@ -539,6 +796,8 @@ static __always_inline void on_state(struct sock *sk, int oldstate, int newstate
 			return;
 		sock_fill_tuple(sk, s, role);
 		s->flags |= TCPOTEL_SOCK_OPENED;
+		/* No request can have begun before now (exchange_start_ns()). */
+		s->ex.end_ns = bpf_ktime_get_ns();
 		if (role == TCPOTEL_ROLE_SERVER && !(s->flags & TCPOTEL_SOCK_HAS_OWNER)) {
 			/* Accepted connections become established in softirq: the
 			 * listener's owner stands in until the first send or receive. */
@@ -558,11 +817,22 @@ static __always_inline void on_state(struct sock *sk, int oldstate, int newstate
 			sock_mark(s, key);
 		return;
 	}
+	if (oldstate == TCP_ESTABLISHED &&
+	    (newstate == TCP_CLOSE_WAIT || newstate == TCP_FIN_WAIT1)) {
+		closed_before_response(sk, newstate);
+		return;
+	}
 	if (newstate == TCP_CLOSE) {
 		if (oldstate == TCP_LISTEN) {
 			listener_del(sk);
 		} else {
-			sock_close(sk);
+			if (oldstate == TCP_SYN_SENT)
+				connect_failed(sk);
+			/* Straight from a synchronized state to CLOSE, with no FIN
+			 * exchanged: a reset, sent (tcp_send_active_reset() comes
+			 * after this change) or received. */
+			sock_close(sk, oldstate == TCP_ESTABLISHED || oldstate == TCP_CLOSE_WAIT ||
+					       oldstate == TCP_SYN_RECV);
 			bpf_map_delete_elem(&untracked, &key);
 		}
 	}

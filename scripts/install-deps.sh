@@ -5,7 +5,7 @@ set -euo pipefail
 
 build=(make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev
 	libcurl4-openssl-dev libjson-c-dev libyaml-dev libmicrohttpd-dev libisal-dev)
-test=(clang-format python3 python3-yaml iproute2 nftables chromium prometheus)
+test=(clang-format python3 python3-yaml iproute2 nftables chromium prometheus openssl postgresql-15)
 
 missing=()
 for pkg in "${build[@]}" "${test[@]}"; do

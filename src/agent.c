@@ -100,6 +100,12 @@ static int on_record(void *ctx, void *data, size_t size)
 			return 0;
 		}
 		break;
+	case TCPOTEL_RECORD_CONNECT_FAILED:
+		if (hdr->size == sizeof(struct tcpotel_exchange_record)) {
+			sockets__on_connect_failed(a->sockets, data);
+			return 0;
+		}
+		break;
 	case TCPOTEL_RECORD_CLOSE:
 		if (hdr->size == sizeof(struct tcpotel_close_record)) {
 			sockets__on_close(a->sockets, data);
@@ -243,6 +249,7 @@ struct agent *agent__start(const struct config *cfg, enum capture_backend backen
 		.exchange_records = exchange_records(cfg),
 		.sample_threshold = traceid_threshold(cfg->spans.sampling_ratio),
 		.idle_timeout_ns = cfg->spans.idle_timeout_ms * NSEC_PER_MSEC,
+		.response_timeout_ns = cfg->spans.response_timeout_ms * NSEC_PER_MSEC,
 		.exclude_ports = cfg->capture.exclude_ports,
 		.n_exclude_ports = cfg->capture.n_exclude_ports,
 		.n_netns = cfg->capture.n_netns,
@@ -261,6 +268,7 @@ struct agent *agent__start(const struct config *cfg, enum capture_backend backen
 	struct sockets_opts sopts = {
 		.source = { .begin = sweep_begin, .collect = sweep_collect },
 		.idle_timeout_ns = cfg->spans.idle_timeout_ms * NSEC_PER_MSEC,
+		.response_timeout_ns = cfg->spans.response_timeout_ms * NSEC_PER_MSEC,
 	};
 	struct exchanges_opts xopts = {
 		.spans = cfg->spans.enabled,

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
@@ -15,7 +16,7 @@
 #pragma GCC diagnostic pop
 
 _Static_assert(sizeof(struct tcpotel_tuple) == 40, "ABI: tcpotel_tuple");
-_Static_assert(sizeof(struct tcpotel_exchange) == 40, "ABI: tcpotel_exchange");
+_Static_assert(sizeof(struct tcpotel_exchange) == 56, "ABI: tcpotel_exchange");
 _Static_assert(sizeof(struct tcpotel_sock) % 8 == 0, "ABI: tcpotel_sock alignment");
 _Static_assert(sizeof(struct tcpotel_exchange_record) % 8 == 0, "ABI: exchange record");
 _Static_assert(sizeof(struct tcpotel_close_record) % 8 == 0, "ABI: close record");
@@ -93,12 +94,27 @@ static int select_programs(struct tcpotel_bpf *skel, enum capture_backend backen
 	return 0;
 }
 
+/*
+ * The length of the kernel's tick (a jiffy), which the coarse clocks advance
+ * by: it turns TCP's busy time (jiffies) into nanoseconds. 0 when unknown.
+ */
+static uint32_t tick_ns(void)
+{
+	struct timespec res;
+
+	if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) || res.tv_sec || res.tv_nsec <= 0)
+		return 0;
+	return (uint32_t)res.tv_nsec;
+}
+
 static void set_knobs(struct tcpotel_bpf *skel, const struct capture_opts *opts)
 {
 	struct tcpotel_bpf__rodata *ro = skel->rodata;
 
 	ro->cfg_self_tgid = opts->self_tgid;
 	ro->cfg_idle_timeout_ns = opts->idle_timeout_ns;
+	ro->cfg_response_timeout_ns = opts->response_timeout_ns;
+	ro->cfg_tick_ns = tick_ns();
 	ro->cfg_exchange_records = opts->exchange_records;
 	ro->cfg_sample_threshold = opts->sample_threshold;
 	ro->cfg_netns_filter = opts->n_netns > 0;

@@ -20,6 +20,7 @@ struct capture_opts {
 	bool exchange_records; /* sampled exchanges go to user space (spans, live map) */
 	uint64_t sample_threshold; /* traceid_threshold(spans.sampling_ratio) */
 	uint64_t idle_timeout_ns;
+	uint64_t response_timeout_ns; /* spans.response_timeout */
 	const uint32_t *netns; /* inodes to watch; none: every namespace */
 	size_t n_netns;
 	const uint16_t *exclude_ports;

@@ -60,6 +60,7 @@ struct config {
 		bool enabled;
 		double sampling_ratio;
 		uint64_t idle_timeout_ms;
+		uint64_t response_timeout_ms;
 		/* Clients no agent watches: their SERVER spans have no parent. */
 		struct cidr_list external_clients;
 		/* Non-empty: every client outside these and off this host is external too. */

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "cidr.h"
+#include "errortype.h"
 #include "export.h"
 #include "graph.h"
 #include "jbuf.h"
@@ -18,16 +19,19 @@
 #include "procinfo.h"
 #include "traceid.h"
 
-/* The span name: the same on both ends and low-cardinality (docs/design.md). */
-#define SPAN_NAME "tcp.exchange"
+/* The span names: the same on both ends and low-cardinality (docs/design.md). */
+#define SPAN_NAME	  "tcp.exchange"
+#define SPAN_NAME_CONNECT "tcp.connect"
 
 struct pending_span {
 	struct proc_resource *res; /* a reference */
 	struct tcpotel_tuple tuple;
 	uint8_t role;
-	uint8_t reset;
+	uint8_t error; /* enum tcpotel_error: an error span */
+	bool connect; /* a failed connection attempt (tcp.connect) */
 	uint8_t root; /* a SERVER span of an external client: no parent */
 	uint32_t srtt_us;
+	uint32_t retransmits; /* segments this end retransmitted during the exchange */
 	/* A CLIENT span's server, when this agent sees it too: its service.name,
 	 * borrowed from the stream, which outlives the span's wait for its flush
 	 * (a stream goes only after 10 minutes without change). */
@@ -155,6 +159,8 @@ static void feed_graph(struct exchanges *x, const struct exchange_end *end,
 				     .duration_ns = end->ex->end_ns - end->ex->start_ns,
 				     .srtt_us = end->srtt_us,
 				     .end_mono_ns = end->ex->end_ns,
+				     .error = end->ex->error,
+				     .connect = end->connect,
 			     });
 }
 
@@ -186,10 +192,12 @@ void exchanges__end(struct exchanges *x, const struct exchange_end *end)
 	p->res = procinfo__ref(end->origin->res);
 	p->tuple = *end->tuple;
 	p->role = end->role;
-	p->reset = end->reset;
+	p->error = end->ex->error;
+	p->connect = end->connect;
 	p->root = end->role == TCPOTEL_ROLE_SERVER && external_client(x, end->tuple);
 	p->peer_service = end->role == TCPOTEL_ROLE_CLIENT ? end->origin->peer_service : NULL;
 	p->srtt_us = end->srtt_us;
+	p->retransmits = ex->retransmits;
 	p->start_mono_ns = ex->start_ns;
 	p->end_mono_ns = ex->end_ns;
 	p->request_bytes = ex->request_bytes;
@@ -215,17 +223,18 @@ static void encode_span(struct jbuf *b, const struct pending_span *p, const char
 	const char *client_addr = client ? local : remote, *server_addr = client ? remote : local;
 	uint16_t client_port = client ? p->tuple.sport : p->tuple.dport;
 	uint16_t server_port = client ? p->tuple.dport : p->tuple.sport;
-	struct otlp_attr a[12];
+	const char *error = error_type_name(p->error);
+	struct otlp_attr a[14];
 	struct otlp_span span = {
 		.trace_state = trace_state,
-		.name = SPAN_NAME,
+		.name = p->connect ? SPAN_NAME_CONNECT : SPAN_NAME,
 		.kind = client ? OTLP_SPAN_KIND_CLIENT : OTLP_SPAN_KIND_SERVER,
 		.start_unix_nano = p->start_mono_ns + to_unix_ns,
 		.end_unix_nano = p->end_mono_ns + to_unix_ns,
 		.attrs = a,
-		.n_attrs = ARRAY_SIZE(a) - 1,
-		.status = p->reset ? OTLP_STATUS_ERROR : OTLP_STATUS_UNSET,
-		.status_message = p->reset ? "connection reset" : NULL,
+		.n_attrs = 12,
+		.status = error ? OTLP_STATUS_ERROR : OTLP_STATUS_UNSET,
+		.status_message = error,
 	};
 
 	netaddr_format(p->tuple.family, p->tuple.saddr, local);
@@ -242,6 +251,12 @@ static void encode_span(struct jbuf *b, const struct pending_span *p, const char
 	a[9] = OTLP_ATTR_INT("tcp.response.size", (int64_t)p->response_bytes);
 	/* Divided, not multiplied by 1e-6: the double nearest the exact value, which prints short. */
 	a[10] = OTLP_ATTR_DOUBLE("tcp.srtt", p->srtt_us / 1e6);
+	a[11] = OTLP_ATTR_INT("tcp.retransmits", p->retransmits);
+	/* An attempt has the address it dialled and nothing moved. */
+	if (p->connect)
+		span.n_attrs = 8;
+	if (error)
+		a[span.n_attrs++] = OTLP_ATTR_STR("error.type", error);
 	if (p->peer_service)
 		a[span.n_attrs++] = OTLP_ATTR_STR("peer.service", p->peer_service);
 	memcpy(span.trace_id, p->ids.trace_id, 16);

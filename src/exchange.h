@@ -59,7 +59,10 @@ struct exchange_end {
 	const struct tcpotel_tuple *tuple;
 	const struct tcpotel_exchange *ex; /* CLOCK_MONOTONIC stamps */
 	uint8_t role; /* enum tcpotel_role */
-	bool reset; /* the connection was reset: an error span */
+	/* A failed connection attempt (a CLIENT span named tcp.connect), not an
+	 * exchange: ex holds the attempt (request_seq: the initial sequence
+	 * number). Either way ex->error, when set, makes an error span. */
+	bool connect;
 	uint32_t srtt_us;
 };
 

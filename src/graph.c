@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "errortype.h"
 #include "htable.h"
 #include "netaddr.h"
 #include "util.h"
@@ -71,6 +72,7 @@ struct sec_slot {
 	uint64_t req, resp, n;
 	uint64_t srtt_sum;
 	uint32_t srtt_n;
+	uint32_t failed_conn, failed_ex;
 };
 
 struct gedge {
@@ -81,6 +83,8 @@ struct gedge {
 	uint64_t first_end; /* earliest exchange end accounted */
 	uint64_t last_seen; /* arrival time of the latest exchange */
 	uint64_t total_n, total_req, total_resp;
+	uint64_t total_failed_conn, total_failed_ex;
+	uint64_t errors[TCPOTEL_ERR__COUNT]; /* by error.type, since the edge appeared */
 	struct sec_slot sec[SLOTS];
 	uint64_t h_epoch[2];
 	uint32_t hist[2][H_BUCKETS];
@@ -89,6 +93,7 @@ struct gedge {
 struct pending {
 	uint8_t key[24]; /* trace id + client span id */
 	uint8_t role;
+	uint8_t error;
 	bool done;
 	bool peer_local; /* the peer's address is on this host */
 	uint32_t node;
@@ -324,8 +329,10 @@ static double hist_value_ns(unsigned b)
 	return lower * (1 + (sub + 0.5) / 4) * (1 << H_SHIFT);
 }
 
+/* One exchange (or, with `connect`, one failed connection attempt) on an edge. */
 static void edge_account(struct graph *g, uint32_t src, uint32_t dst, uint64_t req, uint64_t resp,
-			 uint64_t dur, uint32_t srtt_us, uint64_t end, bool paired)
+			 uint64_t dur, uint32_t srtt_us, uint64_t end, bool paired, uint8_t error,
+			 bool connect)
 {
 	struct gedge *e = edge_get(g, src, dst);
 	uint64_t sec = end / NSEC_PER_SEC, epoch = sec / HALF_S;
@@ -340,9 +347,16 @@ static void edge_account(struct graph *g, uint32_t src, uint32_t dst, uint64_t r
 	e->last_seen = g->clock;
 	if (end < e->first_end)
 		e->first_end = end;
-	e->total_n++;
-	e->total_req += req;
-	e->total_resp += resp;
+	if (error && error < TCPOTEL_ERR__COUNT)
+		e->errors[error]++;
+	if (connect) {
+		e->total_failed_conn++;
+	} else {
+		e->total_n++;
+		e->total_req += req;
+		e->total_resp += resp;
+		e->total_failed_ex += error != 0;
+	}
 	s = &e->sec[sec % SLOTS];
 	if (s->sec != sec) {
 		if (s->sec < sec) {
@@ -352,10 +366,17 @@ static void edge_account(struct graph *g, uint32_t src, uint32_t dst, uint64_t r
 			s = NULL; /* older than the slots reach: counted in totals only */
 		}
 	}
+	if (s && connect) {
+		s->failed_conn++;
+		return;
+	}
+	if (connect)
+		return;
 	if (s) {
 		s->req += req;
 		s->resp += resp;
 		s->n++;
+		s->failed_ex += error != 0;
 		if (srtt_us) {
 			s->srtt_sum += srtt_us;
 			s->srtt_n++;
@@ -443,9 +464,11 @@ static void settle_unpaired(struct graph *g, const struct pending *p)
 	}
 	g->nodes[peer].last_seen = g->clock;
 	if (p->role == GRAPH_ROLE_CLIENT)
-		edge_account(g, p->node, peer, p->req, p->resp, p->dur, p->srtt_us, p->end, false);
+		edge_account(g, p->node, peer, p->req, p->resp, p->dur, p->srtt_us, p->end, false,
+			     p->error, false);
 	else
-		edge_account(g, peer, p->node, p->req, p->resp, p->dur, p->srtt_us, p->end, false);
+		edge_account(g, peer, p->node, p->req, p->resp, p->dur, p->srtt_us, p->end, false,
+			     p->error, false);
 }
 
 static void pop_head(struct graph *g, bool overflow)
@@ -503,6 +526,26 @@ static bool addr_on_host(const struct graph *g, int family, const uint8_t *addr,
 	return false;
 }
 
+/*
+ * A failed connection attempt: never paired (the server's side has no
+ * socket), an edge from the client to the server it dialled, named by its
+ * address (a peer node, outside this host or on it).
+ */
+static void add_failed_connection(struct graph *g, uint32_t node, const struct graph_exchange *x)
+{
+	const char *name = x->peer && *x->peer ? x->peer : "unknown";
+	bool local = x->peer_addr && addr_on_host(g, x->family, x->peer_addr, x->local_addr);
+	uint32_t peer = local ? node_get(g, name, g->nodes[node].host, NODE_PEER_LOCAL) :
+				node_get(g, name, "", NODE_PEER_OUTSIDE);
+
+	if (peer == NONE) {
+		g->st.nodes_dropped++;
+		return;
+	}
+	g->nodes[peer].last_seen = g->clock;
+	edge_account(g, node, peer, 0, 0, x->duration_ns, 0, x->end_mono_ns, false, x->error, true);
+}
+
 void graph__add(struct graph *g, const struct graph_exchange *x)
 {
 	const char *service = x->service && *x->service ? x->service : "unknown";
@@ -511,7 +554,10 @@ void graph__add(struct graph *g, const struct graph_exchange *x)
 	uint8_t key[24];
 	uint64_t h;
 
-	g->st.exchanges++;
+	if (x->connect)
+		g->st.failed_connections++;
+	else
+		g->st.exchanges++;
 	if (x->end_mono_ns > g->clock)
 		g->clock = x->end_mono_ns;
 	expire_pending(g);
@@ -522,6 +568,10 @@ void graph__add(struct graph *g, const struct graph_exchange *x)
 	}
 	g->nodes[node].last_seen = g->clock;
 	node_touch_pid(&g->nodes[node], x->pid, g->clock);
+	if (x->connect) {
+		add_failed_connection(g, node, x);
+		return;
+	}
 
 	memcpy(key, x->trace_id, 16);
 	memcpy(key + 16, x->client_span_id, 8);
@@ -533,13 +583,17 @@ void graph__add(struct graph *g, const struct graph_exchange *x)
 		p->done = true;
 		g->waiting--;
 		if (p->role != x->role) {
+			/* Failed if either end saw it fail. */
+			uint8_t error = x->error ? x->error : p->error;
+
 			g->st.paired++;
 			if (x->role == GRAPH_ROLE_CLIENT)
 				edge_account(g, node, p->node, x->request_bytes, x->response_bytes,
-					     x->duration_ns, x->srtt_us, x->end_mono_ns, true);
+					     x->duration_ns, x->srtt_us, x->end_mono_ns, true,
+					     error, false);
 			else
 				edge_account(g, p->node, node, p->req, p->resp, p->dur, p->srtt_us,
-					     p->end, true);
+					     p->end, true, error, false);
 			return;
 		}
 		g->st.duplicates++; /* the later half replaces the earlier, as servicegraph does */
@@ -553,6 +607,7 @@ void graph__add(struct graph *g, const struct graph_exchange *x)
 	memcpy(p->key, key, sizeof(key));
 	p->hash = h;
 	p->role = x->role;
+	p->error = x->error;
 	p->done = false;
 	p->node = node;
 	p->stamp = g->clock;
@@ -672,7 +727,7 @@ static void render_edge(struct graph *g, struct jbuf *b, const struct gedge *e, 
 	static const uint32_t zero[H_BUCKETS];
 	const struct gnode *src = &g->nodes[e->src], *dst = &g->nodes[e->dst];
 	uint64_t now_sec = now / NSEC_PER_SEC, epoch = now_sec / HALF_S;
-	uint64_t req = 0, resp = 0, n = 0, srtt_sum = 0, srtt_n = 0, hn = 0;
+	uint64_t req = 0, resp = 0, n = 0, srtt_sum = 0, srtt_n = 0, hn = 0, fc = 0, fx = 0;
 	uint64_t window_start = (now_sec + 1 - GRAPH_WINDOW_S) * NSEC_PER_SEC;
 	const uint32_t *h[2];
 	double span;
@@ -685,6 +740,8 @@ static void render_edge(struct graph *g, struct jbuf *b, const struct gedge *e, 
 		req += s->req;
 		resp += s->resp;
 		n += s->n;
+		fc += s->failed_conn;
+		fx += s->failed_ex;
 		srtt_sum += s->srtt_sum;
 		srtt_n += s->srtt_n;
 	}
@@ -723,6 +780,14 @@ static void render_edge(struct graph *g, struct jbuf *b, const struct gedge *e, 
 	jbuf_double(b, (double)resp * g->scale / span);
 	jbuf_puts(b, ",\"exchanges_per_s\":");
 	jbuf_double(b, (double)n * g->scale / span);
+	jbuf_puts(b, ",\"failed_connections_per_s\":");
+	jbuf_double(b, (double)fc * g->scale / span);
+	jbuf_puts(b, ",\"failed_exchanges_per_s\":");
+	jbuf_double(b, (double)fx * g->scale / span);
+	/* Of the attempts to reach the server in the window: exchanges, and
+	 * connections that never got to one. */
+	jbuf_puts(b, ",\"error_rate\":");
+	jbuf_double(b, n + fc ? (double)(fc + fx) / (double)(n + fc) : 0);
 	put_ms_or_null(b, "p50_ms", hn, hn ? quantile_ms(h[0], h[1], hn, 0.5) : 0);
 	put_ms_or_null(b, "p99_ms", hn, hn ? quantile_ms(h[0], h[1], hn, 0.99) : 0);
 	put_ms_or_null(b, "srtt_ms", srtt_n, srtt_n ? (double)srtt_sum / (double)srtt_n / 1e3 : 0);
@@ -732,6 +797,21 @@ static void render_edge(struct graph *g, struct jbuf *b, const struct gedge *e, 
 	jbuf_u64(b, scaled(g, e->total_req));
 	jbuf_puts(b, ",\"response_bytes\":");
 	jbuf_u64(b, scaled(g, e->total_resp));
+	jbuf_puts(b, ",\"failed_connections\":");
+	jbuf_u64(b, scaled(g, e->total_failed_conn));
+	jbuf_puts(b, ",\"failed_exchanges\":");
+	jbuf_u64(b, scaled(g, e->total_failed_ex));
+	jbuf_puts(b, ",\"errors\":{");
+	for (unsigned k = 1, first = 1; k < TCPOTEL_ERR__COUNT; k++) {
+		if (!e->errors[k])
+			continue;
+		if (!first)
+			jbuf_putc(b, ',');
+		first = 0;
+		put_key(b, error_type_name(k));
+		jbuf_u64(b, scaled(g, e->errors[k]));
+	}
+	jbuf_putc(b, '}');
 	jbuf_puts(b, ",\"idle_s\":");
 	jbuf_u64(b, now > e->last_seen ? (now - e->last_seen) / NSEC_PER_SEC : 0);
 	jbuf_putc(b, '}');
@@ -797,6 +877,8 @@ int graph__render_json(struct graph *g, struct jbuf *out, uint64_t now_mono_ns)
 	}
 	jbuf_puts(out, "],\"stats\":{\"exchanges\":");
 	jbuf_u64(out, g->st.exchanges);
+	jbuf_puts(out, ",\"failed_connections\":");
+	jbuf_u64(out, g->st.failed_connections);
 	jbuf_puts(out, ",\"paired\":");
 	jbuf_u64(out, g->st.paired);
 	jbuf_puts(out, ",\"unpaired\":");

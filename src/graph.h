@@ -6,8 +6,9 @@
  * addresses, whose process the agent does not see: its own UI listener, a
  * namespace left out by capture.netns) or outside it,
  * edges are client service -> server service with rates over the last
- * GRAPH_WINDOW_S seconds (bytes each way, exchanges), p50/p99 exchange
- * latency and srtt.
+ * GRAPH_WINDOW_S seconds (bytes each way, exchanges, failed connections and
+ * failed exchanges, and the error rate they make), p50/p99 exchange latency,
+ * srtt, and the errors by error.type.
  *
  * Both halves of an exchange seen on this host (client and server here) are
  * paired the way the Collector's servicegraph connector pairs spans: the
@@ -62,10 +63,15 @@ struct graph_exchange {
 	uint64_t request_bytes, response_bytes, duration_ns;
 	uint32_t srtt_us;
 	uint64_t end_mono_ns; /* CLOCK_MONOTONIC */
+	uint8_t error; /* enum tcpotel_error: a failed exchange or attempt (error.type) */
+	/* A failed connection attempt of a client (not an exchange): an edge to
+	 * the server it dialled, counted in its failed connections, never paired. */
+	bool connect;
 };
 
 struct graph_stats {
 	uint64_t exchanges; /* halves given to graph__add */
+	uint64_t failed_connections; /* failed attempts given to graph__add */
 	uint64_t paired; /* exchanges with both halves on this host */
 	uint64_t unpaired; /* halves that became edges to or from a peer */
 	uint64_t pending; /* halves waiting for their other half now */

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "errortype.h"
 #include "htable.h"
 #include "log.h"
 #include "netaddr.h"
@@ -40,6 +41,12 @@ struct histogram {
 
 struct group;
 
+/* tcp.exchange.duration of a stream's failed exchanges, one series per error.type. */
+struct failed_exchanges {
+	struct histogram hist[TCPOTEL_ERR__COUNT];
+	uint64_t counts[TCPOTEL_ERR__COUNT][EXCHANGE_BUCKETS];
+};
+
 struct stream {
 	struct hnode node;
 	struct stream_key key;
@@ -61,6 +68,10 @@ struct stream {
 	uint64_t srtt_counts[TCPOTEL_SRTT_BUCKETS];
 	struct histogram exchange;
 	uint64_t exchange_counts[EXCHANGE_BUCKETS];
+	/* tcp.connection.failed by error.type (enum tcpotel_error). */
+	uint64_t connect_failed[TCPOTEL_ERR__COUNT];
+	bool any_connect_failed;
+	struct failed_exchanges *failed; /* NULL until one fails */
 };
 
 /* The streams of one resource, so that the body is written resource by resource. */
@@ -118,6 +129,7 @@ static void stream_free(struct metrics *m, struct stream *s)
 		s->agg->feeders--;
 	procinfo__put(m->pi, s->key.res);
 	free(s->peer_service);
+	free(s->failed);
 	free(s);
 	if (--g->n == 0) {
 		htable_remove(&m->groups, &g->node);
@@ -400,6 +412,44 @@ void stream__add_exchanges(struct stream *s, const uint32_t delta[TCPOTEL_EXCHAN
 	}
 }
 
+void stream__add_connect_failed(struct stream *s, unsigned err)
+{
+	if (err >= TCPOTEL_ERR__COUNT)
+		return;
+	for_stream_and_instance(s) {
+		s->connect_failed[err]++;
+		s->any_connect_failed = true;
+		touch(s);
+	}
+}
+
+void stream__add_failed_exchange(struct stream *s, unsigned err, uint64_t duration_ns)
+{
+	unsigned b = metrics_exchange_bucket(duration_ns);
+	double d = duration_ns * 1e-9;
+
+	if (!err || err >= TCPOTEL_ERR__COUNT)
+		return;
+	for_stream_and_instance(s) {
+		struct histogram *h;
+
+		if (!s->failed) {
+			s->failed = calloc(1, sizeof(*s->failed));
+			if (!s->failed) {
+				log_ratelimited(LOG_WARN, 60000,
+						"out of memory: a failed exchange is not counted");
+				continue;
+			}
+		}
+		h = &s->failed->hist[err];
+		hist_minmax(h, d, d);
+		h->count++;
+		h->sum += d;
+		s->failed->counts[err][b]++;
+		touch(s);
+	}
+}
+
 const char *stream__peer_service(const struct stream *s)
 {
 	return s->peer_service;
@@ -434,6 +484,7 @@ enum metric_id {
 	M_ACTIVE,
 	M_RETRANSMITS,
 	M_EXCHANGE,
+	M_CONNECT_FAILED,
 	M__COUNT,
 };
 
@@ -449,9 +500,11 @@ static const struct otlp_metric_desc stream_metrics[M__COUNT] = {
 	[M_EXCHANGE] = { "tcp.exchange.duration", "s",
 			 "Request/response exchanges: first request byte to last response byte",
 			 OTLP_HISTOGRAM },
+	[M_CONNECT_FAILED] = { "tcp.connection.failed", "{connection}",
+			       "Connection attempts that failed", OTLP_SUM_MONOTONIC },
 };
 
-#define MAX_POINT_ATTRS 9
+#define MAX_POINT_ATTRS 10
 
 /* The stream's attributes; `direction` adds network.io.direction. */
 static size_t stream_attrs(const struct stream *s, struct otlp_attr *a, const char *direction)
@@ -477,6 +530,65 @@ static size_t stream_attrs(const struct stream *s, struct otlp_attr *a, const ch
 	if (s->peer_service)
 		a[n++] = OTLP_ATTR_STR("peer.service", s->peer_service);
 	return n;
+}
+
+static void exchange_point(struct otlp_metrics_emitter *e, const struct stream *s, uint64_t now,
+			   const struct histogram *hist, const uint64_t *counts, const char *error)
+{
+	struct otlp_attr a[MAX_POINT_ATTRS];
+	struct otlp_histogram_point h = {
+		.bounds = metrics_exchange_bounds,
+		.n_bounds = EXCHANGE_BUCKETS - 1,
+		.counts = counts,
+		.count = hist->count,
+		.sum = hist->sum,
+		.has_min_max = true,
+		.min = hist->min,
+		.max = hist->max,
+	};
+	size_t n = stream_attrs(s, a, NULL);
+
+	if (error)
+		a[n++] = OTLP_ATTR_STR("error.type", error);
+	e->ops->point_histogram(e, a, n, s->start_unix_ns, now, &h);
+}
+
+/* tcp.exchange.duration: the successful exchanges' series (no error.type, as
+ * the HTTP conventions do), then one per error.type of the failed ones. */
+static size_t encode_exchange_points(struct otlp_metrics_emitter *e, const struct stream *s,
+				     uint64_t now)
+{
+	size_t points = 0;
+
+	if (s->exchange.count) {
+		exchange_point(e, s, now, &s->exchange, s->exchange_counts, NULL);
+		points++;
+	}
+	for (unsigned k = 1; s->failed && k < TCPOTEL_ERR__COUNT; k++) {
+		if (!s->failed->hist[k].count)
+			continue;
+		exchange_point(e, s, now, &s->failed->hist[k], s->failed->counts[k],
+			       error_type_name(k));
+		points++;
+	}
+	return points;
+}
+
+static size_t encode_connect_failed(struct otlp_metrics_emitter *e, const struct stream *s,
+				    uint64_t now)
+{
+	struct otlp_attr a[MAX_POINT_ATTRS];
+	size_t points = 0, n;
+
+	for (unsigned k = 1; k < TCPOTEL_ERR__COUNT; k++) {
+		if (!s->connect_failed[k])
+			continue;
+		n = stream_attrs(s, a, NULL);
+		a[n++] = OTLP_ATTR_STR("error.type", error_type_name(k));
+		e->ops->point_int(e, a, n, s->start_unix_ns, now, (int64_t)s->connect_failed[k]);
+		points++;
+	}
+	return points;
 }
 
 static size_t encode_stream_metric(struct otlp_metrics_emitter *e, enum metric_id id,
@@ -509,19 +621,9 @@ static size_t encode_stream_metric(struct otlp_metrics_emitter *e, enum metric_i
 		};
 		break;
 	case M_EXCHANGE:
-		if (!s->exchange.count)
-			return 0;
-		h = (struct otlp_histogram_point){
-			.bounds = metrics_exchange_bounds,
-			.n_bounds = EXCHANGE_BUCKETS - 1,
-			.counts = s->exchange_counts,
-			.count = s->exchange.count,
-			.sum = s->exchange.sum,
-			.has_min_max = true,
-			.min = s->exchange.min,
-			.max = s->exchange.max,
-		};
-		break;
+		return encode_exchange_points(e, s, now);
+	case M_CONNECT_FAILED:
+		return encode_connect_failed(e, s, now);
 	case M_OPENED:
 		n = stream_attrs(s, a, NULL);
 		ops->point_int(e, a, n, s->start_unix_ns, now, (int64_t)s->opened);
@@ -545,7 +647,9 @@ static size_t encode_stream_metric(struct otlp_metrics_emitter *e, enum metric_i
 static bool metric_has_points(enum metric_id id, const struct group *g)
 {
 	for (const struct stream *s = g->head; s; s = s->next) {
-		if ((id == M_SRTT && !s->srtt.count) || (id == M_EXCHANGE && !s->exchange.count))
+		if ((id == M_SRTT && !s->srtt.count) ||
+		    (id == M_EXCHANGE && !s->exchange.count && !s->failed) ||
+		    (id == M_CONNECT_FAILED && !s->any_connect_failed))
 			continue;
 		return true;
 	}
@@ -605,6 +709,10 @@ static const struct self_metric self_metrics[] = {
 	  SELF(sockets_retired) },
 	{ { "tcpotel.exchanges", "{exchange}", "Exchanges seen", OTLP_SUM_MONOTONIC },
 	  SELF(exchanges) },
+	{ { "tcpotel.exchanges.unanswered", "{exchange}",
+	    "Exchanges ended by spans.response_timeout before any response byte",
+	    OTLP_SUM_MONOTONIC },
+	  SELF(kernel_counters) + TCPOTEL_CNT_UNANSWERED * sizeof(uint64_t) },
 	{ { "tcpotel.spans.sampled_out", "{span}", "Exchanges not sampled (spans.sampling_ratio)",
 	    OTLP_SUM_MONOTONIC },
 	  SELF(spans_sampled_out) },

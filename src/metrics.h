@@ -78,6 +78,11 @@ void stream__add_srtt(struct stream *s, const uint32_t delta[TCPOTEL_SRTT_BUCKET
 /* Exchanges: per-bucket deltas of a socket's kernel histogram (bpf/tcpotel.h). */
 void stream__add_exchanges(struct stream *s, const uint32_t delta[TCPOTEL_EXCHANGE_BUCKETS],
 			   uint64_t sum_ns, uint64_t min_ns, uint64_t max_ns);
+/* A failed connection attempt: tcp.connection.failed{error.type} (enum tcpotel_error). */
+void stream__add_connect_failed(struct stream *s, unsigned err);
+/* A failed exchange (the kernel sends each one; it is not in its histogram):
+ * tcp.exchange.duration{error.type}. */
+void stream__add_failed_exchange(struct stream *s, unsigned err, uint64_t duration_ns);
 /* The tcp.exchange.duration bucket of a duration, as the kernel picks it (for tests and
  * the benchmark, which stand in for the kernel). */
 unsigned metrics_exchange_bucket(uint64_t duration_ns);

@@ -562,6 +562,8 @@ static void sweep_socket(struct sockets *ss, const struct tcpotel_snapshot *snap
 	account(ss, u, s);
 	if (TCPOTEL_PHASE_ENDS_WHEN_IDLE(s->ex.phase))
 		idle_set(ss, u, snap->key, s->ex.end_ns + ss->opts.idle_timeout_ns);
+	else if (TCPOTEL_PHASE_AWAITS_RESPONSE(s->ex.phase))
+		idle_set(ss, u, snap->key, s->ex.end_ns + ss->opts.response_timeout_ns);
 	else
 		idle_clear(ss, u);
 }
@@ -714,20 +716,47 @@ void sockets__on_exchange(struct sockets *ss, const struct tcpotel_exchange_reco
 	struct usock *u = usock_find(ss, r->sock_id);
 	struct ustream *us = u ? u->us : NULL;
 
-	if (!ss->exchanges)
+	if (!ss->exchanges && !r->ex.error)
 		return;
 	/* A socket not swept yet: its stream, kept until the end of the sweep. */
 	if (!us)
 		us = ustream_get(ss, r->tgid, r->comm, &r->tuple, r->role, r->ex.end_ns);
-	if (!us)
+	if (r->ex.error) {
+		/* The kernel does not count a failed exchange: it is counted here,
+		 * from its record, under its error.type. */
+		ss->exchanges_counted++;
+		if (us && us->stream)
+			stream__add_failed_exchange(us->stream, r->ex.error,
+						    r->ex.end_ns - r->ex.start_ns);
+	}
+	if (!us || !ss->exchanges || !r->sampled)
 		return;
 	exchanges__end(ss->exchanges, &(struct exchange_end){
 					      .origin = &us->origin,
 					      .tuple = &r->tuple,
 					      .ex = &r->ex,
 					      .role = r->role,
-					      .reset = !!(r->flags & TCPOTEL_SOCK_RESET),
 					      .srtt_us = r->srtt_us,
+				      });
+}
+
+void sockets__on_connect_failed(struct sockets *ss, const struct tcpotel_exchange_record *r)
+{
+	struct ustream *us;
+
+	us = ustream_get(ss, r->tgid, r->comm, &r->tuple, TCPOTEL_ROLE_CLIENT, r->ex.end_ns);
+	if (!us)
+		return;
+	if (us->stream)
+		stream__add_connect_failed(us->stream, r->ex.error);
+	if (!ss->exchanges || !r->sampled)
+		return;
+	exchanges__end(ss->exchanges, &(struct exchange_end){
+					      .origin = &us->origin,
+					      .tuple = &r->tuple,
+					      .ex = &r->ex,
+					      .role = TCPOTEL_ROLE_CLIENT,
+					      .connect = true,
 				      });
 }
 

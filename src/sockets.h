@@ -43,9 +43,11 @@ struct sockets_source {
 
 struct sockets_opts {
 	struct sockets_source source;
-	/* spans.idle_timeout: a socket whose exchange has been silent this long
-	 * is read again, and the kernel ends the exchange. */
+	/* spans.idle_timeout: a socket whose response has been silent this long
+	 * is read again, and the kernel ends the exchange; likewise a request
+	 * that waited spans.response_timeout for its first response byte. */
 	uint64_t idle_timeout_ns;
+	uint64_t response_timeout_ns;
 };
 
 struct sockets;
@@ -58,7 +60,12 @@ void sockets__free(struct sockets *ss);
 /* `now_mono_ns` is CLOCK_MONOTONIC, as the kernel's stamps. */
 int sockets__sweep(struct sockets *ss, uint64_t now_mono_ns);
 void sockets__on_close(struct sockets *ss, const struct tcpotel_close_record *r);
+/* An exchange the kernel ended: a kept one goes to spans and the live map; a
+ * failed one (always sent) is counted in tcp.exchange.duration here. */
 void sockets__on_exchange(struct sockets *ss, const struct tcpotel_exchange_record *r);
+/* A connection attempt that failed: tcp.connection.failed, and a span and the
+ * live map when sampling keeps it. */
+void sockets__on_connect_failed(struct sockets *ss, const struct tcpotel_exchange_record *r);
 size_t sockets__tracked(const struct sockets *ss);
 /* Sockets whose close record was lost (ring buffer full), forgotten by the sweep. */
 uint64_t sockets__retired(const struct sockets *ss);

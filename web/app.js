@@ -53,6 +53,27 @@
     return e.source + '\u2192' + e.target;
   }
 
+  function fmtPct(v) {
+    if (!v) return '';
+    const p = v * 100;
+    return (p >= 10 ? p.toFixed(0) : p >= 1 ? p.toFixed(1) : p.toFixed(2)) + ' %';
+  }
+
+  // The errors of an edge by error.type, most frequent first: "reset 3, timeout 1".
+  function fmtErrors(e) {
+    const list = Object.entries(e.errors || {}).filter((kv) => kv[1] > 0)
+      .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+    return list.map((kv) => kv[0] + ' ' + kv[1]).join(', ');
+  }
+
+  // An edge's color by its error rate: none (the client's color) with no
+  // errors, then from orange at the first error to red at 20 % and above.
+  function errorColor(rate) {
+    if (!rate) return null;
+    const t = Math.min(1, rate / 0.2);
+    return 'hsl(' + Math.round(35 * (1 - t)) + ', 85%, ' + Math.round(50 - 6 * t) + '%)';
+  }
+
   function nodeById(g, id) {
     return g.nodes.find((n) => n.id === id);
   }
@@ -62,6 +83,10 @@
       ['client', e.client],
       ['server', e.server],
       ['exchanges/s', fmtRate(e.exchanges_per_s)],
+      ['error rate', fmtPct(e.error_rate)],
+      ['failed connections/s', e.failed_connections_per_s ? fmtRate(e.failed_connections_per_s) : ''],
+      ['failed exchanges/s', e.failed_exchanges_per_s ? fmtRate(e.failed_exchanges_per_s) : ''],
+      ['errors', fmtErrors(e)],
       ['request', fmtBytes(e.request_bytes_per_s) + '/s'],
       ['response', fmtBytes(e.response_bytes_per_s) + '/s'],
       ['p50 latency', fmtMs(e.p50_ms)],
@@ -179,6 +204,7 @@
       cell(tr, e.client);
       cell(tr, e.server);
       cell(tr, fmtRate(e.exchanges_per_s), 'num');
+      cell(tr, fmtPct(e.error_rate), 'num' + (e.error_rate ? ' error' : ''));
       cell(tr, fmtBytes(e.request_bytes_per_s), 'num');
       cell(tr, fmtBytes(e.response_bytes_per_s), 'num');
       cell(tr, fmtMs(e.p50_ms), 'num');
@@ -246,12 +272,16 @@
     const edges = g.edges.map((e) => {
       const t = traffic(e);
       const width = 1 + 9 * Math.log1p(t) / Math.log1p(maxTraffic);
+      const color = errorColor(e.error_rate);
+      const live = e.exchanges_per_s > 0 || e.failed_connections_per_s > 0;
+      const style = { width: color ? Math.max(width, 2.5) : width, opacity: live ? 0.85 : 0.3 };
+      if (color) style.color = color;
       return {
         id: edgeId(e),
         source: e.source,
         target: e.target,
         value: t,
-        lineStyle: { width: width, opacity: e.exchanges_per_s > 0 ? 0.85 : 0.3 },
+        lineStyle: style,
         raw: e,
       };
     });

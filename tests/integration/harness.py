@@ -39,4 +39,4 @@ from fixtures.agent import _PLAIN, _YAML_WORDS, Agent, _merge, _yaml_scalar, to_
 from results import (  # noqa: F401
     SPAN_KIND_CLIENT, SPAN_KIND_CONSUMER, SPAN_KIND_INTERNAL, SPAN_KIND_PRODUCER,
     SPAN_KIND_SERVER, _CODES, _KINDS, _accepted, _any_value, _enum, _freeze, _ns, attrs_dict,
-    last_values, metric_points, pair_like_servicegraph, point_value, spans, total)
+    errors, last_values, metric_points, pair_like_servicegraph, point_value, spans, total)

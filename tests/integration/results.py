@@ -157,6 +157,23 @@ def spans(requests):
     return out
 
 
+def errors(requests):
+    """Everything that says something failed: spans with status ERROR or an
+    error.type, tcp.connection.failed points, and tcp.exchange.duration points
+    with an error.type. A list of short descriptions (empty: none)."""
+    out = []
+    for s in spans(requests):
+        if s["status_code"] == 2 or "error.type" in s["attrs"]:
+            out.append(("span", s["name"], s["kind"], s["attrs"].get("error.type"),
+                        s["attrs"].get("client.port")))
+    for name in ("tcp.connection.failed", "tcp.exchange.duration"):
+        for res, attrs, p, _t in metric_points(requests, name):
+            if name == "tcp.connection.failed" or "error.type" in attrs:
+                out.append((name, res.get("service.name"), attrs.get("error.type"),
+                            point_value(p)))
+    return out
+
+
 def pair_like_servicegraph(span_list):
     """Pairs spans as the Collector's servicegraph connector does (store.UpsertEdge).
 

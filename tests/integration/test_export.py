@@ -78,6 +78,9 @@ def check_io_exact(reqs, cli, srv):
     want = {"client tx": cli["bytes_sent"], "client rx": cli["bytes_received"],
             "server tx": srv["bytes_sent"], "server rx": srv["bytes_received"]}
     assert got == want, "tcp.io after the outage %r, tcpload counted %r" % (got, want)
+    # The workload never failed (the Collector did): nothing may say it did.
+    failed = h.errors(reqs)
+    assert not failed, ("errors where nothing failed", failed[:5])
     return got
 
 

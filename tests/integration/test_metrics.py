@@ -128,6 +128,9 @@ def check_io_exact(reqs, clients, server, cli_svc="frontend", srv_svc="backend")
         want = {k: v for k, v in want.items() if k.startswith("client")}
     bad = {k: (got[k], want[k], got[k] - want[k]) for k in want if got[k] != want[k]}
     assert not bad, "tcp.io differs from tcpload's counts {what: (exported, real, diff)}: %r" % bad
+    # Nothing failed in these workloads: no stream and no span may say so.
+    failed = h.errors(reqs)
+    assert not failed, ("errors where nothing failed", failed[:5])
     return got
 
 

@@ -61,6 +61,12 @@ def test_readme_metric_table_matches_what_is_sent():
                      ["--conns", 3, "--exchanges", 20, "--resp-size", "256KiB",
                       "--idle-ms", 300])
     h.tcpload_server_stop(srv)
+    # A refused connection (nothing listens on the port now) fills tcp.connection.failed.
+    cp = a.run(["python3", "-c", "import socket, sys\n"
+                "try:\n socket.create_connection((sys.argv[1], int(sys.argv[2])), 5)\n"
+                "except ConnectionRefusedError:\n sys.exit(0)\nsys.exit(1)",
+                link.ip_b, port], check=False)
+    assert cp.returncode == 0, cp
     assert agent.stop() == 0, agent.log()
     shapes, keys = sent_metrics(rcv.requests())
 
@@ -78,4 +84,6 @@ def test_readme_metric_table_matches_what_is_sent():
         assert base <= keys[name], (name, keys[name])
         assert {"server.address", "client.address"} <= keys[name], (name, keys[name])
     assert "network.io.direction" in keys["tcp.io"]
+    assert base <= keys["tcp.connection.failed"], keys["tcp.connection.failed"]
+    assert "error.type" in keys["tcp.connection.failed"], keys["tcp.connection.failed"]
     assert keys["tcpotel.export.sent"] == {"signal"}

@@ -50,11 +50,16 @@ def report(fmt, *args):
 class Hosts:
     """Two namespaces, one receiver, one agent per namespace."""
 
-    def __init__(self, spans=None, start=True):
+    def __init__(self, spans=None, start=True, ui_port=None, failures=False):
+        """ui_port: agent a serves its live map there. failures: the test makes
+        connections or exchanges fail; otherwise stop_agents() checks that
+        nothing carries an error."""
         h.require_root()
         h.require_built(h.TCPLOAD)
         self.a, self.b, self.link = h.two_hosts(V4, V6)
         self.rcv = h.Receiver()
+        self.ui_port = ui_port
+        self.failures = failures
         # Long by default: a stall of the machine (seconds, on a loaded VM)
         # must not split an exchange; the idle test sets its own.
         self.spans_cfg = {"idle_timeout": "30s"}
@@ -67,12 +72,15 @@ class Hosts:
     def start_agents(self):
         """Starts both agents at once; t_ready: when both run (time.time())."""
         for ns, host, name in ((self.a, "host-a", "a"), (self.b, "host-b", "b")):
-            self.agents.append(h.Agent({
+            cfg = {
                 "capture": {"netns": [ns.path]},
                 "metrics": {"interval": "1s"},
                 "spans": self.spans_cfg,
                 "resource": {"attributes": {"host.name": host}},
-            }, name=name))
+            }
+            if name == "a" and self.ui_port:
+                cfg["ui"] = {"listen": "127.0.0.1:%d" % self.ui_port}
+            self.agents.append(h.Agent(cfg, name=name))
         for ag in self.agents:
             ag.wait_ready()
         self.t_ready = time.time()
@@ -86,7 +94,11 @@ class Hosts:
         for ag in self.agents:
             rc = ag.proc.wait(20)
             assert rc == 0, "agent %s exited %s\n%s" % (ag.name, rc, ag.log()[-3000:])
-        return self.rcv.requests()
+        reqs = self.rcv.requests()
+        if not self.failures:
+            bad = h.errors(reqs)
+            assert not bad, ("errors where nothing failed", bad[:5])
+        return reqs
 
     def server(self, listen="[::]:0"):
         return h.tcpload_server(self.b, listen, service="backend")
@@ -549,27 +561,25 @@ def test_pipelined_requests():
     requests while the worker reads the 4 responses), in two shapes.
 
     Small: 2 connections x 40 requests of 88 bytes (one send() each),
-    1000-byte responses. Measured and asserted: the server handles one
-    request at a time (it reads exactly one request, then writes its
-    response), so it emits one SERVER span per request: exactly 80. The
-    client usually sends a whole batch before its first response arrives,
-    so requests merge: a CLIENT span covers 1 to 4 whole requests (its
-    request size a multiple of 88), all 80 requests are covered exactly
-    once, all response bytes are in some client span, and most batches
-    merge (fewer than 60 client spans; typically 20, one per batch).
-    Every CLIENT span pairs: it starts with a send, i.e. at the first byte
-    of a request, where the server's exchange for that request starts too.
-    The server spans of the other requests of a merged batch have no
-    partner (80 - client spans of them), as docs/ids.md says of pipelining.
+    1000-byte responses. Both ends split the pipeline alike
+    (docs/design.md, "Exchanges"): requests the client sent before it
+    received any of the previous response join one exchange at both ends,
+    though the server reads and answers them one at a time. Measured and
+    asserted: every CLIENT span pairs with a SERVER span and every SERVER
+    span with a CLIENT span; a span covers 1 to 4 whole requests (its request
+    size a multiple of 88) and the paired halves cover the same ones; all 80
+    requests are covered exactly once on each side, and all response bytes;
+    most batches join (fewer than 60 spans; typically 20, one per batch).
 
     Large: 2 connections x 40 requests, bodies of 4 MiB and 1 byte, and
     responses of 1 byte, 4 MiB and 100 bytes, so both directions flow at
-    once and sends and receives interleave inside a batch. Measured and
-    asserted: still exactly one SERVER span per request (80); the CLIENT
-    spans (typically 25 to 55) together account for every byte sent and
-    received, exactly, and so do the SERVER spans; the first exchange of
-    each connection pairs, and a client span whose first send continues a
-    request cut by a receive has no partner (typically 20 to 25 pairs)."""
+    once and sends and receives interleave inside a batch, and TCP's
+    acknowledgments no longer tell which request a response byte answered.
+    Measured and asserted: the CLIENT spans together account for every byte
+    sent and received, exactly, and so do the SERVER spans; the first
+    exchange of each connection pairs; the rest pair only in part (typically
+    25 to 30 pairs, of 50 to 75 client and 35 to 40 server spans), as
+    docs/ids.md says."""
     hs = Hosts()
     srv, port = hs.server()
     big_srv, big_port = hs.server()
@@ -590,30 +600,25 @@ def test_pipelined_requests():
 
     cl = [x for x in all_cl if x["attrs"]["server.port"] == port]
     sv = [x for x in all_sv if x["attrs"]["server.port"] == port]
-    assert len(sv) == n, len(sv)
-    for x in sv:
-        assert x["attrs"]["tcp.request.size"] == HDR + 64, x["attrs"]
-        assert x["attrs"]["tcp.response.size"] == 1000, x["attrs"]
-    merged = []
-    for x in cl:
-        rq = x["attrs"]["tcp.request.size"]
-        assert rq % (HDR + 64) == 0, x["attrs"]
-        merged.append(rq // (HDR + 64))
-    assert sum(merged) == n and all(1 <= m <= 4 for m in merged), merged
-    assert sum(x["attrs"]["tcp.response.size"] for x in cl) == cli["bytes_received"], cli
-    assert n // 4 <= len(cl) < 60, (len(cl), merged)
+    for side, xs in (("client", cl), ("server", sv)):
+        merged = []
+        for x in xs:
+            rq = x["attrs"]["tcp.request.size"]
+            assert rq % (HDR + 64) == 0, (side, x["attrs"])
+            merged.append(rq // (HDR + 64))
+        assert sum(merged) == n and all(1 <= m <= 4 for m in merged), (side, merged)
+        assert sum(x["attrs"]["tcp.response.size"] for x in xs) == cli["bytes_received"], side
+        assert n // 4 <= len(xs) < 60, (side, len(xs), merged)
     ps = pairs(cl, sv)
-    assert len(ps) == len(cl), (len(ps), len(cl))
+    assert len(ps) == len(cl) == len(sv), (len(ps), len(cl), len(sv))
     for c, s in ps:
-        assert c["attrs"]["client.port"] == s["attrs"]["client.port"], (c, s)
+        assert c["attrs"]["tcp.request.size"] == s["attrs"]["tcp.request.size"], (c, s)
         assert s["start"] >= c["start"] - 20_000_000, (c, s)
     edges, uc, us = h.pair_like_servicegraph(cl + sv)
-    assert edges == {("frontend", "backend"): len(cl)} and not uc, (edges, len(uc))
-    assert len(us) == n - len(cl), (len(us), n, len(cl))
+    assert edges == {("frontend", "backend"): len(cl)} and not uc and not us, (edges, len(uc))
 
     bcl = [x for x in all_cl if x["attrs"]["server.port"] == big_port]
     bsv = [x for x in all_sv if x["attrs"]["server.port"] == big_port]
-    assert len(bsv) == n, len(bsv)
     for side, xs in (("client", bcl), ("server", bsv)):
         rq = sum(x["attrs"]["tcp.request.size"] for x in xs)
         rs = sum(x["attrs"]["tcp.response.size"] for x in xs)
@@ -623,15 +628,12 @@ def test_pipelined_requests():
     for key in {conn_key(x) for x in bcl}:
         first = min((x for x in bcl if conn_key(x) == key), key=lambda x: x["start"])
         assert id(first) in paired, (key, first)
-    # No check of start times here: a client span starts when its first
-    # send() returns, and a 4 MiB send() returns after the server has begun
-    # to read it, so the server span may start first.
     edges, uc, us = h.pair_like_servicegraph(bcl + bsv)
     assert edges == {("frontend", "backend"): len(bps)}, (edges, len(bps))
-    assert len(uc) == len(bcl) - len(bps) and len(us) == n - len(bps), (len(uc), len(us))
-    report("small: %d requests -> %d client spans (merged %s), %d server spans, %d paired; "
+    assert len(uc) == len(bcl) - len(bps) and len(us) == len(bsv) - len(bps), (len(uc), len(us))
+    report("small: %d requests -> %d client spans, %d server spans, %d paired; "
            "large: %d client spans, %d server spans, %d paired",
-           n, len(cl), sorted(set(merged)), len(sv), len(ps), len(bcl), len(bsv), len(bps))
+           n, len(cl), len(sv), len(ps), len(bcl), len(bsv), len(bps))
 
 
 def test_spans_arrive_within_a_second():

@@ -10,6 +10,9 @@
 // has been drawn on, that hovering a node shows its tooltip and clicking it
 // opens the details panel, and saves a screenshot. With --no-echarts it checks
 // instead that the page says the map library is missing and the table works.
+// --error-edge C,S,TYPE: that edge's row shows its error rate (marked as an
+// error), the map draws it red (an error rate of 20 % or more), and its details
+// list TYPE among the errors.
 // Exit status 0 when all holds; the reason on stderr otherwise.
 //
 // playwright-core is found in $TCPOTEL_NODE_MODULES, .output/web-test/node_modules
@@ -38,17 +41,18 @@ function loadPlaywright() {
 }
 
 function parseArgs(argv) {
-  const opts = { nodes: [], edges: [], echarts: true };
+  const opts = { nodes: [], edges: [], echarts: true, errorEdges: [] };
   const pos = [];
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--node') opts.nodes.push(argv[++i]);
     else if (argv[i] === '--edge') opts.edges.push(argv[++i].split(','));
     else if (argv[i] === '--no-echarts') opts.echarts = false;
+    else if (argv[i] === '--error-edge') opts.errorEdges.push(argv[++i].split(','));
     else pos.push(argv[i]);
   }
   if (pos.length !== 2) {
     throw new Error('usage: ui_check.mjs URL SCREENSHOT [--node NAME]... [--edge C,S]... ' +
-      '[--no-echarts]');
+      '[--error-edge C,S,TYPE]... [--no-echarts]');
   }
   [opts.url, opts.screenshot] = pos;
   if (!opts.nodes.length) opts.nodes = ['frontend', 'backend'];
@@ -168,6 +172,33 @@ async function main() {
         (!d.hidden || document.body.classList.contains('no-map'));
     }, c + ' \u2192 ' + s, { timeout: 5000 })
       .catch(() => { throw new Error('clicking the edge row opened no details'); });
+
+    // Failing edges: the error rate in the table, red on the map, the errors listed by type.
+    for (const [ec, es, type] of opts.errorEdges) {
+      const erow = page.locator('#edges tbody tr', { hasText: ec }).filter({ hasText: es }).first();
+      const errCell = erow.locator('td').nth(3);
+      const errText = await errCell.innerText();
+      if (!/%$/.test(errText) || !(await errCell.getAttribute('class') || '').includes('error')) {
+        throw new Error('edge ' + ec + ' -> ' + es + ' shows no error rate: ' + errText);
+      }
+      if (opts.echarts) {
+        const color = await page.evaluate(([c, s]) => {
+          const chart = window.echarts.getInstanceByDom(document.getElementById('map'));
+          const links = chart.getOption().series[0].links;
+          const l = links.find((x) => x.raw.client === c && x.raw.server === s);
+          return l && l.lineStyle && l.lineStyle.color;
+        }, [ec, es]);
+        if (!color || !/^hsl\(0,/.test(color)) {
+          throw new Error('edge ' + ec + ' -> ' + es + ' is not red on the map: ' + color);
+        }
+      }
+      await erow.click();
+      await page.waitForFunction(([t, ty]) =>
+        document.getElementById('details-title').textContent === t &&
+        document.getElementById('details-body').innerText.includes(ty),
+      [ec + ' \u2192 ' + es, type], { timeout: 5000 })
+        .catch(() => { throw new Error('the details of ' + ec + ' -> ' + es + ' do not list ' + type); });
+    }
 
     fs.mkdirSync(path.dirname(path.resolve(opts.screenshot)), { recursive: true });
     await page.screenshot({ path: opts.screenshot, fullPage: false });

@@ -135,6 +135,7 @@ TEST(config_defaults)
 	ASSERT_TRUE(cfg->spans.enabled);
 	ASSERT_DOUBLE_NEAR(cfg->spans.sampling_ratio, 1.0, 0);
 	ASSERT_U64_EQ(cfg->spans.idle_timeout_ms, 5000);
+	ASSERT_U64_EQ(cfg->spans.response_timeout_ms, 300000);
 	ASSERT_TRUE(cfg->metrics.enabled);
 	ASSERT_U64_EQ(cfg->metrics.interval_ms, 10000);
 	ASSERT_TRUE(cfg->metrics.per_process);
@@ -192,6 +193,7 @@ static const char every_key_yaml[] =
 	"  enabled: false\n"
 	"  sampling_ratio: 0.25\n"
 	"  idle_timeout: 1m30s\n"
+	"  response_timeout: 2h\n"
 	"  external_clients: [203.0.113.0/24, \"2001:db8::/32\", 198.51.100.7]\n"
 	"  internal_networks:\n"
 	"    - 10.0.0.0/8\n"
@@ -244,6 +246,7 @@ static void check_every_key(const struct config *cfg, const char *auth)
 	ASSERT_FALSE(cfg->spans.enabled);
 	ASSERT_DOUBLE_NEAR(cfg->spans.sampling_ratio, 0.25, 0);
 	ASSERT_U64_EQ(cfg->spans.idle_timeout_ms, 90000);
+	ASSERT_U64_EQ(cfg->spans.response_timeout_ms, 7200000);
 	if (ASSERT_EQ(cfg->spans.external_clients.n, 3)) {
 		static const uint8_t in[4] = { 203, 0, 113, 200 }, out[4] = { 203, 0, 114, 1 };
 		static const uint8_t one[4] = { 198, 51, 100, 7 }, next[4] = { 198, 51, 100, 8 };
@@ -428,7 +431,7 @@ static const struct bad_case bad_cases[] = {
 	{ "capture: 5\n", "F:1:10: capture: got '5' (expected a map with keys backend, netns, "
 			  "exclude_ports, max_sockets)\n" },
 	{ "spans: [1, 2]\n", "F:1:8: spans: got a list (expected a map with keys enabled, "
-			     "sampling_ratio, idle_timeout, external_clients, "
+			     "sampling_ratio, idle_timeout, response_timeout, external_clients, "
 			     "internal_networks)\n" },
 	/* address ranges */
 	{ "spans:\n  external_clients: [10.1.2.3/8]\n",

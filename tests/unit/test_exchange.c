@@ -408,3 +408,132 @@ out:
 	free(url);
 	http_stub__stop(stub);
 }
+
+static int span_status_code(struct json_object *span)
+{
+	struct json_object *st, *code;
+
+	if (!json_object_object_get_ex(span, "status", &st) ||
+	    !json_object_object_get_ex(st, "code", &code))
+		return 0;
+	return json_object_get_int(code);
+}
+
+static const char *span_name(struct json_object *span)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(span, "name", &v) ? json_object_get_string(v) : "";
+}
+
+/*
+ * Failures: a failed exchange is an error span of its kind with error.type
+ * (and the answered one before it is not); a failed connection attempt is a
+ * CLIENT span tcp.connect, status ERROR, error.type, with the address it
+ * dialled and no sizes. On the map, both count on the edge to the dialled
+ * server: 1 failed connection and 1 failed exchange of 2, an error rate of
+ * 2/3, errors by type.
+ */
+TEST(exchange_failures_are_error_spans_and_red_edges)
+{
+	struct procinfo_opts popts = { .proc_root = "/proc",
+				       .max_entries = 16,
+				       .revalidate_ms = 5000 };
+	struct exchanges_opts xopts = { .spans = true, .sampling_ratio = 1.0 };
+	struct exporter_opts eopts = { .timeout_ms = 2000, .queue_size = 16 };
+	struct http_stub *stub = http_stub__start(0);
+	struct graph *g = graph__new();
+	char *url = NULL, peer[64] = "";
+	struct procinfo *pi = NULL;
+	struct proc_resource *res = NULL;
+	struct exporter *e = NULL;
+	struct exchanges *x = NULL;
+	struct seen_spans seen = { 0 };
+	const struct http_stub_request *r;
+	struct tcpotel_tuple t = { .family = AF_INET, .sport = 40000, .dport = 8080 };
+	struct exchange_origin origin = { .service = "frontend",
+					  .host = "",
+					  .peer = "10.0.0.2:8080" };
+	int errors = 0, connects = 0;
+
+	if (!ASSERT_NOT_NULL(stub) || !ASSERT_NOT_NULL(g))
+		goto out;
+	if (asprintf(&url, "http://127.0.0.1:%u/v1/traces", (unsigned int)http_stub__port(stub)) <
+	    0) {
+		url = NULL;
+		goto out;
+	}
+	eopts.endpoints[SIGNAL_TRACES] = url;
+	pi = procinfo__new(&popts);
+	res = pi ? procinfo__get(pi, (uint32_t)getpid(), "frontend", 0) : NULL;
+	e = exporter__start(&eopts);
+	x = res && e ? exchanges__new(&xopts, pi, e) : NULL;
+	if (!ASSERT_NOT_NULL(x))
+		goto out;
+	exchanges__set_graph(x, g);
+	origin.res = res;
+	inet_pton(AF_INET, "10.0.0.1", t.saddr);
+	inet_pton(AF_INET, "10.0.0.2", t.daddr);
+	for (uint32_t i = 0; i < 3; i++) {
+		struct tcpotel_exchange ex = exchange_at(i);
+
+		/* Within the map's window before the render (edge_number(): at 3600 s). */
+		ex.start_ns += 3595000000000ULL;
+		ex.end_ns += 3595000000000ULL;
+		if (i == 1) {
+			ex.error = TCPOTEL_ERR_RESET;
+			ex.response_bytes = 0;
+		}
+		if (i == 2)
+			ex.error = TCPOTEL_ERR_CONNECTION_REFUSED;
+		exchanges__end(x, &(struct exchange_end){ .origin = &origin,
+							  .tuple = &t,
+							  .ex = &ex,
+							  .role = TCPOTEL_ROLE_CLIENT,
+							  .connect = i == 2 });
+	}
+	ASSERT_DOUBLE_NEAR(edge_number(g, "exchanges", peer, sizeof(peer)), 2, 0);
+	ASSERT_DOUBLE_NEAR(edge_number(g, "failed_exchanges", peer, sizeof(peer)), 1, 0);
+	ASSERT_DOUBLE_NEAR(edge_number(g, "failed_connections", peer, sizeof(peer)), 1, 0);
+	ASSERT_DOUBLE_NEAR(edge_number(g, "error_rate", peer, sizeof(peer)), 2.0 / 3, 1e-9);
+	ASSERT_STREQ(peer, "10.0.0.2:8080");
+	exchanges__flush(x, 0, true);
+	if (!ASSERT_TRUE(http_stub__wait_requests(stub, 1, 5000)))
+		goto out;
+	r = http_stub__request(stub, 0);
+	if (!ASSERT_NOT_NULL(r) || !ASSERT_TRUE(collect_spans(r->body, r->body_len, &seen)) ||
+	    !ASSERT_EQ(seen.n_client, 3))
+		goto out;
+	for (size_t i = 0; i < seen.n_client; i++) {
+		struct json_object *s = seen.client[i];
+		const char *type = span_attr(s, "error.type");
+
+		if (!strcmp(span_name(s), "tcp.connect")) {
+			connects++;
+			ASSERT_STREQ(type, "connection_refused");
+			ASSERT_EQ(span_status_code(s), 2);
+			ASSERT_STREQ(span_attr(s, "server.address"), "10.0.0.2");
+			ASSERT_FALSE(json_object_object_get_ex(s, "attributes", NULL) &&
+				     strstr(json_object_to_json_string(s), "tcp.request.size"));
+		} else if (type) {
+			errors++;
+			ASSERT_STREQ(type, "reset");
+			ASSERT_EQ(span_status_code(s), 2);
+			ASSERT_STREQ(span_name(s), "tcp.exchange");
+		} else {
+			ASSERT_EQ(span_status_code(s), 0);
+		}
+	}
+	ASSERT_EQ(connects, 1);
+	ASSERT_EQ(errors, 1);
+out:
+	json_object_put(seen.root);
+	exchanges__free(x);
+	exporter__stop(e, http_stub_now_ms() + 2000);
+	if (res)
+		procinfo__put(pi, res);
+	procinfo__free(pi);
+	graph__free(g);
+	free(url);
+	http_stub__stop(stub);
+}

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "metrics.h"
@@ -249,5 +250,129 @@ out:
 	json_object_put(body);
 	metrics__free(m);
 	metrics__free(mp);
+	procinfo__free(pi);
+}
+
+/* The points of `name` in a body: {error.type or "", value (count for histograms), sum}. */
+struct error_point {
+	char type[32];
+	int64_t value;
+	double sum;
+};
+
+static size_t error_points(struct json_object *root, const char *name, struct error_point *out,
+			   size_t max)
+{
+	struct json_object *rms, *sms, *ms, *arr, *v;
+	size_t n = 0;
+
+	if (!json_object_object_get_ex(root, "resourceMetrics", &rms))
+		return 0;
+	for (size_t i = 0; i < json_object_array_length(rms); i++) {
+		json_object_object_get_ex(json_object_array_get_idx(rms, i), "scopeMetrics", &sms);
+		json_object_object_get_ex(json_object_array_get_idx(sms, 0), "metrics", &ms);
+		for (size_t j = 0; j < json_object_array_length(ms); j++) {
+			struct json_object *mt = json_object_array_get_idx(ms, j), *nm, *kind;
+
+			json_object_object_get_ex(mt, "name", &nm);
+			if (strcmp(json_object_get_string(nm), name) ||
+			    (!json_object_object_get_ex(mt, "sum", &kind) &&
+			     !json_object_object_get_ex(mt, "histogram", &kind)))
+				continue;
+			json_object_object_get_ex(kind, "dataPoints", &arr);
+			for (size_t k = 0; k < json_object_array_length(arr) && n < max; k++) {
+				struct json_object *p = json_object_array_get_idx(arr, k), *pa;
+				const char *type;
+
+				json_object_object_get_ex(p, "attributes", &pa);
+				type = res_attr(pa, "error.type", NULL);
+				snprintf(out[n].type, sizeof(out[n].type), "%s", type ? type : "");
+				out[n].value = point_int(p);
+				out[n].sum = json_object_object_get_ex(p, "sum", &v) ?
+						     json_object_get_double(v) :
+						     0;
+				n++;
+			}
+		}
+	}
+	return n;
+}
+
+/*
+ * Failures in a stream: tcp.exchange.duration keeps its series of successful
+ * exchanges without error.type and gets one series per error.type of the
+ * failed ones; tcp.connection.failed has one point per error.type; a stream
+ * with no failure has neither.
+ */
+TEST(metrics_failures_by_error_type)
+{
+	struct procinfo_opts popts = { .proc_root = "/proc",
+				       .max_entries = 16,
+				       .revalidate_ms = 1000 };
+	struct stream_key key = { .role = TCPOTEL_ROLE_CLIENT,
+				  .family = AF_INET,
+				  .port = 5432,
+				  .peer = { 10, 0, 0, 2 } };
+	struct error_point p[8];
+	struct json_object *body = NULL;
+	struct procinfo *pi = procinfo__new(&popts);
+	struct metrics *m = pi ? metrics__new(pi, 16) : NULL;
+	struct otlp_json_emitter je;
+	struct stream *s;
+	struct jbuf b;
+	size_t n;
+
+	if (!ASSERT_NOT_NULL(m))
+		goto out;
+	key.res = procinfo__get(pi, (uint32_t)getpid(), "frontend", 1);
+	s = key.res ? metrics__stream(m, &key) : NULL;
+	if (!ASSERT_NOT_NULL(s))
+		goto out;
+	add_one_exchange(s, 1000000);
+	add_one_exchange(s, 3000000);
+	jbuf_init(&b);
+	otlp_json_emitter_init(&je, &b);
+	metrics__encode(m, &je.emitter, 1000, NULL);
+	body = json_tokener_parse(jbuf_cstr(&b));
+	jbuf_free(&b);
+	ASSERT_EQ(error_points(body, "tcp.connection.failed", p, 8), 0);
+	n = error_points(body, "tcp.exchange.duration", p, 8);
+	if (ASSERT_EQ(n, 1))
+		ASSERT_STREQ(p[0].type, "");
+	json_object_put(body);
+
+	stream__add_failed_exchange(s, TCPOTEL_ERR_RESET, 3000000000ULL);
+	stream__add_failed_exchange(s, TCPOTEL_ERR_NO_RESPONSE, 300000000000ULL);
+	stream__add_failed_exchange(s, TCPOTEL_ERR_NO_RESPONSE, 300000000000ULL);
+	stream__add_connect_failed(s, TCPOTEL_ERR_CONNECTION_REFUSED);
+	stream__add_connect_failed(s, TCPOTEL_ERR_CONNECTION_REFUSED);
+	stream__add_connect_failed(s, TCPOTEL_ERR_TIMEOUT);
+	jbuf_init(&b);
+	otlp_json_emitter_init(&je, &b);
+	metrics__encode(m, &je.emitter, 2000, NULL);
+	body = json_tokener_parse(jbuf_cstr(&b));
+	jbuf_free(&b);
+	n = error_points(body, "tcp.exchange.duration", p, 8);
+	if (ASSERT_EQ(n, 3)) {
+		ASSERT_STREQ(p[0].type, "");
+		ASSERT_EQ(p[0].value, 2);
+		ASSERT_DOUBLE_NEAR(p[0].sum, 0.004, 1e-12);
+		ASSERT_STREQ(p[1].type, "reset");
+		ASSERT_EQ(p[1].value, 1);
+		ASSERT_DOUBLE_NEAR(p[1].sum, 3, 1e-12);
+		ASSERT_STREQ(p[2].type, "no_response");
+		ASSERT_EQ(p[2].value, 2);
+		ASSERT_DOUBLE_NEAR(p[2].sum, 600, 1e-9);
+	}
+	n = error_points(body, "tcp.connection.failed", p, 8);
+	if (ASSERT_EQ(n, 2)) {
+		ASSERT_STREQ(p[0].type, "connection_refused");
+		ASSERT_EQ(p[0].value, 2);
+		ASSERT_STREQ(p[1].type, "timeout");
+		ASSERT_EQ(p[1].value, 1);
+	}
+out:
+	json_object_put(body);
+	metrics__free(m);
 	procinfo__free(pi);
 }

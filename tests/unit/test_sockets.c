@@ -27,6 +27,7 @@
 #define MS	 1000000ULL
 #define SEC	 1000000000ULL
 #define IDLE_NS	 (2 * SEC)
+#define RESP_NS	 (7 * SEC)
 
 /* ---- a fake kernel ---------------------------------------------------------------------- */
 
@@ -66,17 +67,29 @@ static void fk_count(struct tcpotel_sock *s, const struct tcpotel_exchange *ex)
 	s->done.buckets[metrics_exchange_bucket(d)]++;
 }
 
-/* As sock_end_if_idle() in bpf/track.bpf.h. */
+/* As sock_end_if_idle() in bpf/track.bpf.h: a response silent for IDLE_NS has
+ * ended with its last byte, a request that waited RESP_NS when that passed
+ * (failed: no_response, not in the socket's histogram but always sent). */
 static void fk_end_if_idle(struct fake_kernel *k, struct tcpotel_sock *s)
 {
 	struct tcpotel_exchange ex = s->ex;
+	uint64_t end = 0;
 
-	if (!TCPOTEL_PHASE_ENDS_WHEN_IDLE(ex.phase) || k->now <= ex.end_ns ||
-	    k->now - ex.end_ns <= IDLE_NS)
+	if (k->now > ex.end_ns && TCPOTEL_PHASE_ENDS_WHEN_IDLE(ex.phase) &&
+	    k->now - ex.end_ns > IDLE_NS)
+		end = ex.end_ns;
+	if (k->now > ex.end_ns && TCPOTEL_PHASE_AWAITS_RESPONSE(ex.phase) &&
+	    k->now - ex.end_ns > RESP_NS)
+		end = ex.end_ns + RESP_NS;
+	if (!end)
 		return;
 	if (ex.start_ns != s->idle_ended_ns) {
 		s->idle_ended_ns = ex.start_ns;
-		fk_count(s, &ex);
+		ex.end_ns = end;
+		if (TCPOTEL_PHASE_AWAITS_RESPONSE(ex.phase))
+			ex.error = TCPOTEL_ERR_NO_RESPONSE;
+		else
+			fk_count(s, &ex);
 		k->recs[k->n_recs++] = (struct tcpotel_exchange_record){
 			.hdr = { TCPOTEL_RECORD_EXCHANGE, sizeof(struct tcpotel_exchange_record) },
 			.sock_id = s->sock_id,
@@ -84,6 +97,7 @@ static void fk_end_if_idle(struct fake_kernel *k, struct tcpotel_sock *s)
 			.tgid = s->tgid,
 			.role = s->role,
 			.flags = s->flags,
+			.sampled = 1,
 			.srtt_us = s->srtt_last_us,
 			.ex = ex,
 		};
@@ -209,7 +223,8 @@ static struct tcpotel_close_record fk_close(struct fake_kernel *k, int i, uint64
 		.closed_ns = when,
 	};
 
-	if (TCPOTEL_PHASE_ENDS_WHEN_IDLE(s->ex.phase) && s->ex.start_ns != s->idle_ended_ns)
+	if ((s->ex.phase == TCPOTEL_PHASE_REQUEST || s->ex.phase == TCPOTEL_PHASE_RESPONSE) &&
+	    s->ex.start_ns != s->idle_ended_ns)
 		fk_count(s, &s->ex);
 	r.sock = *s;
 	k->live[i] = false;
@@ -347,6 +362,7 @@ static bool setup(struct fixture *f, bool with_map)
 	struct sockets_opts sopts = {
 		.source = { .ctx = &f->k, .begin = fk_begin, .collect = fk_collect },
 		.idle_timeout_ns = IDLE_NS,
+		.response_timeout_ns = RESP_NS,
 	};
 
 	memset(f, 0, sizeof(*f));
@@ -466,6 +482,70 @@ TEST(sockets_idle_exchange_ends_by_silence_then_close_counted_once)
 	ASSERT_EQ(t.sent, 100);
 	ASSERT_EQ(t.received, 1000);
 	ASSERT_EQ(sockets__tracked(f.ss), 0);
+out:
+	teardown(&f);
+}
+
+/*
+ * A request still waiting for its first response byte is not silent after
+ * idle_timeout: the sweep asks about it only once response_timeout has passed
+ * since its last byte, and the kernel ends it then, lasting its request plus
+ * that bound, counted once. A response that comes before the bound keeps it.
+ */
+TEST(sockets_request_waits_for_response_timeout)
+{
+	struct fixture f;
+	struct tcpotel_close_record r;
+	struct tcpotel_sock *s;
+	struct totals t;
+
+	if (!setup(&f, false))
+		goto out;
+	s = fk_open(&f.k, 0, 40000);
+	fk_exchange(s, 1 * SEC, 2 * MS, 100, 0);
+	s->ex.phase = TCPOTEL_PHASE_REQUEST;
+	sweep(&f, 1 * SEC + 100 * MS);
+	sweep(&f, 4 * SEC); /* idle_timeout (2 s) is past: a request is not asked about */
+	sweep(&f, 8 * SEC);
+	ASSERT_EQ(f.k.n_asked, 0);
+	ASSERT_U64_EQ(sockets__exchanges(f.ss), 0);
+
+	/* The response comes 7.5 s later (the sweep asks when the bound was due, and
+	 * finds it answered): the same exchange goes on. */
+	s->ex.phase = TCPOTEL_PHASE_RESPONSE;
+	s->ex.response_bytes = 200;
+	s->ex.end_ns = 8 * SEC + 500 * MS;
+	fk_queue(&f.k, 0);
+	sweep(&f, 9 * SEC);
+	ASSERT_EQ(f.k.n_asked, 1);
+	ASSERT_U64_EQ(sockets__exchanges(f.ss), 0);
+	sweep(&f, 11 * SEC); /* its response silent 2.5 s: ended with its last byte */
+	ASSERT_EQ(f.k.n_asked, 2);
+	t = totals(f.m);
+	ASSERT_U64_EQ(t.exchanges, 1);
+	ASSERT_DOUBLE_NEAR(t.exchange_sum, 7.5, 1e-9);
+
+	/* The next request is never answered: ended when the bound passes, failed
+	 * (no_response): the kernel sends it, and it is counted from its record. */
+	fk_exchange(s, 20 * SEC, 1 * MS, 50, 0);
+	s->ex.phase = TCPOTEL_PHASE_REQUEST;
+	fk_queue(&f.k, 0);
+	sweep(&f, 20 * SEC + 100 * MS);
+	sweep(&f, 27 * SEC); /* 6.999 s: not due */
+	ASSERT_EQ(f.k.n_asked, 2);
+	sweep(&f, 28 * SEC);
+	ASSERT_EQ(f.k.n_asked, 3);
+	ASSERT_U64_EQ(sockets__exchanges(f.ss), 1); /* not in the kernel's histogram */
+	if (ASSERT_EQ(f.k.n_recs, 2))
+		ASSERT_EQ(f.k.recs[1].ex.error, TCPOTEL_ERR_NO_RESPONSE);
+	sockets__on_exchange(f.ss, &f.k.recs[f.k.n_recs - 1]);
+	t = totals(f.m);
+	ASSERT_U64_EQ(t.exchanges, 2);
+	ASSERT_DOUBLE_NEAR(t.exchange_sum, 7.5 + 7.001, 1e-9);
+	r = fk_close(&f.k, 0, 30 * SEC);
+	sockets__on_close(f.ss, &r);
+	ASSERT_U64_EQ(totals(f.m).exchanges, 2);
+	ASSERT_U64_EQ(sockets__exchanges(f.ss), 2);
 out:
 	teardown(&f);
 }

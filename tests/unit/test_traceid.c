@@ -106,6 +106,12 @@ static const struct {
 	  "dd7844061389bdd3" },
 	{ "::ffff:10.0.0.1", 40000, 1000, "a6ce1571db532975f46dd0c1ed180d5f", "5ae3f57a720a1f71",
 	  "cb76ebb27aa16c7a" },
+	/* A failed connection attempt: the SYN's sequence number, 999. */
+	{ "10.0.0.1", 40000, 999, "e7320d8f1dd616ff91ca8ccfa3679ac9", "f41572674eac7fee",
+	  "e90c18d52a7d88d9" },
+	/* A goodbye read with the FIN (copied_seq 5006, 5 bytes): request seq 5000. */
+	{ "10.0.0.1", 40000, 5006 - 1 - 5, "ea9f92c428a8deda64e65515d022f4a0", "e06c7df9e2fe922f",
+	  "8493755d9c8bd6a3" },
 };
 
 TEST(doc_vectors)

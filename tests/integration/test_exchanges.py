@@ -1,0 +1,471 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Exchange rules against real clients and slow servers (docs/design.md,
+"Exchanges"), with the two-host set-up of test_spans.py: namespace a runs the
+clients (service "frontend"), namespace b the servers ("backend"), one agent
+watches each, and spans pair only if both agents split and number the
+exchanges alike.
+
+- a response slower than spans.idle_timeout is one exchange, timed and
+  sized as it really was, and counted once;
+- a goodbye (a last message, then the client's close) pairs, from a minimal
+  client and from pgbench against PostgreSQL 15;
+- TLS 1.3 (Python's ssl on OpenSSL: the client sends its Finished and its
+  first request before the server's session tickets) and a plain pipeline of
+  two messages before the first answer pair the same way at both ends;
+- a 4 MiB request whose first send() waits: the client span contains the
+  server span;
+- every span carries tcp.retransmits.
+
+The workloads are tests/helpers/xchg.py (sockets, ssl, http.client and
+http.server), tcpload, and pgbench.
+"""
+
+import os
+import pwd
+import sys
+import time
+
+import harness as h
+from test_spans import (HDR, Hosts, check_pair, check_resources, finish_client,
+                        histogram_counts, pairs, report, split, stop_server)
+
+XCHG = os.path.join(h.ROOT, "tests", "helpers", "xchg.py")
+XHDR = 20  # xchg's request header
+
+
+# ---- workloads ---------------------------------------------------------------------
+
+
+def xchg_server(ns, args=(), service="backend"):
+    """xchg.py server in ns (dual stack); returns (proc, port)."""
+    ready = os.path.join(h.workdir(), "xchg-ready-%d" % h._next_id())
+    argv = ["env", "OTEL_SERVICE_NAME=%s" % service, sys.executable, XCHG, "server",
+            "--listen", "[::]:0", "--ready-file", ready] + [str(a) for a in args]
+    proc = ns.popen(argv, name="xchg-server")
+    return proc, h.wait_ready_port(proc, ready, "xchg server")
+
+
+def xchg_stop(proc, linger=0.3):
+    time.sleep(linger)
+    rc = proc.terminate(20)
+    assert rc == 0, (rc, proc.stderr_text()[-2000:])
+    return proc.json()
+
+
+def xchg_client(ns, role, target, args=(), service="frontend"):
+    """An xchg.py client (role: client, https-client, connect) started in ns (a Proc)."""
+    argv = ["env", "OTEL_SERVICE_NAME=%s" % service, sys.executable, XCHG, role,
+            "--connect", target] + [str(a) for a in args]
+    return ns.popen(argv, name="xchg-" + role)
+
+
+def self_signed(tag="srv"):
+    """A throw-away certificate and key (EC P-256) in the test's directory."""
+    d = h.workdir()
+    cert, key = os.path.join(d, tag + ".crt"), os.path.join(d, tag + ".key")
+    h.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+           "-nodes", "-days", "1", "-subj", "/CN=backend", "-keyout", key, "-out", cert])
+    os.chmod(key, 0o644)
+    return cert, key
+
+
+def no_errors(span_list):
+    """No span of a workload that failed nowhere carries an error."""
+    bad = [s for s in span_list if s["status_code"] == 2 or "error.type" in s["attrs"]]
+    assert not bad, bad[:3]
+
+
+def all_pair(cl, sv):
+    """Every CLIENT span has its SERVER span and the other way round; the pairs."""
+    ps = pairs(cl, sv)
+    paired = {id(x) for p in ps for x in p}
+    uc = [x for x in cl if id(x) not in paired]
+    us = [x for x in sv if id(x) not in paired]
+    assert not uc and not us, ("unpaired", len(uc), len(us), len(ps),
+                               [(x["attrs"]["client.port"], x["attrs"]["tcp.request.size"],
+                                 x["attrs"]["tcp.response.size"]) for x in (uc + us)[:8]])
+    return ps
+
+
+# ---- 1. slow responses --------------------------------------------------------------
+
+
+def test_response_slower_than_idle_timeout():
+    """A server that answers 3.5 s after the request, with spans.idle_timeout
+    2 s: each exchange is ONE pair whose client span lasts what the client
+    measured (within 5 %) and whose server span lasts at least the delay
+    (3.5 s) and no more than its client span, with the real response size
+    (200 bytes); tcp.exchange.duration counts each exchange once on each
+    side, and its sum is the spans' durations."""
+    hs = Hosts({"idle_timeout": "2s"})
+    srv, port = xchg_server(hs.b)
+    clis = [xchg_client(hs.a, "client", hs.v4(port) if i == 0 else hs.v6(port),
+                        ["--exchanges", 2, "--delay-ms", 3500, "--resp-size", 200])
+            for i in range(2)]
+    outs = [finish_client(c, 60) for c in clis]
+    k = sum(o["exchanges"] for o in outs)
+    assert k == 4, outs
+    timings = sorted(t for o in outs for t in o["timings"])
+    xchg_stop(srv)
+    reqs = hs.stop_agents()
+    cl, sv = split(h.spans(reqs))
+    check_resources(cl, sv)
+    no_errors(cl + sv)
+    ps = all_pair(cl, sv)
+    assert len(ps) == k == len(cl) == len(sv), (len(ps), len(cl), len(sv))
+    durs = []
+    for c, s in ps:
+        check_pair(c, s)
+        assert c["attrs"]["tcp.response.size"] == 200, c["attrs"]
+        assert c["attrs"]["tcp.request.size"] == XHDR + 100, c["attrs"]
+        dc, ds = (c["end"] - c["start"]) / 1e9, (s["end"] - s["start"]) / 1e9
+        durs.append((dc, ds))
+        # The server sleeps 3.5 s (longer on a loaded machine) within the client's turn.
+        assert 3.5 <= ds <= dc + 0.02, (ds, dc, s)
+    got = sorted(d for d, _ in durs)
+    for g, t in zip(got, timings):
+        assert abs(g - t) <= 0.05 * t, (got, timings)
+    hc = histogram_counts(reqs)
+    assert hc.get(("frontend", "client")) == k and hc.get(("backend", "server")) == k, hc
+    sums = {}
+    for res, attrs, p, _t in h.metric_points(reqs, "tcp.exchange.duration"):
+        sums[(h._freeze(res), h._freeze(attrs))] = (attrs.get("tcp.role"), float(p["sum"]))
+    for role, xs in (("client", cl), ("server", sv)):
+        got_sum = sum(v for r, v in sums.values() if r == role)
+        want = sum(x["end"] - x["start"] for x in xs) / 1e9
+        assert abs(got_sum - want) <= 0.01 * want, (role, got_sum, want)
+    report("client measured %s s, spans (client, server) %s", timings,
+           [("%.3f" % a, "%.3f" % b) for a, b in durs])
+
+
+test_response_slower_than_idle_timeout.timeout = 90
+
+
+def self_counter(reqs, name, host):
+    """The last value of a tcpotel.* counter of the agent on `host`."""
+    last = None
+    for res, _attrs, p, t in h.metric_points(reqs, name):
+        if res.get("host.name") == host and (last is None or t >= last[0]):
+            last = (t, h.point_value(p))
+    return last[1] if last else 0
+
+
+def test_unanswered_request_ends_at_response_timeout():
+    """spans.response_timeout 2 s, idle_timeout 1 s: one answered exchange,
+    then a request the server never answers (the client gives up after 5 s
+    and closes). The unanswered exchange ends when the bound passes, not at
+    idle_timeout and not at the close: a pair lasting its request plus 2 s
+    (within 0.1 s), response size 0, arriving before the client closed;
+    tcpotel.exchanges.unanswered is 1 on each agent, and
+    tcp.exchange.duration counts 2 exchanges on each side."""
+    hs = Hosts({"idle_timeout": "1s", "response_timeout": "2s"}, failures=True)
+    srv, port = xchg_server(hs.b)
+    t0 = time.time()
+    out = finish_client(xchg_client(hs.a, "client", hs.v4(port), [
+        "--exchanges", 2, "--last", "silent", "--wait-s", 5]), 60)
+    t_closed = time.time()
+    assert out["exchanges"] == 2 and out["errors"] == ["TimeoutError"], out
+    xchg_stop(srv)
+    reqs = hs.stop_agents()
+    cl, sv = split(spans_arrived(reqs))
+    ps = all_pair(cl, sv)
+    assert len(ps) == 2, len(ps)
+    late = [(c, s_) for c, s_ in ps if c["attrs"]["tcp.response.size"] == 0]
+    assert len(late) == 1, ps
+    for x in late[0]:
+        d = (x["end"] - x["start"]) / 1e9
+        assert abs(d - 2.0) <= 0.1, (d, x)
+        assert x["arrival"] < t_closed, (x["arrival"] - t0, t_closed - t0)
+        assert x["attrs"]["tcp.request.size"] == XHDR + 100, x["attrs"]
+    for host in ("host-a", "host-b"):
+        assert self_counter(reqs, "tcpotel.exchanges.unanswered", host) == 1, host
+    hc = histogram_counts(reqs)
+    assert hc.get(("frontend", "client")) == 2 and hc.get(("backend", "server")) == 2, hc
+    report("unanswered exchange: client %.3f s, server %.3f s",
+           *[(x["end"] - x["start"]) / 1e9 for x in late[0]])
+
+
+test_unanswered_request_ends_at_response_timeout.timeout = 60
+
+
+def spans_arrived(reqs):
+    """h.spans() with the receiver's arrival time of each span ("arrival")."""
+    out = []
+    for r in reqs:
+        for s in h.spans([r]):
+            s["arrival"] = float(r["t"])
+            out.append(s)
+    return out
+
+
+# ---- 2. goodbyes --------------------------------------------------------------------
+
+
+def test_goodbye_then_close_pairs():
+    """A client that ends each connection with a 20-byte goodbye and its own
+    close, sent apart (`plain`) or with the FIN in the same segment (`more`,
+    MSG_MORE: the server reads the goodbye and the FIN in one recv(), which
+    moves copied_seq one past the data): 3 exchanges and the goodbye per
+    connection, 12 connections of each kind, every exchange paired, the
+    goodbye with request size 20 and response size 0, and no error."""
+    hs = Hosts()
+    srv, port = xchg_server(hs.b)
+    k = 0
+    for mode, target in (("plain", hs.v4(port)), ("more", hs.v6(port))):
+        out = finish_client(xchg_client(hs.a, "client", target, [
+            "--conns", 12, "--exchanges", 3, "--goodbye", mode]))
+        assert out["exchanges"] == 36 and not out["errors"], out
+        k += 12 * 4
+    s = xchg_stop(srv)
+    assert s["actions"]["goodbye"] == 24, s
+    reqs = hs.stop_agents()
+    cl, sv = split(h.spans(reqs))
+    check_resources(cl, sv)
+    no_errors(cl + sv)
+    ps = all_pair(cl, sv)
+    assert len(ps) == k, (len(ps), k)
+    bye = [(c, s_) for c, s_ in ps if c["attrs"]["tcp.request.size"] == XHDR]
+    assert len(bye) == 24, len(bye)
+    for c, s_ in ps:
+        check_pair(c, s_)
+    for c, _ in bye:
+        assert c["attrs"]["tcp.response.size"] == 0, c["attrs"]
+    report("K=%d, %d goodbyes paired", k, len(bye))
+
+
+PG_BIN = "/usr/lib/postgresql/15/bin"
+
+
+def _pg_user():
+    """A non-root account for the PostgreSQL server (initdb refuses root)."""
+    for name in ("postgres", "nobody"):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            continue
+    raise AssertionError("no postgres or nobody account to run PostgreSQL as")
+
+
+def test_pgbench_connections_pair():
+    """pgbench (PostgreSQL 15's, new connection per transaction: -C) against a
+    PostgreSQL 15 server that this test initialises in a scratch directory and
+    runs as a non-root user in the server's namespace. Every connection ends
+    with the client's 5-byte Terminate message and its close: every
+    exchange of every connection pairs, Terminate included (one 5-byte
+    request with no response per connection), and none carries an error."""
+    for tool in ("initdb", "postgres", "pgbench"):
+        h.require_built(os.path.join(PG_BIN, tool), "PostgreSQL 15 (postgresql-15)")
+    hs = Hosts()
+    user = _pg_user()
+    data = os.path.join(h.workdir(), "pgdata")
+    sockdir = os.path.join(h.workdir(), "pgsock")
+    for d in (data, sockdir):
+        os.makedirs(d)
+        os.chown(d, user.pw_uid, user.pw_gid)
+    os.chmod(h.workdir(), 0o755)
+    as_user = ["setpriv", "--reuid", str(user.pw_uid), "--regid", str(user.pw_gid),
+               "--clear-groups", "env", "HOME=" + data, "OTEL_SERVICE_NAME=backend"]
+    h.run(as_user + [PG_BIN + "/initdb", "-D", data, "--auth=trust", "-U", "bench",
+                     "--no-sync"], timeout=120)
+    with open(os.path.join(data, "pg_hba.conf"), "a") as f:
+        f.write("host all all 0.0.0.0/0 trust\nhost all all ::/0 trust\n")
+    port = h.free_port()
+    pg = hs.b.popen(as_user + [PG_BIN + "/postgres", "-D", data, "-k", sockdir, "-p", port,
+                               "-c", "listen_addresses=*", "-c", "fsync=off",
+                               "-c", "max_connections=20"], name="postgres")
+
+    def accepting():
+        if pg.poll() is not None:
+            raise AssertionError("postgres exited:\n" + pg.stderr_text()[-2000:])
+        return hs.b.run([PG_BIN + "/pg_isready", "-h", sockdir, "-p", port],
+                        check=False).returncode == 0
+
+    h.wait_for(accepting, 30, 0.2, "postgres to accept connections")
+    # Tables through the Unix socket: no TCP to observe.
+    hs.b.run(as_user + [PG_BIN + "/pgbench", "-h", sockdir, "-p", port, "-U", "bench", "-i",
+                        "-s", "1", "-q", "postgres"], timeout=120)
+    n_tx = 40
+    cli = hs.a.popen(["env", "OTEL_SERVICE_NAME=frontend", PG_BIN + "/pgbench", "-h",
+                      hs.link.ip_b, "-p", port, "-U", "bench", "-C", "-S", "-c", 2, "-t",
+                      n_tx // 2, "-n", "postgres"], name="pgbench")
+    rc = cli.wait(120)
+    assert rc == 0, (rc, cli.stderr_text()[-2000:])
+    out = cli.stdout_text()
+    assert "number of transactions actually processed: %d/%d" % (n_tx, n_tx) in out, out
+    time.sleep(0.3)
+    reqs = hs.stop_agents()
+    pg.terminate(30)
+    cl, sv = split(h.spans(reqs))
+    check_resources(cl, sv)
+    no_errors(cl + sv)
+    conns = {x["attrs"]["client.port"] for x in cl}
+    # pgbench's own first connection, then one per transaction (-C).
+    assert len(conns) == n_tx + 1, (len(conns), n_tx)
+    ps = all_pair(cl, sv)
+    for c, s_ in ps:
+        check_pair(c, s_)
+    terminate = [c for c, _ in ps if c["attrs"]["tcp.request.size"] == 5 and
+                 c["attrs"]["tcp.response.size"] == 0]
+    assert len(terminate) == n_tx + 1, (len(terminate), n_tx)
+    report("%d connections, %d exchanges, all paired, %d Terminate", len(conns), len(ps),
+           len(terminate))
+
+
+test_pgbench_connections_pair.timeout = 240
+
+
+# ---- 3. pipelined first messages -----------------------------------------------------
+
+
+def test_tls13_first_requests_pair():
+    """A real TLS 1.3 client and server (http.client and http.server over
+    Python's ssl on OpenSSL 3): the client sends its Finished and then its
+    first request before the server's NewSessionTickets arrive, while the
+    server reads the Finished, sends the tickets, and only then reads the
+    request. Short connections (one request each) and keep-alive ones (6
+    requests each): every CLIENT span and every SERVER span pairs, the
+    first request's exchange included, and the halves agree on the request
+    size. Per connection: the handshake, one exchange per request, and one
+    more when the client's TCP had received the tickets before it sent its
+    first request (both ends then split the Finished from the request; the
+    client reads the tickets with the response, so the halves' response
+    sizes differ).
+
+    Then a client that does not set TCP_NODELAY (xchg over a bare ssl
+    socket, 10 short and 10 keep-alive connections of 3 requests): Nagle's
+    algorithm may hold its first request until the tickets arrive, which the
+    README says does not pair; at least 18 of the 20 connections pair whole
+    (typically all)."""
+    hs = Hosts()
+    cert, key = self_signed()
+    srv, port = xchg_server(hs.b, ["--https", "--tls", cert, key])
+    raw_srv, raw_port = xchg_server(hs.b, ["--tls", cert, key])
+    short = finish_client(xchg_client(hs.a, "https-client", hs.v4(port), [
+        "--conns", 12, "--short"]))
+    keep = finish_client(xchg_client(hs.a, "https-client", hs.v6(port), [
+        "--conns", 5, "--requests", 6]))
+    assert short["requests"] == 12 and keep["requests"] == 30, (short, keep)
+    assert short["tls"] == "TLSv1.3", short
+    for conns, ex in ((10, 1), (10, 3)):
+        out = finish_client(xchg_client(hs.a, "client", h.hostport(hs.link.ip_b, raw_port), [
+            "--conns", conns, "--exchanges", ex, "--tls", "--nodelay", 0]))
+        assert out["exchanges"] == conns * ex and not out["errors"], out
+    xchg_stop(srv)
+    xchg_stop(raw_srv)
+    reqs = hs.stop_agents()
+    all_cl, all_sv = split(h.spans(reqs))
+    raw = [x for x in all_cl + all_sv if x["attrs"]["server.port"] == raw_port]
+    raw_cl = [x for x in raw if x["kind"] == h.SPAN_KIND_CLIENT]
+    raw_sv = [x for x in raw if x["kind"] == h.SPAN_KIND_SERVER]
+    paired = {id(x) for p in pairs(raw_cl, raw_sv) for x in p}
+    conns = {x["attrs"]["client.port"] for x in raw}
+    broken = {x["attrs"]["client.port"] for x in raw if id(x) not in paired}
+    assert len(conns) == 20 and len(broken) <= 2, (len(conns), len(broken))
+    cl = [x for x in all_cl if x["attrs"]["server.port"] == port]
+    sv = [x for x in all_sv if x["attrs"]["server.port"] == port]
+    check_resources(cl, sv)
+    ps = all_pair(cl, sv)
+    per_conn = {}
+    for c, s_ in ps:
+        assert c["attrs"]["tcp.request.size"] == s_["attrs"]["tcp.request.size"], (c, s_)
+        per_conn.setdefault((c["attrs"]["network.type"], c["attrs"]["client.port"]), []).append(c)
+    assert len(per_conn) == 17, len(per_conn)
+    split_first = 0
+    for (fam, _), xs in per_conn.items():
+        n = 1 if fam == "ipv4" else 6
+        assert len(xs) in (n + 1, n + 2), (len(xs), xs)
+        split_first += len(xs) == n + 2
+    report("%d exchanges on %d connections, all paired; Finished apart from the first "
+           "request on %d; without TCP_NODELAY %d of 20 connections not whole", len(ps),
+           len(per_conn), split_first, len(broken))
+
+
+def test_pipeline_of_two_messages_pairs():
+    """A plain pipeline: the client sends two messages (the second after 0,
+    100 us, 300 us, 1 ms or 3 ms) before it reads either answer, 8
+    connections of each, with TCP_NODELAY; the server reads one message,
+    answers it, then reads the next. Every span pairs, and the paired halves
+    agree on the request: both ends split, or join, the two messages alike."""
+    hs = Hosts()
+    srv, port = xchg_server(hs.b)
+    out = finish_client(xchg_client(hs.a, "client", hs.v4(port), [
+        "--conns", 8, "--exchanges", 0, "--pipeline-gaps-us", "0,100,300,1000,3000",
+        "--resp-size", 300]))
+    assert out["exchanges"] == 8 * 5 * 2 and not out["errors"], out
+    xchg_stop(srv)
+    reqs = hs.stop_agents()
+    cl, sv = split(h.spans(reqs))
+    check_resources(cl, sv)
+    no_errors(cl + sv)
+    ps = all_pair(cl, sv)
+    joined = 0
+    for c, s_ in ps:
+        assert c["attrs"]["tcp.request.size"] == s_["attrs"]["tcp.request.size"], (c, s_)
+        assert c["attrs"]["tcp.request.size"] in (XHDR + 100, 2 * (XHDR + 100)), c["attrs"]
+        joined += c["attrs"]["tcp.request.size"] == 2 * (XHDR + 100)
+    assert sum(c["attrs"]["tcp.request.size"] for c in cl) == out["bytes_sent"], out
+    report("%d pairs, %d of them two messages joined", len(ps), joined)
+
+
+# ---- 4. time order --------------------------------------------------------------------
+
+
+def test_4mib_request_client_span_contains_server_span():
+    """Requests of 4 MiB (the first send() waits for buffer space and returns
+    only after the server has read much of it) and responses of 100 bytes, 4
+    connections of 3 exchanges: every pair's client span starts no later
+    than its server span and ends no earlier."""
+    hs = Hosts()
+    srv, port = hs.server()
+    cli = finish_client(hs.client_proc(hs.v4(port), [
+        "--conns", 4, "--parallel", 4, "--exchanges", 3, "--req-size", "4MiB",
+        "--resp-size", 100]))
+    assert cli["exchanges"] == 12, cli
+    stop_server(srv)
+    reqs = hs.stop_agents()
+    cl, sv = split(h.spans(reqs))
+    no_errors(cl + sv)
+    ps = all_pair(cl, sv)
+    assert len(ps) == 12, len(ps)
+    lead = []
+    for c, s_ in ps:
+        assert c["attrs"]["tcp.request.size"] == HDR + (4 << 20), c["attrs"]
+        assert c["start"] <= s_["start"], ("client starts after its server",
+                                           (s_["start"] - c["start"]) / 1e6, c, s_)
+        assert s_["end"] <= c["end"], ((s_["end"] - c["end"]) / 1e6, c, s_)
+        lead.append((s_["start"] - c["start"]) / 1e6)
+    report("client span starts before its server span by %s ms", sorted(lead))
+
+
+# ---- 5. retransmits -------------------------------------------------------------------
+
+
+def test_spans_carry_retransmits():
+    """10 % of the client's data segments are dropped on arrival at the
+    server, for 256 KiB requests: every span carries tcp.retransmits; the
+    client spans' sum is positive and at most the client's tcp.retransmits
+    metric (retransmits outside any exchange, such as of a FIN, count there
+    only); the server spans' sum is at most the server's."""
+    hs = Hosts()
+    srv, port = hs.server()
+    hs.b.nft_drop_fraction("tcp dport %d" % port, 0.10)
+    cli = finish_client(hs.client_proc(hs.v4(port), [
+        "--conns", 4, "--parallel", 4, "--exchanges", 10, "--req-size", "256KiB",
+        "--resp-size", 1000]), 120)
+    stop_server(srv)
+    reqs = hs.stop_agents()
+    cl, sv = split(h.spans(reqs))
+    all_pair(cl, sv)
+    for x in cl + sv:
+        assert isinstance(x["attrs"].get("tcp.retransmits"), int), x["attrs"]
+    rc = sum(x["attrs"]["tcp.retransmits"] for x in cl)
+    rs = sum(x["attrs"]["tcp.retransmits"] for x in sv)
+    mc = h.total(reqs, "tcp.retransmits", "frontend")
+    ms = h.total(reqs, "tcp.retransmits", "backend")
+    assert 0 < rc <= mc, (rc, mc)
+    assert rs <= ms, (rs, ms)
+    report("client spans %d of %d retransmits, server spans %d of %d (%d exchanges)",
+           rc, mc, rs, ms, cli["exchanges"])
+
+
+test_spans_carry_retransmits.timeout = 180
