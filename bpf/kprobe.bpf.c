@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * kprobe back-end, for kernels without trampolines: kprobe + kretprobe on
- * tcp_sendmsg (the socket is stashed per thread from entry to return, where
- * the bytes sent are known) and kprobe on tcp_cleanup_rbuf. Same hooks, and
- * the same MSG_PEEK limit, as the fentry back-end.
+ * kprobe back-end, for kernels without trampolines (5.8+: the ring buffer):
+ * kprobe + kretprobe on tcp_sendmsg (the socket is stashed per thread from
+ * entry to return, where the bytes sent are known) and kprobe on
+ * tcp_cleanup_rbuf, counted as the fentry back-end counts it.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -38,6 +38,6 @@ SEC("kprobe/tcp_cleanup_rbuf")
 int BPF_KPROBE(kprobe_tcp_cleanup_rbuf, struct sock *sk, int copied)
 {
 	if (copied > 0)
-		on_io(sk, copied, false);
+		on_recv_seq(sk, copied);
 	return 0;
 }

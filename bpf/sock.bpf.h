@@ -159,12 +159,14 @@ static __always_inline void sock_snap(const struct sock *sk, struct tcp_snap *sn
 	__u32 o_seq = bpf_core_field_offset(struct tcp_sock, write_seq);
 	__u32 o_srtt = bpf_core_field_offset(struct tcp_sock, srtt_us);
 	__u32 o_clock, lo, hi;
-	__u8 buf[TCP_SNAP_MAX];
+	__u8 buf[TCP_SNAP_MAX] __attribute__((aligned(8)));
 
 	if (!bpf_core_field_exists(struct tcp_sock, tcp_clock_cache))
 		goto one_by_one;
 	o_clock = bpf_core_field_offset(struct tcp_sock, tcp_clock_cache);
-	lo = u32_min(o_seq, u32_min(o_srtt, o_clock));
+	/* From an 8-byte boundary, so that each field sits at its own alignment in
+	 * buf: the verifier refuses misaligned stack loads (6.8 reordered tcp_sock). */
+	lo = u32_min(o_seq, u32_min(o_srtt, o_clock)) & ~7U;
 	hi = u32_max(o_seq + 4, u32_max(o_srtt + 4, o_clock + 8));
 	if (hi - lo > TCP_SNAP_MAX)
 		goto one_by_one;

@@ -41,6 +41,7 @@ enum tcpotel_sock_flags {
 	TCPOTEL_SOCK_OPENED = 1 << 3, /* seen reaching ESTABLISHED (counts as opened) */
 	TCPOTEL_SOCK_PREEXISTING = 1 << 4, /* first seen mid-stream, after the agent started */
 	TCPOTEL_SOCK_RESET = 1 << 5, /* a RST was sent or received */
+	TCPOTEL_SOCK_RCV_SEQ = 1 << 6, /* rcv_seq is set (fentry and kprobe back-ends) */
 };
 
 /* Exchange phases (docs/design.md, "Exchanges"). The request direction is
@@ -114,6 +115,8 @@ struct tcpotel_sock {
 	 * the sweep does not end (count, report) it a second time. */
 	__u64 idle_ended_ns;
 	struct tcpotel_exchange_hist done;
+	__u32 rcv_seq; /* copied_seq when received bytes were last counted */
+	__u32 _pad2;
 };
 
 /* Listening sockets, to give accepted connections their owner and to class
