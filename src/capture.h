@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Owns the BPF skeleton: open -> set load-time knobs -> enable the chosen
- * back-end's programs (and only those) -> load -> attach -> destroy.
+ * Owns the BPF objects: open the one that holds the chosen back-end -> set
+ * load-time knobs -> enable that back-end's programs and the shared ones ->
+ * load -> attach -> destroy. Which back-end: probe_capture() (probe.h).
  */
 #ifndef TCPOTEL_CAPTURE_H
 #define TCPOTEL_CAPTURE_H
@@ -13,8 +14,10 @@
 #include "config.h"
 #include "abi.h"
 
+struct listener;
+
 struct capture_opts {
-	enum capture_backend backend; /* resolved: never BACKEND_AUTO */
+	enum capture_backend backend; /* capture__load: never BACKEND_AUTO (see probe_capture()) */
 	uint32_t max_sockets;
 	uint32_t self_tgid; /* sockets of this process are never observed */
 	bool exchange_records; /* sampled exchanges go to user space (spans, live map) */
@@ -24,6 +27,9 @@ struct capture_opts {
 	size_t n_netns;
 	const uint16_t *exclude_ports;
 	size_t n_exclude_ports;
+	const struct listener *listeners; /* listening before start: put in the table at load */
+	size_t n_listeners;
+	bool quiet; /* a back-end being tried: its failures are logged at debug level */
 };
 
 struct capture;
@@ -32,6 +38,7 @@ struct capture;
 struct capture *capture__load(const struct capture_opts *opts);
 int capture__attach(struct capture *c);
 void capture__destroy(struct capture *c);
+enum capture_backend capture__backend(const struct capture *c);
 
 int capture__sockets_fd(const struct capture *c);
 /* The queue of changed sockets (the benchmark queues sockets by hand). */
