@@ -11,7 +11,6 @@ events_map_t events SEC(".maps");
 dirty_map_t dirty SEC(".maps");
 closes_lost_map_t closes_lost SEC(".maps");
 counters_map_t counters SEC(".maps");
-sendmsg_args_map_t sendmsg_args SEC(".maps");
 sock_ids_map_t sock_ids SEC(".maps");
 
 const volatile __u32 cfg_self_tgid = 0;

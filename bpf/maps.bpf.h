@@ -106,15 +106,6 @@ typedef struct {
 } counters_map_t;
 extern counters_map_t counters SEC(".maps");
 
-/* kprobe back-end only: tcp_sendmsg's socket, from entry to return, per thread. */
-typedef struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, __u64);
-} sendmsg_args_map_t;
-extern sendmsg_args_map_t sendmsg_args SEC(".maps");
-
 /* Load-time knobs, written by user space into .rodata before load. */
 extern const volatile __u32 cfg_self_tgid;
 extern const volatile __u64 cfg_idle_timeout_ns;

@@ -115,6 +115,14 @@ static __always_inline __u32 sock_copied_seq(const struct sock *sk)
 #endif
 }
 
+/* Sequence number just past the last byte the application has sent (queued). */
+static __always_inline __u32 sock_write_seq(const struct sock *sk)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+
+	return BPF_CORE_READ(tp, write_seq);
+}
+
 /*
  * What every send and receive needs from tcp_sock: the smoothed RTT, the
  * send sequence, and the socket's own clock; three plain loads for the

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * The handlers every back-end calls: on_io() for each send and receive,
- * on_state() for TCP state changes, on_destroy(), on_retransmit() and
- * on_reset().
+ * The handlers every back-end calls: on_io() for each send and receive
+ * (on_recv_seq() and on_send_seq() where the hook does not know the bytes
+ * of one call), on_state() for TCP state changes, on_destroy(),
+ * on_retransmit() and on_reset().
  *
  * on_io() is the hottest code of the project. Its common path is one hash
  * lookup keyed by the socket pointer, a read of tcp_sock (srtt, send sequence
@@ -505,6 +506,43 @@ static __always_inline void on_recv_seq(struct sock *sk, __u32 copied)
 	io_count(sk, s, bytes, false);
 }
 
+/*
+ * Sends seen at release_sock(sk) (kprobe back-end), for every socket: the
+ * bytes sent are how far tp->write_seq moved since the last count. Only the
+ * socket's owner releases it, so these calls are serialized for one socket.
+ * Counted in ESTABLISHED and CLOSE_WAIT only: once this end has sent its FIN
+ * (which takes a sequence number) the application sends nothing more.
+ */
+static __always_inline void on_send_seq(struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+	struct tcpotel_sock *s = bpf_map_lookup_elem(&sockets, &key);
+	__u32 seq, bytes;
+	int state;
+
+	/* Most releases are of sockets already in the table, or not TCP. */
+	if (!s && !sock_is_tcp(sk))
+		return;
+	state = sock_state(sk);
+	if (state != TCP_ESTABLISHED && state != TCP_CLOSE_WAIT)
+		return;
+	s = io_sock(sk);
+	if (!s)
+		return;
+	seq = sock_write_seq(sk);
+	if (!(s->flags & TCPOTEL_SOCK_SND_SEQ)) {
+		/* Its opening was not seen: count from here. */
+		s->snd_seq = seq;
+		s->flags |= TCPOTEL_SOCK_SND_SEQ;
+		return;
+	}
+	bytes = seq - s->snd_seq;
+	if ((__s32)bytes <= 0)
+		return;
+	s->snd_seq = seq;
+	io_count(sk, s, bytes, true);
+}
+
 static __always_inline void listener_add(const struct sock *sk)
 {
 	struct tcpotel_listen_key key = { .netns = sock_netns(sk), .port = sock_local_port(sk) };
@@ -617,9 +655,11 @@ static __always_inline void on_state(struct sock *sk, int oldstate, int newstate
 		if (!s)
 			return;
 		sock_fill_tuple(sk, s, role);
-		/* Nothing is read yet: received bytes count from here (on_recv_seq()). */
+		/* Nothing is read or sent yet: bytes count from here (on_recv_seq(),
+		 * on_send_seq()). */
 		s->rcv_seq = sock_copied_seq(sk);
-		s->flags |= TCPOTEL_SOCK_OPENED | TCPOTEL_SOCK_RCV_SEQ;
+		s->snd_seq = sock_write_seq(sk);
+		s->flags |= TCPOTEL_SOCK_OPENED | TCPOTEL_SOCK_RCV_SEQ | TCPOTEL_SOCK_SND_SEQ;
 		if (role == TCPOTEL_ROLE_SERVER && !(s->flags & TCPOTEL_SOCK_HAS_OWNER)) {
 			/* Accepted connections become established in softirq: the
 			 * listener's owner stands in until the first send or receive. */

@@ -57,8 +57,8 @@ struct capture {
 static const char *const tracepoint_progs[] = { "tp_sock_send_length", "tp_sock_recv_length",
 						NULL };
 static const char *const fentry_progs[] = { "fexit_tcp_sendmsg", "fentry_tcp_cleanup_rbuf", NULL };
-static const char *const kprobe_progs[] = { "kprobe_tcp_sendmsg", "kretprobe_tcp_sendmsg",
-					    "kprobe_tcp_cleanup_rbuf", NULL };
+static const char *const kprobe_progs[] = { "kprobe_release_sock", "kprobe_tcp_cleanup_rbuf",
+					    NULL };
 static const char *const no_progs[] = { NULL };
 /* Loaded with every back-end and never attached: run by capture__collect(). */
 #define COLLECT_PROG "collect"
