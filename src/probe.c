@@ -41,7 +41,6 @@ int probe_privileges(char *why, size_t size)
 	} needed[] = {
 		{ CAP_BPF, "CAP_BPF" },
 		{ CAP_PERFMON, "CAP_PERFMON" },
-		{ CAP_NET_ADMIN, "CAP_NET_ADMIN" },
 	};
 	char missing[128] = "";
 
@@ -61,9 +60,9 @@ int probe_privileges(char *why, size_t size)
 	if (!missing[0])
 		return 0;
 	snprintf(why, size,
-		 "tcpotel needs root, or the capabilities CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN; "
+		 "tcpotel needs root, or the capabilities CAP_BPF and CAP_PERFMON; "
 		 "missing: %s (run it as root, or grant them: "
-		 "setcap cap_bpf,cap_perfmon,cap_net_admin+ep tcpotel)",
+		 "setcap cap_bpf,cap_perfmon+ep tcpotel)",
 		 missing);
 	return -EPERM;
 }

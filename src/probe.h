@@ -14,7 +14,7 @@
 
 /*
  * 0 when the process may load and attach BPF programs (root, or CAP_BPF +
- * CAP_PERFMON + CAP_NET_ADMIN, or CAP_SYS_ADMIN). Otherwise -EPERM with a
+ * CAP_PERFMON, or CAP_SYS_ADMIN). Otherwise -EPERM with a
  * sentence naming exactly what is missing in `why`.
  */
 int probe_privileges(char *why, size_t size);
