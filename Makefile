@@ -20,6 +20,7 @@
 #        WERROR=1 (CI), CC, CLANG, BPFTOOL, LLVM_STRIP.
 #
 # Targets: all, run, test (every tier), test-unit, test-bpf, test-integration,
+#          test-kernels (the kernel matrix in QEMU: tests/kernels/README.md),
 #          bench, fuzz, deps, install, image (podman), fmt, check-fmt, clean.
 
 .DELETE_ON_ERROR:
@@ -269,6 +270,19 @@ test-bpf: $(BPFT_BIN)
 test-integration: all
 	$(Q)tests/run.sh integration
 
+# The kernel matrix: every kernel of tests/kernels/matrix.conf booted in QEMU
+# (root). KERNELS="SPEC[:BACKENDS[:AUTO]] ..." runs others instead.
+PROGSTATS := $(OUTPUT)/progstats
+$(PROGSTATS): $(OUTPUT)/tests/kernels/progstats.o $(MOD_OBJS)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+.PHONY: test-kernels
+test-kernels:
+	$(Q)scripts/install-deps.sh kernels
+	$(Q)$(MAKE) --no-print-directory all $(BPFT_BIN) $(PROGSTATS)
+	$(Q)KERNELS="$(KERNELS)" tests/kernels/matrix.sh
+
 # Micro-benchmarks of the user-space hot paths, linked like the unit tests.
 MICRO_BIN  := $(OUTPUT)/micro
 
@@ -315,8 +329,8 @@ image:
 		$(if $(VMLINUX_H),--build-arg VMLINUX_H=$(VMLINUX_H)) .
 
 .PHONY: fmt check-fmt
-FMT_FILES = $(wildcard src/*.[ch] bpf/*.[ch] tests/unit/*.[ch] tests/bpf/*.c tests/helpers/*.c \
-	bench/*.c)
+FMT_FILES = $(wildcard src/*.[ch] bpf/*.[ch] tests/unit/*.[ch] tests/bpf/*.[ch] tests/helpers/*.c \
+	tests/kernels/*.c bench/*.c)
 fmt:
 	clang-format -i $(FMT_FILES)
 check-fmt:

@@ -34,6 +34,9 @@ struct sweep_globals {
 	int collect_fd; /* the collect program */
 };
 
+/* The verifier's statistics (log level 4) take a few lines. */
+#define VERIFIER_LOG_SIZE 1024
+
 /*
  * Two BPF objects, each with the shared programs (maps, state changes):
  * tcpotel_tp with the tracepoint back-end, which reads tcp_sock through the
@@ -51,6 +54,7 @@ struct capture {
 	enum capture_backend backend;
 	bool quiet;
 	struct sweep_globals sweep;
+	char (*logs)[VERIFIER_LOG_SIZE]; /* per program, with opts.verifier_stats */
 };
 
 /* Per back-end, the hook programs it attaches; every other program is shared. */
@@ -188,6 +192,56 @@ static int set_knobs(struct bpf_object *obj, const struct capture_opts *opts)
 	return err;
 }
 
+/* Asks the verifier for its statistics of every program, into c->logs. */
+static int keep_verifier_stats(struct capture *c)
+{
+	struct bpf_program *prog;
+	size_t n = 0, i = 0;
+	int err = 0;
+
+	bpf_object__for_each_program(prog, c->obj)
+		n++;
+	c->logs = calloc(n ? n : 1, sizeof(*c->logs));
+	if (!c->logs)
+		return -ENOMEM;
+	bpf_object__for_each_program(prog, c->obj) {
+		err = bpf_program__set_log_level(prog, 4 /* BPF_LOG_STATS */);
+		if (!err)
+			err = bpf_program__set_log_buf(prog, c->logs[i++], VERIFIER_LOG_SIZE);
+		if (err)
+			break;
+	}
+	return err;
+}
+
+size_t capture__prog_stats(const struct capture *c, struct capture_prog_stats *out, size_t max)
+{
+	struct bpf_program *prog;
+	size_t n = 0, i = 0;
+
+	bpf_object__for_each_program(prog, c->obj) {
+		struct bpf_prog_info info = {};
+		__u32 len = sizeof(info);
+		int fd = bpf_program__fd(prog);
+		const char *p;
+
+		i++;
+		if (fd < 0 || n >= max || bpf_obj_get_info_by_fd(fd, &info, &len))
+			continue;
+		out[n] = (struct capture_prog_stats){
+			.name = bpf_program__name(prog),
+			.verified_insns = info.verified_insns,
+			.jited_bytes = info.jited_prog_len,
+			.xlated_bytes = info.xlated_prog_len,
+		};
+		p = c->logs ? strstr(c->logs[i - 1], "processed ") : NULL;
+		if (p)
+			out[n].verified_insns = (uint32_t)strtoul(p + 10, NULL, 10);
+		n++;
+	}
+	return n;
+}
+
 /* Opens the object that holds the back-end's programs. */
 static int open_object(struct capture *c)
 {
@@ -274,6 +328,10 @@ struct capture *capture__load(const struct capture_opts *opts)
 		err = select_programs(c->obj, opts->backend);
 	if (err)
 		goto err_destroy;
+	if (!err && opts->verifier_stats)
+		err = keep_verifier_stats(c);
+	if (err)
+		goto err_destroy;
 	err = bpf_object__load_skeleton(c->skeleton);
 	if (err) {
 		log_at(opts->quiet ? LOG_DEBUG : LOG_ERROR,
@@ -323,6 +381,7 @@ void capture__destroy(struct capture *c)
 	if (c->skeleton)
 		bpf_object__destroy_skeleton(c->skeleton);
 	free(c->skel);
+	free(c->logs);
 	free(c);
 }
 

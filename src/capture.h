@@ -30,6 +30,15 @@ struct capture_opts {
 	const struct listener *listeners; /* listening before start: put in the table at load */
 	size_t n_listeners;
 	bool quiet; /* a back-end being tried: its failures are logged at debug level */
+	bool verifier_stats; /* keep the verifier's statistics of each program (capture__prog_stats) */
+};
+
+/* What loading one program cost, as the kernel reports it. */
+struct capture_prog_stats {
+	const char *name;
+	uint32_t verified_insns; /* instructions the verifier processed; 0: not known */
+	uint32_t jited_bytes; /* JIT-compiled size */
+	uint32_t xlated_bytes; /* size after the verifier's rewrites */
 };
 
 struct capture;
@@ -62,5 +71,13 @@ int capture__collect(struct capture *c, const uint64_t *keys, size_t n,
 int capture__read_counters(const struct capture *c, uint64_t out[TCPOTEL_CNT__MAX]);
 /* Programs of the loaded back-end, for BPF statistics: fills ids, returns how many. */
 size_t capture__prog_ids(const struct capture *c, uint32_t *ids, size_t max, bool io_only);
+
+/* Fills `out` with the loaded programs' statistics; returns how many. The
+ * verifier's count comes from its own log with opts.verifier_stats (every
+ * kernel), else from bpf_prog_info (5.16 and later). */
+size_t capture__prog_stats(const struct capture *c, struct capture_prog_stats *out, size_t max);
+
+/* Names of the programs each back-end uses (NULL-terminated), for tests. */
+const char *const *capture_backend_programs(enum capture_backend backend);
 
 #endif
