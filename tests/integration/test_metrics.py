@@ -228,7 +228,7 @@ def test_peeking_and_waiting_reads_count_once():
         clients.append(h.tcpload_client(
             a, h.hostport(link.ip_b, port),
             ["--conns", fewer(4, 2), "--parallel", 2, "--exchanges", 5,
-             "--req-size", "1,4096,3MiB", "--resp-size", "3MiB,100,65536",
+             "--req-size", "1,4096,1MiB", "--resp-size", "1MiB,100,65536",
              "--read", cli_read] + HOLD,
             timeout=longer(60)))
         settle()
@@ -250,7 +250,8 @@ def test_srtt_agrees_with_tcp_info():
     the same quantity at close. Veth RTTs are tens of µs and jitter by as much, so
     the tolerance is: the histogram's mean within a factor of 2 of the mean tcpi_rtt,
     or within ±200 µs of it; its min no more than max(2 x tcpi min, tcpi min + 200 µs);
-    its max no less than min(tcpi max / 2, tcpi max - 200 µs). Light ping-pong on
+    its max no less than min(tcpi max / 2, tcpi max - 200 µs) (200 µs stretched by
+    the slowdown in emulated guests: pace.py). Light ping-pong on
     veth (no netem here for a fixed delay), so that srtt stays steady; no idle hold
     before close, as a delayed ACK after the last response (40 ms) would move the
     server's srtt after the agent's last sample. 8000 exchanges keep the client
@@ -293,10 +294,10 @@ def test_srtt_agrees_with_tcp_info():
              ti["rtt_us_mean"], ti["rtt_us_min"], ti["rtt_us_max"])
         assert 0 < lo_us <= mean_us <= hi_us, (lo_us, mean_us, hi_us)
         m = ti["rtt_us_mean"]
-        assert (m / 2 <= mean_us <= m * 2) or abs(mean_us - m) <= 200, \
+        assert (m / 2 <= mean_us <= m * 2) or abs(mean_us - m) <= longer(200), \
             "%s: srtt mean %.1f µs vs tcpi_rtt mean %.1f µs" % (svc, mean_us, m)
-        assert lo_us <= max(2 * ti["rtt_us_min"], ti["rtt_us_min"] + 200), (lo_us, ti)
-        assert hi_us >= min(ti["rtt_us_max"] / 2, ti["rtt_us_max"] - 200), (hi_us, ti)
+        assert lo_us <= max(2 * ti["rtt_us_min"], ti["rtt_us_min"] + longer(200)), (lo_us, ti)
+        assert hi_us >= min(ti["rtt_us_max"] / 2, ti["rtt_us_max"] - longer(200)), (hi_us, ti)
         # Samples were taken while connections lived: many per connection.
         assert count >= conns * exchanges, (count, "fewer samples than exchanges")
         # The bucket holding the mean is populated (samples are where the mean says).
@@ -404,10 +405,11 @@ def test_connections_opened_and_active():
         active = h.total(reqs, "tcp.connection.active", svc, {"tcp.role": role})
         assert opened == want, (svc, "opened", opened, want)
         assert active == 0, (svc, "active at the end", active)
-    # No export ever showed more active than could be open: M held + 4 short at a time.
+    # No export ever showed more active than could be open: M held + 4 short at a time
+    # (in slow guests closes reach the agent later: a few more).
     for svc in ("frontend", "backend"):
         for t, v in snapshots(reqs, "tcp.connection.active", svc):
-            assert 0 <= v <= m_keep + 4, (svc, t, v)
+            assert 0 <= v <= m_keep + 4 * longer(1), (svc, t, v)
 
 
 # ---- 5. server started before the agent ------------------------------------------

@@ -106,3 +106,7 @@ else
 	tier python3 $here/deployed.py setpriv
 fi
 cell_done kernel
+
+# What each program costs here (docs/PERFORMANCE.md): not a test.
+[ -x .output/progstats ] && .output/progstats ${backends//,/ }
+exit 0

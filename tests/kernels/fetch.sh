@@ -7,7 +7,8 @@
 #
 # SPEC is a Debian suite (bullseye, bookworm, trixie, bookworm-backports,
 # sid, ...), meaning that suite's current linux-image-ARCH, or SUITE/PACKAGE
-# for one exact package (bookworm/linux-image-6.1.0-30-amd64).
+# for another package of it: a kernel image, or a metapackage such as
+# linux-image-rt-amd64 (its current image).
 #
 # The archive is the one this machine's apt already uses (its Debian main
 # archive, as `apt-get indextargets` reports it); the package lists live in a
@@ -75,12 +76,12 @@ resolve_and_download() {
 	fi
 	cp "$apt_dir/sources.list.$suite" "$apt_dir/sources.list"
 	local opts=("${apt_opts[@]}" -o "Dir::State::Lists=$apt_dir/lists/$suite")
-	if [ -z "$pkg" ]; then
-		# The metapackage depends on the suite's current kernel image.
-		pkg=$(apt-cache "${opts[@]}" depends "linux-image-$arch" |
-			awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2; exit }')
-		[ -n "$pkg" ] || die "no linux-image-$arch in $suite"
-	fi
+	# A metapackage (linux-image-amd64, linux-image-rt-amd64, ...) depends
+	# on the suite's current kernel image of its flavour.
+	local meta=${pkg:-linux-image-$arch} dep
+	dep=$(apt-cache "${opts[@]}" depends "$meta" 2>/dev/null |
+		awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }')
+	pkg=${dep:-$meta}
 	ver=$(apt-cache "${opts[@]}" show --no-all-versions "$pkg" |
 		awk '/^Version:/ { print $2; exit }')
 	[ -n "$ver" ] || die "no package $pkg in $suite"

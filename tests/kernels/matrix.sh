@@ -87,6 +87,22 @@ while read -r spec _ _; do
 	done
 	printf ' %ss\n' "${secs[$spec]}"
 done <<<"$rows"
+# The programs' costs, kernel by kernel: verifier-processed instructions / JIT bytes.
+{
+	echo "| back-end | program |$(while read -r spec _ _; do printf ' %s |' "${label[$spec]}"; done <<<"$rows")"
+	echo "|---|---|$(while read -r _ _ _; do printf -- '---|'; done <<<"$rows")"
+	cat "$out"/*.log | awk '$1 == "prog" && $3 != "-" { print $2, $3 }' | sort -u |
+		while read -r be prog; do
+			printf '| %s | `%s` |' "$be" "$prog"
+			while read -r spec _ _; do
+				v=$(awk -v b="$be" -v p="$prog" '$1 == "prog" && $2 == b && $3 == p {
+					printf "%s / %s", $4, $5; exit }' "$out/$(tr / _ <<<"$spec").log")
+				printf ' %s |' "${v:--}"
+			done <<<"$rows"
+			echo
+		done
+} >"$out/programs.md"
+echo "matrix: each program's verifier instruction count / JIT size: $out/programs.md"
 echo "matrix: $(($(date +%s) - t_start)) s in all ($((t_fetched - t_start)) s fetching)"
 echo "$total_p passed, $total_f failed, $total_s skipped"
 [ "$total_f" -eq 0 ]

@@ -155,10 +155,13 @@ args=(-machine "$machine" "${accel_opts[@]}" -smp "$cpus" -m "$mem" -nodefaults 
 
 t0=$(date +%s)
 status=0
-nice -n "${TCPOTEL_VM_NICE:-5}" timeout "$timeout" "$qemu" "${args[@]}" </dev/null &
+# The guest's console is a terminal: it ends lines with CR LF.
+nice -n "${TCPOTEL_VM_NICE:-5}" timeout "$timeout" "$qemu" "${args[@]}" </dev/null \
+	> >(tr -d '\r') &
 qpid=$!
 wait "$qpid" || status=$?
 qpid=
+wait
 t1=$(date +%s)
 boot=$(cut -d' ' -f1 "$job/booted" 2>/dev/null || echo "?")
 echo "vm.sh: $KVER ($accel, $mode): booted in ${boot}s, ran for $((t1 - t0))s" >&2
