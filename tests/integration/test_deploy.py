@@ -484,7 +484,7 @@ def test_containerfile_image_is_the_daemonsets():
 
 # ---- the DaemonSet's privileges, without a container runtime -------------------------
 
-CAP_BITS = {"CAP_DAC_READ_SEARCH": 2, "CAP_NET_ADMIN": 12, "CAP_SYS_PTRACE": 19,
+CAP_BITS = {"CAP_DAC_READ_SEARCH": 2, "CAP_SYS_PTRACE": 19, "CAP_SYS_RESOURCE": 24,
             "CAP_SETPCAP": 8, "CAP_PERFMON": 38, "CAP_BPF": 39}
 
 
