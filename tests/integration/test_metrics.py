@@ -94,12 +94,12 @@ def settle():
     meets one of its sockets (a ring-buffer record, drained every few tens of ms,
     or the 1 s sweep), so a process gone before that is named after its
     executable. Every server here outlives its clients by this much."""
-    time.sleep(longer(0.5))
+    time.sleep(min(longer(0.5), 3))
 
 
 # Clients hold each connection open this long after its last exchange, so the
 # process outlives the first records of its sockets (see settle()).
-HOLD = ["--idle-ms", int(longer(150))]
+HOLD = ["--idle-ms", int(min(longer(150), 1000))]
 
 
 def sum_summaries(summaries, key):
@@ -227,7 +227,7 @@ def test_peeking_and_waiting_reads_count_once():
         srv, port = h.tcpload_server(b, "0.0.0.0:0", "backend", ["--read", srv_read])
         clients.append(h.tcpload_client(
             a, h.hostport(link.ip_b, port),
-            ["--conns", fewer(4, 2), "--parallel", 2, "--exchanges", 5,
+            ["--conns", fewer(4, 2), "--parallel", 2, "--exchanges", fewer(5, 3),
              "--req-size", "1,4096,1MiB", "--resp-size", "1MiB,100,65536",
              "--read", cli_read] + HOLD,
             timeout=longer(60)))
@@ -363,7 +363,7 @@ def test_connections_opened_and_active():
     """N short connections and M keep-alive ones held open: while they are held an
     export shows tcp.connection.active == M with opened == N + M, per role; at the
     end opened == N + M and active == 0."""
-    n_short, m_keep = 30, 5
+    n_short, m_keep = fewer(30, 8), 5
     a, b, link = hosts()
     rcv = h.Receiver()
     agent = start_agent([a.path, b.path])
@@ -371,7 +371,7 @@ def test_connections_opened_and_active():
     target = h.hostport(link.ip_b, port)
     holder = a.popen(["env", "OTEL_SERVICE_NAME=frontend", h.TCPLOAD, "client",
                       "--connect", target, "--conns", m_keep, "--parallel", m_keep,
-                      "--exchanges", 3, "--idle-ms", int(7000 + longer(1500))],
+                      "--exchanges", 3, "--idle-ms", int(7000 + longer(700))],
                      name="tcpload-holder")
     cli = h.tcpload_client(a, target, ["--short", "--conns", n_short, "--parallel", 4] + HOLD)
     t_short_done = time.time()

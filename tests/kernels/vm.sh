@@ -155,9 +155,10 @@ args=(-machine "$machine" "${accel_opts[@]}" -smp "$cpus" -m "$mem" -nodefaults 
 
 t0=$(date +%s)
 status=0
-# The guest's console is a terminal: it ends lines with CR LF.
+# The guest's console is a terminal: it ends lines with CR LF. Line by line,
+# so that a long run shows its progress.
 nice -n "${TCPOTEL_VM_NICE:-5}" timeout "$timeout" "$qemu" "${args[@]}" </dev/null \
-	> >(tr -d '\r') &
+	> >(sed -u 's/\r$//') &
 qpid=$!
 wait "$qpid" || status=$?
 qpid=
