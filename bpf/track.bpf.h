@@ -465,7 +465,7 @@ static __always_inline void io_count(struct sock *sk, struct tcpotel_sock *s, __
 	sock_snap(sk, &snap);
 	srtt_sample(s, snap.srtt_us);
 	exchange_step(sk, s, is_send, bytes, &snap);
-	sock_mark(s, key);
+	sock_mark(s, (__u64)sk);
 }
 
 /* Every send (is_send) or receive of `bytes` > 0 bytes on a TCP socket. */

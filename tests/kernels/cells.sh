@@ -91,7 +91,7 @@ fi
 for b in ${backends//,/ }; do
 	echo "== $b"
 	export TCPOTEL_TEST_BACKEND=$b
-	tier .output/bpf_tests capture_
+	tier .output/bpf_tests capture_ sweep_
 	tier python3 tests/integration/runner.py $(grep -v '^#' $here/integration.list)
 	unset TCPOTEL_TEST_BACKEND
 	cell_done "$b"
