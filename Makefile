@@ -1,9 +1,15 @@
 # tcpotel build.
 #
 #   bpf/*.bpf.c --clang -target bpf--> .output/bpf/*.bpf.o
-#               --bpftool gen object--> .output/tcpotel.bpf.o (one object)
-#               --bpftool gen skeleton--> .output/tcpotel.skel.h
-#   src/*.c (+ skeleton) --cc--> .output/tcpotel
+#               --bpftool gen object--> .output/tcpotel_tp.bpf.o, tcpotel_compat.bpf.o
+#               --bpftool gen skeleton--> .output/tcpotel_tp.skel.h, tcpotel_compat.skel.h
+#   src/*.c (+ skeletons) --cc--> .output/tcpotel
+#
+# Two objects, each with every shared program (any bpf/*.bpf.c that is not a
+# back-end's): tcpotel_tp holds the tracepoint back-end (tp.bpf.c, 6.3+,
+# which uses a kfunc), tcpotel_compat the fentry and kprobe back-ends (no
+# kfunc: libbpf would look for a missing one in module BTFs, which only
+# CAP_SYS_ADMIN may list on kernels before 6.x). src/capture.c says more.
 #
 # vmlinux.h is generated from the running kernel's BTF into .output/vmlinux.h;
 # set VMLINUX_H=path to use a pinned copy instead (CO-RE relocates either one
@@ -14,6 +20,7 @@
 #        WERROR=1 (CI), CC, CLANG, BPFTOOL, LLVM_STRIP.
 #
 # Targets: all, run, test (every tier), test-unit, test-bpf, test-integration,
+#          test-kernels (the kernel matrix in QEMU: tests/kernels/README.md),
 #          bench, fuzz, deps, install, image (podman), fmt, check-fmt, clean.
 
 .DELETE_ON_ERROR:
@@ -66,8 +73,12 @@ CLANG_BPF_SYS_INCLUDES ?= $(shell $(CLANG) -v -E - </dev/null 2>&1 \
 	| sed -n '/<...> search starts here:/,/End of search list./{ s| \(/.*\)|-idirafter \1|p }')
 
 # maps.bpf.c first: the linker places definitions before the externs that use them.
-BPF_SRCS   := bpf/maps.bpf.c $(filter-out bpf/maps.bpf.c,$(wildcard bpf/*.bpf.c))
-BPF_OBJS   := $(patsubst bpf/%.bpf.c,$(OUTPUT)/bpf/%.bpf.o,$(BPF_SRCS))
+BPF_TP_SRCS     := bpf/tp.bpf.c
+BPF_COMPAT_SRCS := bpf/fentry.bpf.c bpf/kprobe.bpf.c
+BPF_SHARED_SRCS := bpf/maps.bpf.c $(filter-out bpf/maps.bpf.c $(BPF_TP_SRCS) $(BPF_COMPAT_SRCS),\
+	$(wildcard bpf/*.bpf.c))
+bpf_objs    = $(patsubst bpf/%.bpf.c,$(OUTPUT)/bpf/%.bpf.o,$(1))
+BPF_SKELS  := $(OUTPUT)/tcpotel_tp.skel.h $(OUTPUT)/tcpotel_compat.skel.h
 BPF_HDRS   := $(wildcard bpf/*.h)
 
 # Every src/*.c but main.c is a module shared by the agent and the tests.
@@ -112,16 +123,18 @@ $(OUTPUT)/bpf/%.bpf.o: bpf/%.bpf.c $(BPF_HDRS) $(OUTPUT)/vmlinux.h | $(OUTPUT)/b
 	$(Q)$(CLANG) $(BPF_CFLAGS) $(CLANG_BPF_SYS_INCLUDES) -c $< -o $@
 	$(Q)$(LLVM_STRIP) -g $@
 
-$(OUTPUT)/tcpotel.bpf.o: $(BPF_OBJS)
+$(OUTPUT)/tcpotel_tp.bpf.o: $(call bpf_objs,$(BPF_SHARED_SRCS) $(BPF_TP_SRCS))
+$(OUTPUT)/tcpotel_compat.bpf.o: $(call bpf_objs,$(BPF_SHARED_SRCS) $(BPF_COMPAT_SRCS))
+$(OUTPUT)/tcpotel_tp.bpf.o $(OUTPUT)/tcpotel_compat.bpf.o:
 	$(call msg,LINK,$@)
 	$(Q)$(BPFTOOL) gen object $@ $^
 
-$(OUTPUT)/tcpotel.skel.h: $(OUTPUT)/tcpotel.bpf.o
+$(OUTPUT)/tcpotel_%.skel.h: $(OUTPUT)/tcpotel_%.bpf.o
 	$(call msg,SKEL,$@)
-	$(Q)$(BPFTOOL) gen skeleton $< name tcpotel_bpf > $@
+	$(Q)$(BPFTOOL) gen skeleton $< name tcpotel_$*_bpf > $@
 
-# capture.c is the one file that includes the skeleton.
-$(OUTPUT)/src/capture.o: $(OUTPUT)/tcpotel.skel.h
+# capture.c is the one file that includes the skeletons.
+$(OUTPUT)/src/capture.o: $(BPF_SKELS)
 
 $(OUTPUT)/src/%.o: src/%.c $(SRC_HDRS) bpf/tcpotel.h bpf/siphash.h | $(OUTPUT)/src
 	$(call msg,CC,$@)
@@ -131,8 +144,8 @@ $(AGENT): $(OUTPUT)/src/main.o $(MOD_OBJS)
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-$(OUTPUT)/tests/bpf/%.o: $(OUTPUT)/tcpotel.skel.h
-$(OUTPUT)/tests/%.o: tests/%.c $(SRC_HDRS) $(wildcard tests/unit/*.h) bpf/tcpotel.h
+$(OUTPUT)/tests/bpf/%.o: $(BPF_SKELS)
+$(OUTPUT)/tests/%.o: tests/%.c $(SRC_HDRS) $(wildcard tests/unit/*.h tests/bpf/*.h) bpf/tcpotel.h
 	$(Q)mkdir -p $(dir $@)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -Itests/unit -c $< -o $@
@@ -258,6 +271,19 @@ test-bpf: $(BPFT_BIN)
 test-integration: all $(SINK_BIN)
 	$(Q)tests/run.sh integration
 
+# The kernel matrix: every kernel of tests/kernels/matrix.conf booted in QEMU
+# (root). KERNELS="SPEC[:BACKENDS[:AUTO]] ..." runs others instead.
+PROGSTATS := $(OUTPUT)/progstats
+$(PROGSTATS): $(OUTPUT)/tests/kernels/progstats.o $(MOD_OBJS)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+.PHONY: test-kernels
+test-kernels:
+	$(Q)scripts/install-deps.sh kernels
+	$(Q)$(MAKE) --no-print-directory all $(BPFT_BIN) $(PROGSTATS)
+	$(Q)KERNELS="$(KERNELS)" tests/kernels/matrix.sh
+
 # Micro-benchmarks of the user-space hot paths, linked like the unit tests.
 MICRO_BIN  := $(OUTPUT)/micro
 
@@ -323,8 +349,8 @@ image:
 		$(if $(VMLINUX_H),--build-arg VMLINUX_H=$(VMLINUX_H)) .
 
 .PHONY: fmt check-fmt
-FMT_FILES = $(wildcard src/*.[ch] bpf/*.[ch] tests/unit/*.[ch] tests/bpf/*.c tests/helpers/*.c \
-	bench/*.c)
+FMT_FILES = $(wildcard src/*.[ch] bpf/*.[ch] tests/unit/*.[ch] tests/bpf/*.[ch] tests/helpers/*.c \
+	tests/kernels/*.c bench/*.c)
 fmt:
 	clang-format -i $(FMT_FILES)
 check-fmt:

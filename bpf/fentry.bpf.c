@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * fentry back-end (5.5+ with BPF trampolines): fexit tcp_sendmsg sees the
- * bytes actually sent (its return value); fentry tcp_cleanup_rbuf sees the
- * bytes copied to the application by every read path, splice included (the
- * choice tcptop makes). tcp_cleanup_rbuf also runs for MSG_PEEK reads, which
- * are then counted twice: a known limit of this hook.
+ * fentry back-end (5.8+: the ring buffer; with BPF trampolines): fexit
+ * tcp_sendmsg sees the bytes actually sent (its return value); fentry
+ * tcp_cleanup_rbuf runs after every read path, splice and zero-copy receive
+ * included (the choice tcptop makes), and the bytes read are how far
+ * tp->copied_seq moved (on_recv_seq(): exact with MSG_PEEK and MSG_WAITALL).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -23,6 +23,6 @@ SEC("fentry/tcp_cleanup_rbuf")
 int BPF_PROG(fentry_tcp_cleanup_rbuf, struct sock *sk, int copied)
 {
 	if (copied > 0)
-		on_io(sk, copied, false);
+		on_recv_seq(sk, copied);
 	return 0;
 }

@@ -11,7 +11,7 @@ events_map_t events SEC(".maps");
 dirty_map_t dirty SEC(".maps");
 closes_lost_map_t closes_lost SEC(".maps");
 counters_map_t counters SEC(".maps");
-sendmsg_args_map_t sendmsg_args SEC(".maps");
+sock_ids_map_t sock_ids SEC(".maps");
 
 const volatile __u32 cfg_self_tgid = 0;
 const volatile __u64 cfg_idle_timeout_ns = 5000000000ULL;
@@ -23,7 +23,6 @@ const volatile __u8 cfg_netns_filter = 0;
 const volatile __u16 cfg_exclude_ports[TCPOTEL_MAX_EXCLUDE_PORTS] = {};
 const volatile __u32 cfg_n_exclude_ports = 0;
 
-__u64 next_sock_id = 0;
 __u32 sweep_gen = 1;
 __u64 collect_keys[TCPOTEL_COLLECT_BATCH] = {};
 __u32 collect_n_keys = 0;

@@ -106,15 +106,6 @@ typedef struct {
 } counters_map_t;
 extern counters_map_t counters SEC(".maps");
 
-/* kprobe back-end only: tcp_sendmsg's socket, from entry to return, per thread. */
-typedef struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, __u64);
-} sendmsg_args_map_t;
-extern sendmsg_args_map_t sendmsg_args SEC(".maps");
-
 /* Load-time knobs, written by user space into .rodata before load. */
 extern const volatile __u32 cfg_self_tgid;
 extern const volatile __u64 cfg_idle_timeout_ns;
@@ -133,8 +124,15 @@ extern const volatile __u8 cfg_netns_filter;
 extern const volatile __u16 cfg_exclude_ports[TCPOTEL_MAX_EXCLUDE_PORTS];
 extern const volatile __u32 cfg_n_exclude_ports;
 
-/* Source of sock_id values (never reused, unlike kernel pointers). */
-extern __u64 next_sock_id;
+/* Source of sock_id values (never reused, unlike kernel pointers): one
+ * counter per CPU, see sock_id_next() in track.bpf.h. */
+typedef struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} sock_ids_map_t;
+extern sock_ids_map_t sock_ids SEC(".maps");
 
 /* The sweep generation: user space moves it on at each sweep (it writes the
  * .data section directly), and a socket's first change after that queues

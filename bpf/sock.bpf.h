@@ -115,6 +115,14 @@ static __always_inline __u32 sock_copied_seq(const struct sock *sk)
 #endif
 }
 
+/* Sequence number just past the last byte the application has sent (queued). */
+static __always_inline __u32 sock_write_seq(const struct sock *sk)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+
+	return BPF_CORE_READ(tp, write_seq);
+}
+
 /*
  * Fields read only where an exchange may begin or its response may start
  * (track.bpf.h, exchange_step()), never on every call: a plain load for the
@@ -206,9 +214,11 @@ static __always_inline __u32 sock_busy_jiffies(const struct sock *sk, __u32 *chr
  * received a segment on this socket (tcp_mstamp_refresh()): the same clock
  * as bpf_ktime_get_ns(), already read by the kernel, so exchanges are timed
  * by their packets with no clock read per call. For the one read: the fields
- * sit within ~110 bytes of each other (write_seq .. srtt_us); CO-RE gives their offsets on
- * the running kernel, and where they are missing or far apart (old kernels:
- * tcp_clock_cache came in 4.19) each is read on its own instead.
+ * sit within 200 bytes of each other (tcp_clock_cache .. write_seq up to
+ * 6.7, write_seq .. srtt_us in 100 bytes since 6.8 reordered tcp_sock); CO-RE
+ * gives their offsets on the running kernel, and where they are farther
+ * apart each is read on its own instead (before 4.19, with no
+ * tcp_clock_cache, the clock is read).
  */
 struct tcp_snap {
 	__u64 clock_ns;
@@ -216,7 +226,7 @@ struct tcp_snap {
 	__u32 srtt_us; /* microseconds (tcp_sock keeps it shifted left by 3) */
 };
 
-#define TCP_SNAP_MAX 160
+#define TCP_SNAP_MAX 208
 
 static __always_inline __u32 u32_min(__u32 a, __u32 b)
 {
@@ -242,12 +252,14 @@ static __always_inline void sock_snap(const struct sock *sk, struct tcp_snap *sn
 	__u32 o_seq = bpf_core_field_offset(struct tcp_sock, write_seq);
 	__u32 o_srtt = bpf_core_field_offset(struct tcp_sock, srtt_us);
 	__u32 o_clock, lo, hi;
-	__u8 buf[TCP_SNAP_MAX];
+	__u8 buf[TCP_SNAP_MAX] __attribute__((aligned(8)));
 
 	if (!bpf_core_field_exists(struct tcp_sock, tcp_clock_cache))
 		goto one_by_one;
 	o_clock = bpf_core_field_offset(struct tcp_sock, tcp_clock_cache);
-	lo = u32_min(o_seq, u32_min(o_srtt, o_clock));
+	/* From an 8-byte boundary, so that each field sits at its own alignment in
+	 * buf: the verifier refuses misaligned stack loads (6.8 reordered tcp_sock). */
+	lo = u32_min(o_seq, u32_min(o_srtt, o_clock)) & ~7U;
 	hi = u32_max(o_seq + 4, u32_max(o_srtt + 4, o_clock + 8));
 	if (hi - lo > TCP_SNAP_MAX)
 		goto one_by_one;
@@ -261,7 +273,10 @@ static __always_inline void sock_snap(const struct sock *sk, struct tcp_snap *sn
 one_by_one:
 	snap->write_seq = BPF_CORE_READ(tp, write_seq);
 	snap->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
-	snap->clock_ns = bpf_ktime_get_ns();
+	if (bpf_core_field_exists(struct tcp_sock, tcp_clock_cache))
+		snap->clock_ns = BPF_CORE_READ(tp, tcp_clock_cache);
+	else
+		snap->clock_ns = bpf_ktime_get_ns();
 }
 #endif
 

@@ -41,6 +41,8 @@ enum tcpotel_sock_flags {
 	TCPOTEL_SOCK_OPENED = 1 << 3, /* seen reaching ESTABLISHED (counts as opened) */
 	TCPOTEL_SOCK_PREEXISTING = 1 << 4, /* first seen mid-stream, after the agent started */
 	TCPOTEL_SOCK_RESET = 1 << 5, /* a RST was sent or received */
+	TCPOTEL_SOCK_RCV_SEQ = 1 << 6, /* rcv_seq is set (fentry and kprobe back-ends) */
+	TCPOTEL_SOCK_SND_SEQ = 1 << 7, /* snd_seq is set (kprobe back-end) */
 };
 
 /* Exchange phases (docs/design.md, "Exchanges"). The request direction is
@@ -154,6 +156,8 @@ struct tcpotel_sock {
 	 * the sweep does not end (count, report) it a second time. */
 	__u64 idle_ended_ns;
 	struct tcpotel_exchange_hist done;
+	__u32 rcv_seq; /* copied_seq when received bytes were last counted */
+	__u32 snd_seq; /* write_seq when sent bytes were last counted */
 };
 
 /* Listening sockets, to give accepted connections their owner and to class

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * The handlers every back-end calls: on_io() for each send and receive,
- * on_state() for TCP state changes, on_destroy(), on_retransmit() and
- * on_reset().
+ * The handlers every back-end calls: on_io() for each send and receive
+ * (on_recv_seq() and on_send_seq() where the hook does not know the bytes
+ * of one call), on_state() for TCP state changes, on_destroy(),
+ * on_retransmit() and on_reset().
  *
  * on_io() is the hottest code of the project. Its common path is one hash
  * lookup keyed by the socket pointer, a read of tcp_sock (srtt, send sequence
@@ -44,6 +45,34 @@ static __always_inline bool port_excluded(__u16 port)
 	return false;
 }
 
+/*
+ * A new sock_id: never 0, never handed out twice. Kernels before 5.12 have no
+ * atomic fetch-and-add (only the add), so each CPU counts its own ids with
+ * the plain atomic add, and a read before and after it proves that no other
+ * program took one in between on this CPU (a softirq, or a task that
+ * preempted this one): then the value after is this program's alone. The id
+ * is that value with the CPU number in its low 16 bits. Another try when the
+ * proof fails; 0 (the socket is not tracked) after four.
+ */
+static __always_inline __u64 sock_id_next(void)
+{
+	__u32 zero = 0;
+	__u64 *c = bpf_map_lookup_elem(&sock_ids, &zero);
+
+	if (!c)
+		return 0;
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		__u64 before = *(volatile __u64 *)c, after;
+
+		__sync_fetch_and_add(c, 1); /* the value is not used: a plain atomic add */
+		after = *(volatile __u64 *)c;
+		if (after == before + 1)
+			return after << 16 | (bpf_get_smp_processor_id() & 0xffff);
+	}
+	return 0;
+}
+
 /* Inserts a zeroed entry for sk (or finds the one another CPU just made). */
 static __always_inline struct tcpotel_sock *sock_insert(struct sock *sk)
 {
@@ -60,8 +89,14 @@ static __always_inline struct tcpotel_sock *sock_insert(struct sock *sk)
 		return NULL;
 	}
 	s = bpf_map_lookup_elem(&sockets, &key);
-	if (s && !s->sock_id)
-		s->sock_id = __sync_fetch_and_add(&next_sock_id, 1) + 1;
+	if (s && !s->sock_id) {
+		s->sock_id = sock_id_next();
+		if (!s->sock_id) {
+			bpf_map_delete_elem(&sockets, &key);
+			counter_inc(TCPOTEL_CNT_SOCK_UNTRACKED);
+			return NULL;
+		}
+	}
 	return s;
 }
 
@@ -554,23 +589,30 @@ static __always_inline void exchange_step(struct sock *sk, struct tcpotel_sock *
 	ex->phase = phase;
 }
 
-/* Every send (is_send) or receive of `bytes` > 0 bytes on a TCP socket. */
-static __always_inline void on_io(struct sock *sk, __u32 bytes, bool is_send)
+/* The entry of a socket that sends or receives; NULL when it is not observed. */
+static __always_inline struct tcpotel_sock *io_sock(struct sock *sk)
 {
 	__u64 key = (__u64)sk;
 	struct tcpotel_sock *s;
-	struct tcp_snap snap;
 
 	s = bpf_map_lookup_elem(&sockets, &key);
 	if (!s) {
 		s = sock_track_midstream(sk);
 		if (!s)
-			return;
+			return NULL;
 	}
 	if (!(s->flags & TCPOTEL_SOCK_HAS_OWNER))
 		sock_set_owner(s);
 	if (s->flags & TCPOTEL_SOCK_IGNORED)
-		return;
+		return NULL;
+	return s;
+}
+
+static __always_inline void io_count(struct sock *sk, struct tcpotel_sock *s, __u32 bytes,
+				     bool is_send)
+{
+	struct tcp_snap snap;
+
 	/* Atomic: two threads may write one socket; bytes must stay exact. */
 	if (is_send)
 		__sync_fetch_and_add(&s->bytes_sent, bytes);
@@ -579,7 +621,82 @@ static __always_inline void on_io(struct sock *sk, __u32 bytes, bool is_send)
 	sock_snap(sk, &snap);
 	srtt_sample(s, snap.srtt_us);
 	exchange_step(sk, s, is_send, bytes, &snap);
-	sock_mark(s, key);
+	sock_mark(s, (__u64)sk);
+}
+
+/* Every send (is_send) or receive of `bytes` > 0 bytes on a TCP socket. */
+static __always_inline void on_io(struct sock *sk, __u32 bytes, bool is_send)
+{
+	struct tcpotel_sock *s = io_sock(sk);
+
+	if (s)
+		io_count(sk, s, bytes, is_send);
+}
+
+/*
+ * Receives seen at tcp_cleanup_rbuf(sk, copied) (fentry and kprobe
+ * back-ends). It runs at the end of every read, MSG_PEEK included, and also
+ * while a read waits for more (MSG_WAITALL, SO_RCVLOWAT), each time with all
+ * the bytes copied so far: `copied` would count peeks, and such reads more
+ * than once. The bytes read are the advance of tp->copied_seq since the last
+ * count instead (a peek does not move it; splice and zero-copy receive do).
+ * The socket's lock serializes these calls for one socket.
+ */
+static __always_inline void on_recv_seq(struct sock *sk, __u32 copied)
+{
+	struct tcpotel_sock *s = io_sock(sk);
+	__u32 seq, bytes;
+
+	if (!s)
+		return;
+	seq = sock_copied_seq(sk);
+	if (!(s->flags & TCPOTEL_SOCK_RCV_SEQ)) {
+		/* Its opening was not seen: this read's bytes are all there is to go by. */
+		s->rcv_seq = seq - copied;
+		s->flags |= TCPOTEL_SOCK_RCV_SEQ;
+	}
+	bytes = seq - s->rcv_seq;
+	if ((__s32)bytes <= 0)
+		return;
+	s->rcv_seq = seq;
+	io_count(sk, s, bytes, false);
+}
+
+/*
+ * Sends seen at release_sock(sk) (kprobe back-end), for every socket: the
+ * bytes sent are how far tp->write_seq moved since the last count. Only the
+ * socket's owner releases it, so these calls are serialized for one socket.
+ * Counted in ESTABLISHED and CLOSE_WAIT only: once this end has sent its FIN
+ * (which takes a sequence number) the application sends nothing more.
+ */
+static __always_inline void on_send_seq(struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+	struct tcpotel_sock *s = bpf_map_lookup_elem(&sockets, &key);
+	__u32 seq, bytes;
+	int state;
+
+	/* Most releases are of sockets already in the table, or not TCP. */
+	if (!s && !sock_is_tcp(sk))
+		return;
+	state = sock_state(sk);
+	if (state != TCP_ESTABLISHED && state != TCP_CLOSE_WAIT)
+		return;
+	s = io_sock(sk);
+	if (!s)
+		return;
+	seq = sock_write_seq(sk);
+	if (!(s->flags & TCPOTEL_SOCK_SND_SEQ)) {
+		/* Its opening was not seen: count from here. */
+		s->snd_seq = seq;
+		s->flags |= TCPOTEL_SOCK_SND_SEQ;
+		return;
+	}
+	bytes = seq - s->snd_seq;
+	if ((__s32)bytes <= 0)
+		return;
+	s->snd_seq = seq;
+	io_count(sk, s, bytes, true);
 }
 
 static __always_inline void listener_add(const struct sock *sk)
@@ -795,7 +912,11 @@ static __always_inline void on_state(struct sock *sk, int oldstate, int newstate
 		if (!s)
 			return;
 		sock_fill_tuple(sk, s, role);
-		s->flags |= TCPOTEL_SOCK_OPENED;
+		/* Nothing is read or sent yet: bytes count from here (on_recv_seq(),
+		 * on_send_seq()). */
+		s->rcv_seq = sock_copied_seq(sk);
+		s->snd_seq = sock_write_seq(sk);
+		s->flags |= TCPOTEL_SOCK_OPENED | TCPOTEL_SOCK_RCV_SEQ | TCPOTEL_SOCK_SND_SEQ;
 		/* No request can have begun before now (exchange_start_ns()). */
 		s->ex.end_ns = bpf_ktime_get_ns();
 		if (role == TCPOTEL_ROLE_SERVER && !(s->flags & TCPOTEL_SOCK_HAS_OWNER)) {

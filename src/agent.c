@@ -21,6 +21,7 @@
 #include "metrics.h"
 #include "otlp.h"
 #include "privdrop.h"
+#include "probe.h"
 #include "procinfo.h"
 #include "prom.h"
 #include "sockets.h"
@@ -151,20 +152,21 @@ static int resolve_netns(const struct config *cfg, uint32_t *out)
 	return 0;
 }
 
-static void seed_listeners(struct agent *a)
+/* Listening ports of running processes, for the table at load (NULL: none). */
+static struct listener *scan_listeners(size_t *n_out)
 {
 	struct listener *found = calloc(MAX_SEEDED_LISTENERS, sizeof(*found));
 	int n;
 
+	*n_out = 0;
 	if (!found)
-		return;
+		return NULL;
 	n = listeners_scan("/proc", found, MAX_SEEDED_LISTENERS);
 	if (n < 0)
 		log_warn("cannot list the listening ports of running processes: %s", strerror(-n));
-	for (int i = 0; i < n; i++)
-		capture__add_listener(a->capture, found[i].netns, found[i].port);
 	log_debug("%d listening ports found before start", n > 0 ? n : 0);
-	free(found);
+	*n_out = n > 0 ? (size_t)n : 0;
+	return found;
 }
 
 /* exporter.* as the export thread takes it. */
@@ -235,15 +237,20 @@ static int sweep_collect(void *ctx, const uint64_t *keys, size_t n,
 	return capture__collect(ctx, keys, n, out);
 }
 
+enum capture_backend agent__backend(const struct agent *a)
+{
+	return capture__backend(a->capture);
+}
+
 const char *agent__ui_url(const struct agent *a)
 {
 	return a->ui ? ui__url(a->ui) : NULL;
 }
 
-struct agent *agent__start(const struct config *cfg, enum capture_backend backend)
+struct agent *agent__start(const struct config *cfg)
 {
 	struct capture_opts copts = {
-		.backend = backend,
+		.backend = cfg->capture.backend,
 		.max_sockets = cfg->capture.max_sockets,
 		.self_tgid = (uint32_t)getpid(),
 		.exchange_records = exchange_records(cfg),
@@ -277,6 +284,7 @@ struct agent *agent__start(const struct config *cfg, enum capture_backend backen
 		.internal_networks = &cfg->spans.internal_networks,
 	};
 	struct exporter_opts eopts;
+	struct listener *listeners = NULL;
 	uint32_t *netns = NULL;
 	struct agent *a;
 	int err = -ENOMEM;
@@ -299,16 +307,15 @@ struct agent *agent__start(const struct config *cfg, enum capture_backend backen
 	if (!a->metrics)
 		goto fail_errno;
 	metrics__set_per_process(a->metrics, cfg->metrics.per_process);
-	a->capture = capture__load(&copts);
+	listeners = scan_listeners(&copts.n_listeners);
+	copts.listeners = listeners;
+	/* Loaded and attached: the back-end is chosen by proof. */
+	a->capture = probe_capture(&copts, NULL, 0);
 	if (!a->capture)
 		goto fail_errno;
 	a->rb = ring_buffer__new(capture__events_fd(a->capture), on_record, a, NULL);
 	if (!a->rb)
 		goto fail_errno;
-	seed_listeners(a);
-	err = capture__attach(a->capture);
-	if (err)
-		goto fail;
 	/* Before any thread starts: capabilities are per thread, inherited. */
 	privdrop_after_attach(capture__sockets_fd(a->capture));
 	exporter_opts_of(cfg, &eopts);
@@ -325,12 +332,14 @@ struct agent *agent__start(const struct config *cfg, enum capture_backend backen
 	err = start_ui(a);
 	if (err)
 		goto fail;
+	free(listeners);
 	free(netns);
 	return a;
 
 fail_errno:
 	err = -errno ?: -ENOMEM;
 fail:
+	free(listeners);
 	free(netns);
 	agent__free(a);
 	errno = -err;

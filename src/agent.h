@@ -14,8 +14,11 @@
 
 struct agent;
 
-/* Starts everything (capture attached). NULL + errno on failure, already logged. */
-struct agent *agent__start(const struct config *cfg, enum capture_backend backend);
+/* Starts everything (capture attached, its back-end chosen by capture.backend).
+ * NULL + errno on failure, already logged. */
+struct agent *agent__start(const struct config *cfg);
+/* The capture back-end in use. */
+enum capture_backend agent__backend(const struct agent *a);
 /* Runs until *stop becomes non-zero, then flushes within the export timeout. */
 int agent__run(struct agent *a, volatile sig_atomic_t *stop);
 void agent__free(struct agent *a);

@@ -6,13 +6,16 @@
 #include <string.h>
 #include <time.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
+#include "listeners.h"
 #include "log.h"
-/* The generated skeleton casts away const on its embedded ELF bytes. */
+/* The generated skeletons cast away const on their embedded ELF bytes. */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wcast-qual"
-#include "tcpotel.skel.h"
+#include "tcpotel_tp.skel.h"
+#include "tcpotel_compat.skel.h"
 #pragma GCC diagnostic pop
 
 _Static_assert(sizeof(struct tcpotel_tuple) == 40, "ABI: tcpotel_tuple");
@@ -32,26 +35,40 @@ struct sweep_globals {
 	int collect_fd; /* the collect program */
 };
 
+/* The verifier's statistics (log level 4) take a few lines. */
+#define VERIFIER_LOG_SIZE 1024
+
+/*
+ * Two BPF objects, each with the shared programs (maps, state changes):
+ * tcpotel_tp with the tracepoint back-end, which reads tcp_sock through the
+ * bpf_rdonly_cast() kfunc (6.2+), and tcpotel_compat with the fentry and
+ * kprobe back-ends, which use no kfunc. libbpf resolves every extern of an
+ * object at load, programs left out included, and looks for a kfunc the
+ * kernel lacks in module BTFs, which only CAP_SYS_ADMIN may list before 6.x:
+ * one object for all would not load on 6.1 with the shipped capabilities.
+ */
 struct capture {
-	struct tcpotel_bpf *skel;
+	void *skel; /* struct tcpotel_tp_bpf or struct tcpotel_compat_bpf */
+	struct bpf_object_skeleton *skeleton;
+	struct bpf_object *obj;
+	struct bpf_map *sockets, *dirty, *events, *listeners, *netns_allowed, *counters;
 	enum capture_backend backend;
+	bool quiet;
 	struct sweep_globals sweep;
+	char (*logs)[VERIFIER_LOG_SIZE]; /* per program, with opts.verifier_stats */
 };
 
-/* Per back-end, the hook programs it attaches; the state programs are shared. */
+/* Per back-end, the hook programs it attaches; every other program is shared. */
 static const char *const tracepoint_progs[] = { "tp_sock_send_length", "tp_sock_recv_length",
 						NULL };
 static const char *const fentry_progs[] = { "fexit_tcp_sendmsg", "fentry_tcp_cleanup_rbuf", NULL };
-static const char *const kprobe_progs[] = { "kprobe_tcp_sendmsg", "kretprobe_tcp_sendmsg",
-					    "kprobe_tcp_cleanup_rbuf", NULL };
-static const char *const state_progs[] = { "tp_inet_sock_set_state", "tp_tcp_destroy_sock",
-					   "tp_tcp_retransmit_skb",  "tp_tcp_receive_reset",
-					   "tp_tcp_send_reset",	     NULL };
+static const char *const kprobe_progs[] = { "kprobe_release_sock", "kprobe_tcp_cleanup_rbuf",
+					    NULL };
+static const char *const no_progs[] = { NULL };
 /* Loaded with every back-end and never attached: run by capture__collect(). */
 #define COLLECT_PROG "collect"
 
-/* The hook programs of a back-end (NULL-terminated); the state programs otherwise. */
-static const char *const *backend_programs(enum capture_backend backend)
+const char *const *capture_backend_programs(enum capture_backend backend)
 {
 	switch (backend) {
 	case BACKEND_TRACEPOINT:
@@ -61,7 +78,7 @@ static const char *const *backend_programs(enum capture_backend backend)
 	case BACKEND_KPROBE:
 		return kprobe_progs;
 	default:
-		return state_progs;
+		return no_progs;
 	}
 }
 
@@ -73,22 +90,30 @@ static bool name_in(const char *name, const char *const *list)
 	return false;
 }
 
-/* Loads only the chosen back-end's hooks plus the shared state programs. */
-static int select_programs(struct tcpotel_bpf *skel, enum capture_backend backend)
+static bool other_backends_prog(const char *name, enum capture_backend backend)
 {
-	const char *const *wanted = backend_programs(backend);
+	static const enum capture_backend all[] = { BACKEND_TRACEPOINT, BACKEND_FENTRY,
+						    BACKEND_KPROBE };
+
+	for (size_t i = 0; i < ARRAY_SIZE(all); i++)
+		if (all[i] != backend && name_in(name, capture_backend_programs(all[i])))
+			return true;
+	return false;
+}
+
+/* Loads the chosen back-end's hooks and every shared program, nothing else. */
+static int select_programs(struct bpf_object *obj, enum capture_backend backend)
+{
 	struct bpf_program *prog;
 	int err;
 
-	bpf_object__for_each_program(prog, skel->obj) {
+	bpf_object__for_each_program(prog, obj) {
 		const char *name = bpf_program__name(prog);
-		bool collect = strcmp(name, COLLECT_PROG) == 0;
-		bool on = collect || name_in(name, wanted) || name_in(name, state_progs);
 
-		err = bpf_program__set_autoload(prog, on);
+		err = bpf_program__set_autoload(prog, !other_backends_prog(name, backend));
 		if (err)
 			return err;
-		if (collect)
+		if (strcmp(name, COLLECT_PROG) == 0)
 			bpf_program__set_autoattach(prog, false);
 	}
 	return 0;
@@ -107,20 +132,183 @@ static uint32_t tick_ns(void)
 	return (uint32_t)res.tv_nsec;
 }
 
-static void set_knobs(struct tcpotel_bpf *skel, const struct capture_opts *opts)
+/* Where global `name` of `size` bytes sits in the object's .rodata; -ENOENT
+ * when it is not there with that size. */
+static long rodata_offset(const struct btf *btf, const char *name, size_t size)
 {
-	struct tcpotel_bpf__rodata *ro = skel->rodata;
+	int id = btf__find_by_name_kind(btf, ".rodata", BTF_KIND_DATASEC);
+	const struct btf_var_secinfo *vs;
+	const struct btf_type *sec;
 
-	ro->cfg_self_tgid = opts->self_tgid;
-	ro->cfg_idle_timeout_ns = opts->idle_timeout_ns;
-	ro->cfg_response_timeout_ns = opts->response_timeout_ns;
-	ro->cfg_tick_ns = tick_ns();
-	ro->cfg_exchange_records = opts->exchange_records;
-	ro->cfg_sample_threshold = opts->sample_threshold;
-	ro->cfg_netns_filter = opts->n_netns > 0;
-	ro->cfg_n_exclude_ports = MIN(opts->n_exclude_ports, TCPOTEL_MAX_EXCLUDE_PORTS);
-	for (size_t i = 0; i < ro->cfg_n_exclude_ports; i++)
-		ro->cfg_exclude_ports[i] = opts->exclude_ports[i];
+	if (id < 0)
+		return -ENOENT;
+	sec = btf__type_by_id(btf, id);
+	vs = btf_var_secinfos(sec);
+	for (int i = 0; i < btf_vlen(sec); i++, vs++) {
+		const struct btf_type *var = btf__type_by_id(btf, vs->type);
+
+		if (strcmp(btf__name_by_offset(btf, var->name_off), name) == 0)
+			return vs->size == size ? (long)vs->offset : -ENOENT;
+	}
+	return -ENOENT;
+}
+
+/* The load-time knobs of bpf/maps.bpf.c, by name: the same in both objects. */
+static int set_knobs(struct bpf_object *obj, const struct capture_opts *opts)
+{
+	struct bpf_map *map = bpf_object__find_map_by_name(obj, ".rodata");
+	const struct btf *btf = bpf_object__btf(obj);
+	uint32_t self_tgid = opts->self_tgid;
+	uint64_t idle_ns = opts->idle_timeout_ns, threshold = opts->sample_threshold;
+	uint64_t response_ns = opts->response_timeout_ns;
+	uint32_t tick = tick_ns();
+	uint8_t records = opts->exchange_records, netns_filter = opts->n_netns > 0;
+	uint32_t n_ports = (uint32_t)MIN(opts->n_exclude_ports, TCPOTEL_MAX_EXCLUDE_PORTS);
+	uint16_t ports[TCPOTEL_MAX_EXCLUDE_PORTS] = {};
+	const struct {
+		const char *name;
+		const void *value;
+		size_t size;
+	} knobs[] = {
+		{ "cfg_self_tgid", &self_tgid, sizeof(self_tgid) },
+		{ "cfg_idle_timeout_ns", &idle_ns, sizeof(idle_ns) },
+		{ "cfg_response_timeout_ns", &response_ns, sizeof(response_ns) },
+		{ "cfg_tick_ns", &tick, sizeof(tick) },
+		{ "cfg_exchange_records", &records, sizeof(records) },
+		{ "cfg_sample_threshold", &threshold, sizeof(threshold) },
+		{ "cfg_netns_filter", &netns_filter, sizeof(netns_filter) },
+		{ "cfg_exclude_ports", ports, sizeof(ports) },
+		{ "cfg_n_exclude_ports", &n_ports, sizeof(n_ports) },
+	};
+	const void *initial;
+	size_t size = 0;
+	char *data;
+	int err = 0;
+
+	initial = map && btf ? bpf_map__initial_value(map, &size) : NULL;
+	if (!initial)
+		return -ENOENT;
+	data = malloc(size);
+	if (!data)
+		return -ENOMEM;
+	memcpy(data, initial, size);
+	for (uint32_t i = 0; i < n_ports; i++)
+		ports[i] = opts->exclude_ports[i];
+	for (size_t i = 0; i < ARRAY_SIZE(knobs) && !err; i++) {
+		long off = rodata_offset(btf, knobs[i].name, knobs[i].size);
+
+		if (off < 0 || (size_t)off + knobs[i].size > size) {
+			log_err("the BPF object has no %zu-byte %s", knobs[i].size, knobs[i].name);
+			err = -ENOENT;
+			break;
+		}
+		memcpy(data + off, knobs[i].value, knobs[i].size);
+	}
+	if (!err)
+		err = bpf_map__set_initial_value(map, data, size);
+	free(data);
+	return err;
+}
+
+/* Asks the verifier for its statistics of every program, into c->logs. */
+static int keep_verifier_stats(struct capture *c)
+{
+	struct bpf_program *prog;
+	size_t n = 0, i = 0;
+	int err = 0;
+
+	bpf_object__for_each_program(prog, c->obj)
+		n++;
+	c->logs = calloc(n ? n : 1, sizeof(*c->logs));
+	if (!c->logs)
+		return -ENOMEM;
+	bpf_object__for_each_program(prog, c->obj) {
+		err = bpf_program__set_log_level(prog, 4 /* BPF_LOG_STATS */);
+		if (!err)
+			err = bpf_program__set_log_buf(prog, c->logs[i++], VERIFIER_LOG_SIZE);
+		if (err)
+			break;
+	}
+	return err;
+}
+
+size_t capture__prog_stats(const struct capture *c, struct capture_prog_stats *out, size_t max)
+{
+	struct bpf_program *prog;
+	size_t n = 0, i = 0;
+
+	bpf_object__for_each_program(prog, c->obj) {
+		struct bpf_prog_info info = {};
+		__u32 len = sizeof(info);
+		int fd = bpf_program__fd(prog);
+		const char *p;
+
+		i++;
+		if (fd < 0 || n >= max || bpf_obj_get_info_by_fd(fd, &info, &len))
+			continue;
+		out[n] = (struct capture_prog_stats){
+			.name = bpf_program__name(prog),
+			.verified_insns = info.verified_insns,
+			.jited_bytes = info.jited_prog_len,
+			.xlated_bytes = info.xlated_prog_len,
+		};
+		p = c->logs ? strstr(c->logs[i - 1], "processed ") : NULL;
+		if (p)
+			out[n].verified_insns = (uint32_t)strtoul(p + 10, NULL, 10);
+		n++;
+	}
+	return n;
+}
+
+/* Opens the object that holds the back-end's programs. */
+static int open_object(struct capture *c)
+{
+	if (c->backend == BACKEND_TRACEPOINT) {
+		struct tcpotel_tp_bpf *skel = tcpotel_tp_bpf__open();
+
+		if (!skel)
+			return -errno;
+		c->skel = skel;
+		c->skeleton = skel->skeleton;
+		c->obj = skel->obj;
+	} else {
+		struct tcpotel_compat_bpf *skel = tcpotel_compat_bpf__open();
+
+		if (!skel)
+			return -errno;
+		c->skel = skel;
+		c->skeleton = skel->skeleton;
+		c->obj = skel->obj;
+	}
+	c->sockets = bpf_object__find_map_by_name(c->obj, "sockets");
+	c->dirty = bpf_object__find_map_by_name(c->obj, "dirty");
+	c->events = bpf_object__find_map_by_name(c->obj, "events");
+	c->listeners = bpf_object__find_map_by_name(c->obj, "listeners");
+	c->netns_allowed = bpf_object__find_map_by_name(c->obj, "netns_allowed");
+	c->counters = bpf_object__find_map_by_name(c->obj, "counters");
+	if (!c->sockets || !c->dirty || !c->events || !c->listeners || !c->netns_allowed ||
+	    !c->counters)
+		return -ENOENT;
+	return 0;
+}
+
+#define SWEEP_OF(s)                                                \
+	((struct sweep_globals){                                   \
+		.gen = &(s)->data->sweep_gen,                      \
+		.keys = (s)->bss->collect_keys,                    \
+		.n_keys = &(s)->bss->collect_n_keys,               \
+		.out = (s)->bss->collect_out,                      \
+		.n_out = &(s)->bss->collect_n_out,                 \
+		.collect_fd = bpf_program__fd((s)->progs.collect), \
+	})
+
+/* The sweep's globals, where the loaded object (either) mapped them. */
+static void find_sweep(struct capture *c)
+{
+	if (c->backend == BACKEND_TRACEPOINT)
+		c->sweep = SWEEP_OF((struct tcpotel_tp_bpf *)c->skel);
+	else
+		c->sweep = SWEEP_OF((struct tcpotel_compat_bpf *)c->skel);
 }
 
 struct capture *capture__load(const struct capture_opts *opts)
@@ -134,88 +322,100 @@ struct capture *capture__load(const struct capture_opts *opts)
 		errno = EINVAL;
 		return NULL;
 	}
+	if (opts->backend == BACKEND_AUTO) {
+		errno = EINVAL;
+		return NULL;
+	}
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
 	c->backend = opts->backend;
-	c->skel = tcpotel_bpf__open();
-	if (!c->skel) {
-		err = -errno;
+	c->quiet = opts->quiet;
+	err = open_object(c);
+	if (err) {
 		log_err("cannot open the BPF object: %s", strerror(-err));
-		goto err_free;
+		goto err_destroy;
 	}
-	set_knobs(c->skel, opts);
-	err = bpf_map__set_max_entries(c->skel->maps.sockets, opts->max_sockets);
+	err = set_knobs(c->obj, opts);
+	if (!err)
+		err = bpf_map__set_max_entries(c->sockets, opts->max_sockets);
 	/* Each socket is queued once per sweep: room for a sweep's and the next's. */
 	if (!err)
-		err = bpf_map__set_max_entries(c->skel->maps.dirty, 2 * opts->max_sockets);
+		err = bpf_map__set_max_entries(c->dirty, 2 * opts->max_sockets);
 	if (!err)
-		err = select_programs(c->skel, opts->backend);
+		err = select_programs(c->obj, opts->backend);
 	if (err)
 		goto err_destroy;
-	err = tcpotel_bpf__load(c->skel);
+	if (!err && opts->verifier_stats)
+		err = keep_verifier_stats(c);
+	if (err)
+		goto err_destroy;
+	err = bpf_object__load_skeleton(c->skeleton);
 	if (err) {
-		log_err("cannot load the %s back-end's BPF programs: %s",
-			config_backend_name(opts->backend), strerror(-err));
+		log_at(opts->quiet ? LOG_DEBUG : LOG_ERROR,
+		       "cannot load the %s back-end's BPF programs: %s",
+		       config_backend_name(opts->backend), strerror(-err));
 		goto err_destroy;
 	}
-	c->sweep = (struct sweep_globals){
-		.gen = &c->skel->data->sweep_gen,
-		.keys = c->skel->bss->collect_keys,
-		.n_keys = &c->skel->bss->collect_n_keys,
-		.out = c->skel->bss->collect_out,
-		.n_out = &c->skel->bss->collect_n_out,
-		.collect_fd = bpf_program__fd(c->skel->progs.collect),
-	};
+	find_sweep(c);
 	for (size_t i = 0; i < opts->n_netns; i++) {
 		__u8 one = 1;
 
-		err = bpf_map__update_elem(c->skel->maps.netns_allowed, &opts->netns[i],
+		err = bpf_map__update_elem(c->netns_allowed, &opts->netns[i],
 					   sizeof(opts->netns[i]), &one, sizeof(one), BPF_ANY);
 		if (err)
 			goto err_destroy;
 	}
+	/* Best effort: a full listener table only loses the role of old connections. */
+	for (size_t i = 0; i < opts->n_listeners; i++)
+		capture__add_listener(c, opts->listeners[i].netns, opts->listeners[i].port);
 	return c;
 
 err_destroy:
-	tcpotel_bpf__destroy(c->skel);
-err_free:
-	free(c);
+	capture__destroy(c);
 	errno = -err;
 	return NULL;
 }
 
 int capture__attach(struct capture *c)
 {
-	int err = tcpotel_bpf__attach(c->skel);
+	int err = bpf_object__attach_skeleton(c->skeleton);
 
 	if (err)
-		log_err("cannot attach the %s back-end: %s", config_backend_name(c->backend),
-			strerror(-err));
+		log_at(c->quiet ? LOG_DEBUG : LOG_ERROR, "cannot attach the %s back-end: %s",
+		       config_backend_name(c->backend), strerror(-err));
 	return err;
+}
+
+enum capture_backend capture__backend(const struct capture *c)
+{
+	return c->backend;
 }
 
 void capture__destroy(struct capture *c)
 {
 	if (!c)
 		return;
-	tcpotel_bpf__destroy(c->skel);
+	if (c->skeleton)
+		bpf_object__destroy_skeleton(c->skeleton);
+	free(c->skel);
+	free(c->logs);
 	free(c);
 }
 
 int capture__sockets_fd(const struct capture *c)
 {
-	return bpf_map__fd(c->skel->maps.sockets);
+	return bpf_map__fd(c->sockets);
 }
 
 int capture__dirty_fd(const struct capture *c)
 {
-	return bpf_map__fd(c->skel->maps.dirty);
+	return bpf_map__fd(c->dirty);
 }
 
 int capture__events_fd(const struct capture *c)
 {
-	return bpf_map__fd(c->skel->maps.events);
+	return bpf_map__fd(c->events);
 }
 
 int capture__add_listener(struct capture *c, uint32_t netns, uint16_t port)
@@ -223,7 +423,7 @@ int capture__add_listener(struct capture *c, uint32_t netns, uint16_t port)
 	struct tcpotel_listen_key key = { .netns = netns, .port = port };
 	struct tcpotel_listen val = {};
 
-	return bpf_map__update_elem(c->skel->maps.listeners, &key, sizeof(key), &val, sizeof(val),
+	return bpf_map__update_elem(c->listeners, &key, sizeof(key), &val, sizeof(val),
 				    BPF_NOEXIST);
 }
 
@@ -270,7 +470,7 @@ int capture__read_counters(const struct capture *c, uint64_t out[TCPOTEL_CNT__MA
 		return -ENOMEM;
 	for (uint32_t i = 0; i < TCPOTEL_CNT__MAX; i++) {
 		out[i] = 0;
-		err = bpf_map__lookup_elem(c->skel->maps.counters, &i, sizeof(i), vals,
+		err = bpf_map__lookup_elem(c->counters, &i, sizeof(i), vals,
 					   sizeof(*vals) * (size_t)ncpu, 0);
 		if (err)
 			break;
@@ -283,11 +483,11 @@ int capture__read_counters(const struct capture *c, uint64_t out[TCPOTEL_CNT__MA
 
 size_t capture__prog_ids(const struct capture *c, uint32_t *ids, size_t max, bool io_only)
 {
-	const char *const *io = backend_programs(c->backend);
+	const char *const *io = capture_backend_programs(c->backend);
 	struct bpf_program *prog;
 	size_t n = 0;
 
-	bpf_object__for_each_program(prog, c->skel->obj) {
+	bpf_object__for_each_program(prog, c->obj) {
 		struct bpf_prog_info info = {};
 		__u32 len = sizeof(info);
 		int fd = bpf_program__fd(prog);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Owns the BPF skeleton: open -> set load-time knobs -> enable the chosen
- * back-end's programs (and only those) -> load -> attach -> destroy.
+ * Owns the BPF objects: open the one that holds the chosen back-end -> set
+ * load-time knobs -> enable that back-end's programs and the shared ones ->
+ * load -> attach -> destroy. Which back-end: probe_capture() (probe.h).
  */
 #ifndef TCPOTEL_CAPTURE_H
 #define TCPOTEL_CAPTURE_H
@@ -13,8 +14,10 @@
 #include "config.h"
 #include "abi.h"
 
+struct listener;
+
 struct capture_opts {
-	enum capture_backend backend; /* resolved: never BACKEND_AUTO */
+	enum capture_backend backend; /* capture__load: never BACKEND_AUTO (see probe_capture()) */
 	uint32_t max_sockets;
 	uint32_t self_tgid; /* sockets of this process are never observed */
 	bool exchange_records; /* sampled exchanges go to user space (spans, live map) */
@@ -25,6 +28,18 @@ struct capture_opts {
 	size_t n_netns;
 	const uint16_t *exclude_ports;
 	size_t n_exclude_ports;
+	const struct listener *listeners; /* listening before start: put in the table at load */
+	size_t n_listeners;
+	bool quiet; /* a back-end being tried: its failures are logged at debug level */
+	bool verifier_stats; /* keep the verifier's statistics of each program (capture__prog_stats) */
+};
+
+/* What loading one program cost, as the kernel reports it. */
+struct capture_prog_stats {
+	const char *name;
+	uint32_t verified_insns; /* instructions the verifier processed; 0: not known */
+	uint32_t jited_bytes; /* JIT-compiled size */
+	uint32_t xlated_bytes; /* size after the verifier's rewrites */
 };
 
 struct capture;
@@ -33,6 +48,7 @@ struct capture;
 struct capture *capture__load(const struct capture_opts *opts);
 int capture__attach(struct capture *c);
 void capture__destroy(struct capture *c);
+enum capture_backend capture__backend(const struct capture *c);
 
 int capture__sockets_fd(const struct capture *c);
 /* The queue of changed sockets (the benchmark queues sockets by hand). */
@@ -56,5 +72,13 @@ int capture__collect(struct capture *c, const uint64_t *keys, size_t n,
 int capture__read_counters(const struct capture *c, uint64_t out[TCPOTEL_CNT__MAX]);
 /* Programs of the loaded back-end, for BPF statistics: fills ids, returns how many. */
 size_t capture__prog_ids(const struct capture *c, uint32_t *ids, size_t max, bool io_only);
+
+/* Fills `out` with the loaded programs' statistics; returns how many. The
+ * verifier's count comes from its own log with opts.verifier_stats (every
+ * kernel), else from bpf_prog_info (5.16 and later). */
+size_t capture__prog_stats(const struct capture *c, struct capture_prog_stats *out, size_t max);
+
+/* Names of the programs each back-end uses (NULL-terminated), for tests. */
+const char *const *capture_backend_programs(enum capture_backend backend);
 
 #endif

@@ -36,8 +36,7 @@ static const struct option long_opts[] = {
 static const char usage[] =
 	"Usage: tcpotel [OPTION]...\n"
 	"Turn the kernel's TCP activity into OpenTelemetry metrics and spans (OTLP/HTTP).\n"
-	"Runs in the foreground, logs to stderr; needs root or CAP_BPF, CAP_PERFMON and\n"
-	"CAP_NET_ADMIN.\n"
+	"Runs in the foreground, logs to stderr; needs root or CAP_BPF and CAP_PERFMON.\n"
 	"\n"
 	"  -c, --config FILE      configuration file; default " CLI_ETC_CONFIG ",\n"
 	"                         else config/tcpotel.yaml next to the program's\n"

@@ -734,7 +734,7 @@ static void abort_in_flight(struct exporter *e)
 			continue;
 		if (curl_easy_getinfo(s->curl, CURLINFO_SIZE_UPLOAD_T, &uploaded) == CURLE_OK &&
 		    uploaded > 0)
-			stats_add(e, &e->st.bytes_sent, (uint64_t)uploaded);
+			stats_add(e, &e->st.bytes_sent[s->b.signal], (uint64_t)uploaded);
 		b = s->b;
 		slot_release(e, s);
 		stats_add(e, &e->st.failed_requests, 1);

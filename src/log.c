@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <bpf/libbpf.h>
@@ -55,20 +56,49 @@ void log_write(enum log_level level, const char *fmt, ...)
 		line);
 }
 
+/* A verifier log runs to thousands of lines; its reason is at the end. */
+#define LIBBPF_HEAD_LINES 8
+#define LIBBPF_TAIL_LINES 40
+
+/* One libbpf message, line by line: a long one (a verifier log) keeps its
+ * first and last lines below debug level, all of them at debug. */
+static void libbpf_write(enum log_level ours, const char *fmt, va_list ap)
+{
+	char *text = NULL, *line, *save = NULL;
+	size_t n = 0, i = 0;
+
+	if (ours > log_current_level || vasprintf(&text, fmt, ap) < 0)
+		return;
+	for (const char *p = text; *p; p++)
+		n += *p == '\n' || !p[1];
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save), i++) {
+		bool keep = log_current_level >= LOG_DEBUG || i < LIBBPF_HEAD_LINES ||
+			    i + LIBBPF_TAIL_LINES >= n;
+
+		if (!keep) {
+			if (i == LIBBPF_HEAD_LINES)
+				log_write(
+					ours,
+					"libbpf: (%zu lines left out; all of them at --log-level debug)",
+					n - LIBBPF_HEAD_LINES - LIBBPF_TAIL_LINES);
+			continue;
+		}
+		/* libbpf starts its own lines with "libbpf: ". */
+		log_write(ours, "%s%s", strncmp(line, "libbpf: ", 8) ? "libbpf: " : "", line);
+	}
+	free(text);
+}
+
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
-	enum log_level ours = level == LIBBPF_WARN ? LOG_WARN : LOG_DEBUG;
-	char line[2048];
-	size_t len;
+	libbpf_write(level == LIBBPF_WARN ? LOG_WARN : LOG_DEBUG, fmt, ap);
+	return 0;
+}
 
-	if (ours > log_current_level)
-		return 0;
-	vsnprintf(line, sizeof(line), fmt, ap);
-	len = strlen(line);
-	while (len && line[len - 1] == '\n')
-		line[--len] = '\0';
-	/* libbpf starts its own lines with "libbpf: ". */
-	log_write(ours, "%s%s", strncmp(line, "libbpf: ", 8) ? "libbpf: " : "", line);
+/* While a back-end that may well fail is tried: its complaints are not warnings. */
+static int libbpf_print_debug(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	libbpf_write(LOG_DEBUG, fmt, ap);
 	return 0;
 }
 
@@ -85,6 +115,11 @@ void log_bridge_libbpf(void)
 void *log_mute_libbpf(void)
 {
 	return (void *)libbpf_set_print(libbpf_silent);
+}
+
+void *log_demote_libbpf(void)
+{
+	return (void *)libbpf_set_print(libbpf_print_debug);
 }
 
 void log_restore_libbpf(void *old)

@@ -27,6 +27,8 @@ void log_write(enum log_level level, const char *fmt, ...) __printf(2, 3);
 void log_bridge_libbpf(void);
 /* Mutes libbpf while a probe that is expected to fail runs; returns the old handler. */
 void *log_mute_libbpf(void);
+/* libbpf's messages at debug level only (a try that may fail); returns the old handler. */
+void *log_demote_libbpf(void);
 void log_restore_libbpf(void *old);
 
 #define log_at(level, ...)                               \

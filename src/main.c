@@ -72,7 +72,6 @@ static int install_signals(void)
 
 int main(int argc, char **argv)
 {
-	enum capture_backend backend;
 	struct cli_opts opts = {};
 	char path_buf[PATH_MAX], why[512];
 	struct config *cfg = NULL;
@@ -111,18 +110,17 @@ int main(int argc, char **argv)
 		log_err("%s", why);
 		goto out;
 	}
-	err = probe_choose_backend(cfg->capture.backend, &backend, why, sizeof(why));
+	err = probe_kernel(why, sizeof(why));
 	if (err) {
 		log_err("%s", why);
 		goto out;
 	}
-	log_info("capture back-end: %s (%s)", config_backend_name(backend), why);
 	err = install_signals();
 	if (err) {
 		log_err("cannot install signal handlers: %s", strerror(-err));
 		goto out;
 	}
-	agent = agent__start(cfg, backend);
+	agent = agent__start(cfg);
 	if (!agent) {
 		err = -errno;
 		log_err("cannot start: %s", strerror(errno));
@@ -130,7 +128,8 @@ int main(int argc, char **argv)
 	}
 	log_info("tcpotel %s running: backend %s, metrics every %" PRIu64
 		 " ms to %s, spans %s to %s",
-		 TCPOTEL_VERSION, config_backend_name(backend), cfg->metrics.interval_ms,
+		 TCPOTEL_VERSION, config_backend_name(agent__backend(agent)),
+		 cfg->metrics.interval_ms,
 		 cfg->metrics.enabled ? cfg->exporter.otlp.metrics_endpoint : "(off)",
 		 cfg->spans.enabled ? "on" : "off",
 		 cfg->spans.enabled ? cfg->exporter.otlp.traces_endpoint : "-");

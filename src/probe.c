@@ -10,11 +10,13 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
+#include "capture.h"
 #include "log.h"
 
 #ifndef CAP_PERFMON
@@ -39,7 +41,6 @@ int probe_privileges(char *why, size_t size)
 	} needed[] = {
 		{ CAP_BPF, "CAP_BPF" },
 		{ CAP_PERFMON, "CAP_PERFMON" },
-		{ CAP_NET_ADMIN, "CAP_NET_ADMIN" },
 	};
 	char missing[128] = "";
 
@@ -59,11 +60,37 @@ int probe_privileges(char *why, size_t size)
 	if (!missing[0])
 		return 0;
 	snprintf(why, size,
-		 "tcpotel needs root, or the capabilities CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN; "
+		 "tcpotel needs root, or the capabilities CAP_BPF and CAP_PERFMON; "
 		 "missing: %s (run it as root, or grant them: "
-		 "setcap cap_bpf,cap_perfmon,cap_net_admin+ep tcpotel)",
+		 "setcap cap_bpf,cap_perfmon+ep tcpotel)",
 		 missing);
 	return -EPERM;
+}
+
+int probe_kernel(char *why, size_t size)
+{
+	struct utsname u = {};
+	int err;
+
+	uname(&u);
+	if (access("/sys/kernel/btf/vmlinux", R_OK)) {
+		err = -errno;
+		snprintf(
+			why, size,
+			"this kernel (%s) has no BTF (/sys/kernel/btf/vmlinux: %s): tcpotel needs a "
+			"kernel built with CONFIG_DEBUG_INFO_BTF=y",
+			u.release, strerror(-err));
+		return err;
+	}
+	/* The ring buffer (5.8) is what every back-end sends records through. */
+	if (libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, NULL) != 1) {
+		snprintf(
+			why, size,
+			"this kernel (%s) has no BPF ring buffer: tcpotel needs Linux 5.8 or later",
+			u.release);
+		return -ENOTSUP;
+	}
+	return 0;
 }
 
 /* The smallest valid program: r0 = 0; exit. */
@@ -211,44 +238,81 @@ int probe_backend(enum capture_backend backend, char *why, size_t size)
 	return err;
 }
 
-int probe_choose_backend(enum capture_backend wanted, enum capture_backend *chosen, char *why,
-			 size_t size)
-{
-	static const enum capture_backend order[] = { BACKEND_TRACEPOINT, BACKEND_FENTRY,
-						      BACKEND_KPROBE };
-	char reason[256];
-	int err, found = -1;
+/* The order in which auto tries the back-ends: the cheapest and most exact first. */
+static const enum capture_backend auto_order[] = { BACKEND_TRACEPOINT, BACKEND_FENTRY,
+						   BACKEND_KPROBE };
 
-	if (wanted != BACKEND_AUTO) {
-		err = probe_backend(wanted, reason, sizeof(reason));
-		if (err) {
-			snprintf(why, size, "capture.backend %s cannot be used on this kernel: %s",
-				 config_backend_name(wanted), reason);
-			return err;
+/* Why a back-end whose real programs failed cannot be used: the first check
+ * of probe_backend() that fails names the cause; otherwise the loader's error. */
+static void explain(enum capture_backend backend, bool loaded, int err, bool forced, char *why,
+		    size_t size)
+{
+	if (probe_backend(backend, why, size))
+		return;
+	snprintf(why, size, "its BPF programs cannot be %s here (%s): %s",
+		 loaded ? "attached" : "loaded", strerror(-err),
+		 forced ? "libbpf's lines above say why" :
+			  "--log-level debug shows libbpf's reasons");
+}
+
+struct capture *probe_capture(const struct capture_opts *opts, const enum capture_backend *order,
+			      size_t n_order)
+{
+	bool forced = opts->backend != BACKEND_AUTO;
+	char why[512], list[128] = "", tried[128] = "";
+	int err = -ENOTSUP;
+
+	if (forced) {
+		order = &opts->backend;
+		n_order = 1;
+	} else if (!order) {
+		order = auto_order;
+		n_order = ARRAY_SIZE(auto_order);
+	}
+	/* "tracepoint, fentry, kprobe" and "tracepoint, fentry and kprobe" */
+	for (size_t i = 0; i < n_order; i++) {
+		const char *name = config_backend_name(order[i]);
+
+		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "",
+			 name);
+		snprintf(tried + strlen(tried), sizeof(tried) - strlen(tried), "%s%s",
+			 i == 0 ? "" : (i + 1 == n_order ? " and " : ", "), name);
+	}
+	for (size_t i = 0; i < n_order; i++) {
+		const char *name = config_backend_name(order[i]);
+		struct capture_opts o = *opts;
+		void *old = forced ? NULL : log_demote_libbpf();
+		struct capture *c;
+		bool loaded;
+
+		o.backend = order[i];
+		o.quiet = !forced;
+		c = capture__load(&o);
+		loaded = c != NULL;
+		err = c ? capture__attach(c) : -errno;
+		if (!forced)
+			log_restore_libbpf(old);
+		if (!err) {
+			if (forced)
+				log_info("capture back-end: %s (forced by capture.backend)", name);
+			else
+				log_info(
+					"capture back-end: %s (auto: the first that loads and attaches, "
+					"in the order %s)",
+					name, list);
+			return c;
 		}
-		*chosen = wanted;
-		snprintf(why, size, "forced by capture.backend");
-		return 0;
-	}
-	/* Probe all of them so that the log says why each one was or was not taken. */
-	for (size_t i = 0; i < ARRAY_SIZE(order); i++) {
-		err = probe_backend(order[i], reason, sizeof(reason));
-		if (err) {
-			log_info("capture back-end %s: unavailable: %s",
-				 config_backend_name(order[i]), reason);
-			continue;
+		capture__destroy(c);
+		explain(order[i], loaded, err, forced, why, sizeof(why));
+		if (forced) {
+			log_err("capture.backend %s cannot be used on this kernel: %s", name, why);
+			errno = -err;
+			return NULL;
 		}
-		log_info("capture back-end %s: available", config_backend_name(order[i]));
-		if (found < 0)
-			found = (int)i;
+		log_info("capture back-end %s: unavailable: %s", name, why);
 	}
-	if (found < 0) {
-		snprintf(why, size,
-			 "no capture back-end can attach on this kernel (tracepoint, fentry and "
-			 "kprobe were tried; see the lines above)");
-		return -ENOTSUP;
-	}
-	*chosen = order[found];
-	snprintf(why, size, "auto: the first available in the order tracepoint, fentry, kprobe");
-	return 0;
+	log_err("no capture back-end can attach on this kernel (%s were tried; see the lines above)",
+		tried);
+	errno = ENOTSUP;
+	return NULL;
 }

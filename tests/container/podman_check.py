@@ -128,7 +128,7 @@ def check_image():
     with open(os.path.join(conf, "tcpotel.yaml"), "w") as f:
         f.write(h.to_yaml({"capture": {"netns": [a.inode, b.inode]},
                            "metrics": {"interval": "1s"}, "ui": {"listen": ""}}))
-    caps = "bpf,perfmon,net_admin,sys_ptrace,dac_read_search"
+    caps = "bpf,perfmon,sys_ptrace,dac_read_search,sys_resource"
     name = "tcpotel-image-check"
     sh(["podman", "run", "-d", "--name", name, "--network", "host", "--pid", "host",
         "--read-only", "--user", "0", "--cap-drop", "all", "--cap-add", caps,

@@ -6,7 +6,7 @@
  *   tcpload client --connect ADDR:PORT [--conns C] [--parallel P] [--exchanges E]
  *                  [--req-size SPEC] [--resp-size SPEC] [--short] [--stream-ms MS]
  *                  [--pipeline K] [--idle-ms MS] [--duration-s S] [--rate R]
- *   both roles: [--tcp-info]
+ *   both roles: [--tcp-info] [--read plain|peek|waitall]
  *
  * Framing: every request is a 24-byte header followed by req_size body bytes;
  * the response is exactly resp_size raw bytes (no header: the client knows how
@@ -25,6 +25,11 @@
  * closes, and the summary gains a "tcp_info" object: connections read, their
  * tcpi_rtt (smoothed RTT, microseconds) min/max/mean and the sum of
  * tcpi_total_retrans. Without the option the summary is unchanged.
+ *
+ * --read peek: every read is preceded by a recv(MSG_PEEK) of as much as it
+ * asks for (bytes peeked are not counted: they are read again); --read
+ * waitall: every read is one recv(MSG_WAITALL) that waits for all it asks
+ * for. Both check how an observer counts such reads.
  *
  * Blocking sockets and one thread per connection: simple and exact. Only libc
  * and pthreads.
@@ -57,6 +62,9 @@
 #define THREAD_STACK	  (256 * 1024)
 
 static const char *prog = "tcpload";
+
+/* --read: how each recv() is made. */
+static enum { READ_PLAIN, READ_PEEK, READ_WAITALL } read_mode;
 
 /* --tcp-info: what TCP_INFO said of each connection just before its close. */
 static struct {
@@ -314,6 +322,31 @@ static int send_all(int fd, const void *buf, size_t len, uint64_t *counted)
 	return 0;
 }
 
+/* One recv() of at most len bytes, made the --read way. */
+static ssize_t recv_once(int fd, void *buf, size_t len)
+{
+	if (read_mode == READ_PEEK) {
+		ssize_t n = recv(fd, buf, len, MSG_PEEK);
+
+		if (n <= 0)
+			return n;
+		len = (size_t)n;
+	}
+	return recv(fd, buf, len, read_mode == READ_WAITALL ? MSG_WAITALL : 0);
+}
+
+static void set_read_mode(const char *v)
+{
+	if (!strcmp(v, "plain"))
+		read_mode = READ_PLAIN;
+	else if (!strcmp(v, "peek"))
+		read_mode = READ_PEEK;
+	else if (!strcmp(v, "waitall"))
+		read_mode = READ_WAITALL;
+	else
+		die("--read: expected plain, peek or waitall, not '%s'", v);
+}
+
 /*
  * Receives exactly len bytes. Returns 0, -EPIPE on EOF in the middle, or
  * 1 on EOF before the first byte when eof_ok (the peer closed between
@@ -325,7 +358,7 @@ static int recv_all(int fd, void *buf, size_t len, uint64_t *counted, bool eof_o
 	size_t got = 0;
 
 	while (got < len) {
-		ssize_t n = recv(fd, p + got, len - got, 0);
+		ssize_t n = recv_once(fd, p + got, len - got);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -345,7 +378,7 @@ static int recv_discard(int fd, char *buf, uint64_t len, uint64_t *counted)
 {
 	while (len) {
 		size_t chunk = len > BUF_SIZE ? BUF_SIZE : (size_t)len;
-		ssize_t n = recv(fd, buf, chunk, 0);
+		ssize_t n = recv_once(fd, buf, chunk);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -594,6 +627,8 @@ static int server_main(int argc, char **argv)
 			ready_file = opt_value(argc, argv, &i);
 		else if (!strcmp(argv[i], "--tcp-info"))
 			tinfo.enabled = true;
+		else if (!strcmp(argv[i], "--read"))
+			set_read_mode(opt_value(argc, argv, &i));
 		else
 			die("server: unknown option '%s'", argv[i]);
 	}
@@ -1020,6 +1055,8 @@ static int client_main(int argc, char **argv)
 			cli.idle_ms = opt_u64(argc, argv, &i);
 		else if (!strcmp(o, "--tcp-info"))
 			tinfo.enabled = true;
+		else if (!strcmp(o, "--read"))
+			set_read_mode(opt_value(argc, argv, &i));
 		else if (!strcmp(o, "--duration-s") || !strcmp(o, "--rate")) {
 			const char *v = opt_value(argc, argv, &i);
 			char *e;
@@ -1108,11 +1145,12 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: tcpload server --listen ADDR:PORT [--threads N] [--max-conns N]\n"
-		"                      [--ready-file FILE] [--tcp-info]\n"
+		"                      [--ready-file FILE] [--tcp-info] [--read MODE]\n"
 		"       tcpload client --connect ADDR:PORT [--conns C] [--parallel P]\n"
 		"                      [--exchanges E] [--req-size SPEC] [--resp-size SPEC]\n"
 		"                      [--short] [--stream-ms MS] [--pipeline K] [--idle-ms MS]\n"
-		"                      [--duration-s S] [--rate R] [--tcp-info]\n"
+		"                      [--duration-s S] [--rate R] [--tcp-info] [--read MODE]\n"
+		"MODE: plain, peek (a MSG_PEEK before each read) or waitall (MSG_WAITALL).\n"
 		"SPEC: a size (64, 10KiB, 10MiB) or a comma list cycled through (1,100,64KiB).\n"
 		"ADDR: IPv4, [IPv6] or a host name. Each role prints one JSON line.\n");
 }

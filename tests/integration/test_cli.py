@@ -82,9 +82,30 @@ def test_missing_privileges_are_named():
                         "--inh-caps=-all", "--bounding-set=-all", h.AGENT, "--config", path],
                        capture_output=True, text=True, timeout=20)
     assert r.returncode == 1, r
-    assert "tcpotel needs root, or the capabilities CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN" \
+    assert "tcpotel needs root, or the capabilities CAP_BPF and CAP_PERFMON" \
         in r.stderr, r.stderr
-    assert "missing: CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN" in r.stderr, r.stderr
+    assert "missing: CAP_BPF, CAP_PERFMON " in r.stderr, r.stderr
+
+
+def test_kernel_without_btf_is_named():
+    """Where the kernel's BTF cannot be seen (a kernel built without it, or a
+    container without /sys/kernel/btf mounted: here a mount namespace with an
+    empty tmpfs over it), the start stops with exit status 1 before any BPF
+    program is loaded, with a line that names the file and the kernel option."""
+    h.require_root()
+    h.require_built(h.AGENT, "tcpotel")
+    before = _bpf_prog_ids()
+    r = subprocess.run(["unshare", "--mount", "sh", "-c",
+                        'mount -t tmpfs none /sys/kernel/btf && exec "$0" "$@"', h.AGENT,
+                        "--config", os.path.join(h.ROOT, "config", "tcpotel.yaml"),
+                        "--ui-listen", ""], capture_output=True, text=True, timeout=30)
+    after = _bpf_prog_ids()
+    assert r.returncode == 1, r
+    release = os.uname().release
+    assert ("this kernel (%s) has no BTF (/sys/kernel/btf/vmlinux: No such file or directory):"
+            " tcpotel needs a kernel built with CONFIG_DEBUG_INFO_BTF=y" % release) in r.stderr, \
+        r.stderr
+    assert after <= before, "a BPF program was loaded: %s" % (after - before)
 
 
 def test_signals_and_capabilities():

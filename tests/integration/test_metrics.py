@@ -15,6 +15,7 @@ stderr.
 import time
 
 import harness as h
+from pace import fewer, longer
 
 V4 = ("10.231.0.1/24", "10.231.0.2/24")
 V6 = ("fd00:231::1/64", "fd00:231::2/64")
@@ -93,12 +94,12 @@ def settle():
     meets one of its sockets (a ring-buffer record, drained every few tens of ms,
     or the 1 s sweep), so a process gone before that is named after its
     executable. Every server here outlives its clients by this much."""
-    time.sleep(0.5)
+    time.sleep(min(longer(0.5), 3))
 
 
 # Clients hold each connection open this long after its last exchange, so the
 # process outlives the first records of its sockets (see settle()).
-HOLD = ["--idle-ms", 150]
+HOLD = ["--idle-ms", int(min(longer(150), 1000))]
 
 
 def sum_summaries(summaries, key):
@@ -147,17 +148,18 @@ def test_known_bytes_v4_v6_short_and_keepalive():
     rcv = h.Receiver()
     agent = start_agent([a.path, b.path])
     srv, port = h.tcpload_server(b, "[::]:0", "backend")
-    keep = ["--conns", 20, "--parallel", 4, "--exchanges", 5,
+    # Every size of each list occurs at least once, however few the connections.
+    keep = ["--conns", fewer(20, 2), "--parallel", 4, "--exchanges", 5,
             "--req-size", "1,100,65536,1MiB,10MiB",
             "--resp-size", "10MiB,1,4096,100,65536,1MiB,7"]
-    short = ["--short", "--conns", 150, "--parallel", 8,
+    short = ["--short", "--conns", fewer(150, 7), "--parallel", 8,
              "--req-size", "1,100,4096,65536,1MiB,10MiB,3",
              "--resp-size", "1MiB,1,65536,100,10MiB,4096"]
     runs = [("ipv4", link.ip_b, keep), ("ipv4", link.ip_b, short),
             ("ipv6", link.ip6_b, keep), ("ipv6", link.ip6_b, short)]
     clients, by_family = [], {"ipv4": [], "ipv6": []}
     for fam, ip, args in runs:
-        c = h.tcpload_client(a, h.hostport(ip, port), args, "frontend", timeout=120)
+        c = h.tcpload_client(a, h.hostport(ip, port), args, "frontend", timeout=longer(120))
         is_short = "--short" in args
         conns = args[args.index("--conns") + 1]
         exch = 1 if is_short else args[args.index("--exchanges") + 1]
@@ -215,6 +217,31 @@ def test_known_bytes_v4_v6_short_and_keepalive():
     assert streams and max(streams.values()) <= len(fe) + len(be), streams
 
 
+def test_peeking_and_waiting_reads_count_once():
+    """Readers that peek (MSG_PEEK) at what they then read, and readers whose every
+    read waits for all it asks for (MSG_WAITALL, which wakes up several times while
+    megabytes arrive): tcp.io per role and direction is still exactly what was read,
+    whatever the back-end (a peek moves no data; a waiting read is one read)."""
+    a, b, link = hosts()
+    rcv = h.Receiver()
+    agent = start_agent([a.path, b.path])
+    clients, servers = [], []
+    for srv_read, cli_read in (("peek", "waitall"), ("waitall", "peek")):
+        srv, port = h.tcpload_server(b, "0.0.0.0:0", "backend", ["--read", srv_read])
+        clients.append(h.tcpload_client(
+            a, h.hostport(link.ip_b, port),
+            ["--conns", fewer(4, 2), "--parallel", 2, "--exchanges", fewer(5, 3),
+             "--req-size", "1,4096,1MiB", "--resp-size", "1MiB,100,65536",
+             "--read", cli_read] + HOLD,
+            timeout=longer(60)))
+        settle()
+        servers.append(h.tcpload_server_stop(srv))
+    stop_agent(agent)
+    server = {k: sum_summaries(servers, k) for k in ("bytes_sent", "bytes_received")}
+    got = check_io_exact(rcv.requests(), clients, server)
+    note("peek and MSG_WAITALL readers: %r", got)
+
+
 # ---- 2. srtt ---------------------------------------------------------------------
 
 
@@ -226,7 +253,8 @@ def test_srtt_agrees_with_tcp_info():
     the same quantity at close. Veth RTTs are tens of µs and jitter by as much, so
     the tolerance is: the histogram's mean within a factor of 2 of the mean tcpi_rtt,
     or within ±200 µs of it; its min no more than max(2 x tcpi min, tcpi min + 200 µs);
-    its max no less than min(tcpi max / 2, tcpi max - 200 µs). Light ping-pong on
+    its max no less than min(tcpi max / 2, tcpi max - 200 µs) (200 µs stretched by
+    the slowdown in emulated guests: pace.py). Light ping-pong on
     veth (no netem here for a fixed delay), so that srtt stays steady; no idle hold
     before close, as a delayed ACK after the last response (40 ms) would move the
     server's srtt after the agent's last sample. 8000 exchanges keep the client
@@ -235,9 +263,11 @@ def test_srtt_agrees_with_tcp_info():
     rcv = h.Receiver()
     agent = start_agent([a.path, b.path])
     srv, port = h.tcpload_server(b, "0.0.0.0:0", "backend", ["--tcp-info"])
+    conns, exchanges = fewer(20, 4), fewer(400, 40)
     cli = h.tcpload_client(a, h.hostport(link.ip_b, port),
-                           ["--conns", 20, "--parallel", 4, "--exchanges", 400,
-                            "--req-size", "100,2000", "--resp-size", "1000,100", "--tcp-info"])
+                           ["--conns", conns, "--parallel", 4, "--exchanges", exchanges,
+                            "--req-size", "100,2000", "--resp-size", "1000,100", "--tcp-info"],
+                           timeout=longer(60))
     settle()
     server = h.tcpload_server_stop(srv)
     stop_agent(agent)
@@ -246,7 +276,7 @@ def test_srtt_agrees_with_tcp_info():
 
     for svc, summary in (("frontend", cli), ("backend", server)):
         ti = summary["tcp_info"]
-        assert ti["conns"] == 20, ti
+        assert ti["conns"] == conns, ti
         pts = [(res, attrs, p) for res, attrs, p, _t in h.metric_points(reqs, "tcp.srtt")
                if res.get("service.name") == svc]
         assert pts, "no tcp.srtt for %s" % svc
@@ -267,12 +297,12 @@ def test_srtt_agrees_with_tcp_info():
              ti["rtt_us_mean"], ti["rtt_us_min"], ti["rtt_us_max"])
         assert 0 < lo_us <= mean_us <= hi_us, (lo_us, mean_us, hi_us)
         m = ti["rtt_us_mean"]
-        assert (m / 2 <= mean_us <= m * 2) or abs(mean_us - m) <= 200, \
+        assert (m / 2 <= mean_us <= m * 2) or abs(mean_us - m) <= longer(200), \
             "%s: srtt mean %.1f µs vs tcpi_rtt mean %.1f µs" % (svc, mean_us, m)
-        assert lo_us <= max(2 * ti["rtt_us_min"], ti["rtt_us_min"] + 200), (lo_us, ti)
-        assert hi_us >= min(ti["rtt_us_max"] / 2, ti["rtt_us_max"] - 200), (hi_us, ti)
+        assert lo_us <= max(2 * ti["rtt_us_min"], ti["rtt_us_min"] + longer(200)), (lo_us, ti)
+        assert hi_us >= min(ti["rtt_us_max"] / 2, ti["rtt_us_max"] - longer(200)), (hi_us, ti)
         # Samples were taken while connections lived: many per connection.
-        assert count >= 20 * 400, (count, "fewer samples than exchanges")
+        assert count >= conns * exchanges, (count, "fewer samples than exchanges")
         # The bucket holding the mean is populated (samples are where the mean says).
         k = next(i for i, bd in enumerate(bounds + [float("inf")]) if mean_us * 1e-6 <= bd)
         assert sum(buckets[max(0, k - 2):k + 3]) > 0, (k, buckets)
@@ -303,9 +333,9 @@ def test_retransmits_under_loss():
     ra0, rb0 = a.retrans_segs(), b.retrans_segs()
     syn_b0 = b.nstat("TcpExtTCPSynRetrans").get("TcpExtTCPSynRetrans", 0)
     cli = h.tcpload_client(a, h.hostport(link.ip_b, port),
-                           ["--conns", 4, "--parallel", 4, "--exchanges", 2,
+                           ["--conns", fewer(4, 2), "--parallel", 4, "--exchanges", 2,
                             "--req-size", "512KiB", "--resp-size", "512KiB", "--tcp-info"]
-                           + HOLD, timeout=120)
+                           + HOLD, timeout=longer(120))
     settle()
     server = h.tcpload_server_stop(srv)
     ra, rb = a.retrans_segs() - ra0, b.retrans_segs() - rb0
@@ -336,7 +366,7 @@ def test_connections_opened_and_active():
     """N short connections and M keep-alive ones held open: while they are held an
     export shows tcp.connection.active == M with opened == N + M, per role; at the
     end opened == N + M and active == 0."""
-    n_short, m_keep = 30, 5
+    n_short, m_keep = fewer(30, 8), 5
     a, b, link = hosts()
     rcv = h.Receiver()
     agent = start_agent([a.path, b.path])
@@ -344,7 +374,8 @@ def test_connections_opened_and_active():
     target = h.hostport(link.ip_b, port)
     holder = a.popen(["env", "OTEL_SERVICE_NAME=frontend", h.TCPLOAD, "client",
                       "--connect", target, "--conns", m_keep, "--parallel", m_keep,
-                      "--exchanges", 3, "--idle-ms", 7000], name="tcpload-holder")
+                      "--exchanges", 3, "--idle-ms", int(7000 + longer(700))],
+                     name="tcpload-holder")
     cli = h.tcpload_client(a, target, ["--short", "--conns", n_short, "--parallel", 4] + HOLD)
     t_short_done = time.time()
     want = n_short + m_keep
@@ -362,10 +393,10 @@ def test_connections_opened_and_active():
             out[svc] = hit[0]
         return out
 
-    mid = rcv.wait_for(held, 6, "an export during the hold with active == %d" % m_keep)
+    mid = rcv.wait_for(held, longer(6), "an export during the hold with active == %d" % m_keep)
     assert holder.running(), "the keep-alive connections were no longer held"
     note("during the hold: %r", mid)
-    assert holder.wait(30) == 0, holder.stderr_text()
+    assert holder.wait(longer(30)) == 0, holder.stderr_text()
     held_summary = holder.json()
     settle()
     server = h.tcpload_server_stop(srv)
@@ -377,10 +408,11 @@ def test_connections_opened_and_active():
         active = h.total(reqs, "tcp.connection.active", svc, {"tcp.role": role})
         assert opened == want, (svc, "opened", opened, want)
         assert active == 0, (svc, "active at the end", active)
-    # No export ever showed more active than could be open: M held + 4 short at a time.
+    # No export ever showed more active than could be open: M held + 4 short at a time
+    # (in slow guests closes reach the agent later: a few more).
     for svc in ("frontend", "backend"):
         for t, v in snapshots(reqs, "tcp.connection.active", svc):
-            assert 0 <= v <= m_keep + 4, (svc, t, v)
+            assert 0 <= v <= m_keep + 4 * longer(1), (svc, t, v)
 
 
 # ---- 5. server started before the agent ------------------------------------------

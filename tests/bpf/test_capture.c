@@ -1,17 +1,22 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * Root tier: the tracepoint back-end attached for real, with loopback
- * traffic made by this process. Checks what the kernel side keeps per socket
- * (exact bytes, role, tuple, v4-mapped folding, the request sequence number
- * both ends agree on), that a close hands over the final numbers, and the
- * sweep's collect program: it reads the sockets that changed, and ends an
- * exchange gone silent once, however often it is asked and whatever comes
- * after.
+ * Root tier: a back-end attached for real (TCPOTEL_TEST_BACKEND, or the one
+ * auto chooses here: see kernel.h), with loopback traffic made by this
+ * process. Checks what the kernel side keeps per socket (exact bytes, role,
+ * tuple, v4-mapped folding, the request sequence number both ends agree on),
+ * that a close hands over the final numbers, the sweep's collect program (it
+ * reads the sockets that changed, and ends an exchange gone silent once,
+ * however often it is asked and whatever comes after), and how each way of
+ * reading is counted: a peek never, a read that waits for all its bytes once,
+ * splice() by the fentry and kprobe back-ends only (the tracepoints do not
+ * see it).
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -19,6 +24,7 @@
 #include <bpf/libbpf.h>
 
 #include "capture.h"
+#include "kernel.h"
 #include "test.h"
 
 /* Records of the connection under test (other traffic on the host is ignored). */
@@ -46,28 +52,6 @@ static int on_record(void *ctx, void *data, size_t size)
 	    ours(c, &((struct tcpotel_exchange_record *)data)->tuple))
 		c->exchanges++;
 	return 0;
-}
-
-static struct capture *attach_tracepoint_idle(uint64_t idle_timeout_ns)
-{
-	struct capture_opts opts = {
-		.backend = BACKEND_TRACEPOINT,
-		.max_sockets = 4096,
-		.exchange_records = true,
-		.idle_timeout_ns = idle_timeout_ns,
-	};
-	struct capture *c = capture__load(&opts);
-
-	if (c && capture__attach(c)) {
-		capture__destroy(c);
-		return NULL;
-	}
-	return c;
-}
-
-static struct capture *attach_tracepoint(void)
-{
-	return attach_tracepoint_idle(5000000000ULL);
 }
 
 static bool send_all(int fd, size_t n)
@@ -183,7 +167,7 @@ static void exact_bytes_case(int family, bool v4mapped)
 		test_skip("needs root (attaches BPF programs)");
 		return;
 	}
-	c = attach_tracepoint();
+	c = kernel_attach_test_backend(5000000000ULL);
 	if (!ASSERT_NOT_NULL(c))
 		return;
 	rb = ring_buffer__new(capture__events_fd(c), on_record, &closed, NULL);
@@ -241,17 +225,17 @@ out:
 	capture__destroy(c);
 }
 
-TEST(tracepoint_exact_bytes_ipv4)
+TEST(capture_exact_bytes_ipv4)
 {
 	exact_bytes_case(AF_INET, false);
 }
 
-TEST(tracepoint_exact_bytes_ipv6)
+TEST(capture_exact_bytes_ipv6)
 {
 	exact_bytes_case(AF_INET6, false);
 }
 
-TEST(tracepoint_v4mapped_folded_to_ipv4)
+TEST(capture_v4mapped_folded_to_ipv4)
 {
 	exact_bytes_case(AF_INET6, true);
 }
@@ -304,7 +288,7 @@ TEST(sweep_collects_changed_sockets)
 		test_skip("needs root (attaches BPF programs)");
 		return;
 	}
-	c = attach_tracepoint();
+	c = kernel_attach_test_backend(5000000000ULL);
 	if (!ASSERT_NOT_NULL(c))
 		return;
 	if (!ASSERT_TRUE(make_pair(&p, AF_INET, false)))
@@ -356,7 +340,7 @@ TEST(sweep_ends_silent_exchange_once)
 		test_skip("needs root (attaches BPF programs)");
 		return;
 	}
-	c = attach_tracepoint_idle(100 * 1000 * 1000ULL);
+	c = kernel_attach_test_backend(100 * 1000 * 1000ULL);
 	if (!ASSERT_NOT_NULL(c))
 		return;
 	rb = ring_buffer__new(capture__events_fd(c), on_record, &closed, NULL);
@@ -406,4 +390,144 @@ TEST(sweep_ends_silent_exchange_once)
 out:
 	ring_buffer__free(rb);
 	capture__destroy(c);
+}
+
+/* Ways of reading `n` bytes that are all queued (or arrive while it waits). */
+enum read_way {
+	READ_PEEK_THEN_READ, /* recv(MSG_PEEK) of everything, then recv() of it */
+	READ_WAITALL, /* one recv(MSG_WAITALL) that waits for bytes sent later */
+	READ_SPLICE, /* splice() to a pipe, then read() from the pipe */
+};
+
+struct sender {
+	int fd;
+	size_t n;
+	pthread_t thread;
+};
+
+/* Sends in pieces, with pauses, so that a waiting read wakes up several times. */
+static void *send_slowly(void *arg)
+{
+	struct sender *s = arg;
+	size_t left = s->n;
+
+	while (left) {
+		size_t k = MIN(left, (size_t)100000);
+
+		if (!send_all(s->fd, k))
+			break;
+		left -= k;
+		usleep(20 * 1000);
+	}
+	return NULL;
+}
+
+/* Reads n bytes from fd in the given way; returns how many the application got. */
+static size_t read_way(int fd, size_t n, enum read_way way)
+{
+	static char buf[1 << 20];
+	size_t got = 0;
+	int pipefd[2];
+
+	switch (way) {
+	case READ_PEEK_THEN_READ:
+		while (got < n) {
+			ssize_t p = recv(fd, buf, MIN(n - got, sizeof(buf)), MSG_PEEK);
+			ssize_t r = p > 0 ? recv(fd, buf, (size_t)p, 0) : -1;
+
+			if (r <= 0)
+				break;
+			got += (size_t)r;
+		}
+		break;
+	case READ_WAITALL: {
+		ssize_t r = recv(fd, buf, n, MSG_WAITALL);
+
+		got = r > 0 ? (size_t)r : 0;
+		break;
+	}
+	case READ_SPLICE:
+		if (pipe(pipefd))
+			return 0;
+		fcntl(pipefd[1], F_SETPIPE_SZ, 1 << 20);
+		while (got < n) {
+			ssize_t r = splice(fd, NULL, pipefd[1], NULL, n - got, 0);
+
+			if (r <= 0 || read(pipefd[0], buf, (size_t)r) != r)
+				break;
+			got += (size_t)r;
+		}
+		close(pipefd[0]);
+		close(pipefd[1]);
+		break;
+	}
+	return got;
+}
+
+/*
+ * The server reads a request in one way, answers 100 bytes: the client's
+ * bytes sent and the server's bytes received must agree with what the
+ * application read, except for splice() under the tracepoint back-end,
+ * which sees none of it (README, "Requirements").
+ */
+static void read_way_case(enum read_way way, size_t n)
+{
+	bool tracepoint = kernel_test_backend() == BACKEND_TRACEPOINT;
+	struct tcpotel_sock cl, sv;
+	struct sender snd;
+	struct capture *c;
+	struct pair p;
+	uint16_t cport;
+	size_t got;
+
+	if (geteuid() != 0) {
+		test_skip("needs root (attaches BPF programs)");
+		return;
+	}
+	c = kernel_attach_test_backend(5000000000ULL);
+	if (!ASSERT_NOT_NULL(c))
+		return;
+	if (!ASSERT_TRUE(make_pair(&p, AF_INET, false)))
+		goto out;
+	cport = local_port(p.client);
+	snd = (struct sender){ .fd = p.client, .n = n };
+	if (way == READ_WAITALL) {
+		ASSERT_OK(pthread_create(&snd.thread, NULL, send_slowly, &snd));
+	} else {
+		ASSERT_TRUE(send_all(p.client, n));
+		/* Everything is queued at the server before it reads. */
+		usleep(50 * 1000);
+	}
+	got = read_way(p.server, n, way);
+	if (way == READ_WAITALL)
+		pthread_join(snd.thread, NULL);
+	ASSERT_U64_EQ(got, n);
+	ASSERT_TRUE(send_all(p.server, 100) && recv_all(p.client, 100));
+	if (ASSERT_TRUE(find_entry(c, cport, p.port, &cl)) &&
+	    ASSERT_TRUE(find_entry(c, p.port, cport, &sv))) {
+		ASSERT_U64_EQ(cl.bytes_sent, n);
+		ASSERT_U64_EQ(cl.bytes_received, 100);
+		ASSERT_U64_EQ(sv.bytes_sent, 100);
+		ASSERT_U64_EQ(sv.bytes_received, way == READ_SPLICE && tracepoint ? 0 : n);
+	}
+	close(p.client);
+	close(p.server);
+	close(p.listener);
+out:
+	capture__destroy(c);
+}
+
+TEST(capture_peek_then_read_counts_once)
+{
+	read_way_case(READ_PEEK_THEN_READ, 300000);
+}
+
+TEST(capture_waitall_read_counts_once)
+{
+	read_way_case(READ_WAITALL, 1000000);
+}
+
+TEST(capture_splice_counted_except_by_tracepoints)
+{
+	read_way_case(READ_SPLICE, 300000);
 }

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The kernel matrix: every kernel of matrix.conf, each booted in QEMU
+# (vm.sh --systemd, so that the shipped unit runs under a real systemd) or,
+# for "host", this machine itself, runs its cells (cells.sh); then a table
+# of kernel x back-end with passed/failed/skipped counts, and the suite's
+# summary line "N passed, N failed, N skipped". Exit status 1 if any failed.
+#
+#   tests/kernels/matrix.sh                 the kernels of matrix.conf
+#   KERNELS="sid bookworm-backports" tests/kernels/matrix.sh
+#
+# KERNELS: SPEC[:BACKENDS[:AUTO]] words, as in matrix.conf (":" for the
+# spaces); without BACKENDS and AUTO, whatever the agent starts with there
+# ("-"). Logs: .output/kernels/KERNEL.log. One guest at a time.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+here=tests/kernels
+out=.output/kernels
+mkdir -p "$out"
+
+if [ -n "${KERNELS:-}" ]; then
+	rows=$(for k in $KERNELS; do
+		IFS=: read -r spec be au <<<"$k"
+		echo "$spec ${be:--} ${au:--}"
+	done)
+else
+	rows=$(grep -v '^\s*\(#\|$\)' $here/matrix.conf)
+fi
+
+t_start=$(date +%s)
+# Fetch first: the downloads are timed apart from the runs.
+declare -A kdir
+while read -r spec _ _; do
+	[ "$spec" = host ] && continue
+	kdir[$spec]=$($here/fetch.sh "$spec") || kdir[$spec]=
+done <<<"$rows"
+t_fetched=$(date +%s)
+echo "matrix: kernels fetched in $((t_fetched - t_start)) s"
+
+declare -A result label secs
+columns="tracepoint fentry kprobe kernel"
+while read -r spec backends auto; do
+	t0=$(date +%s)
+	log=$out/$(tr / _ <<<"$spec").log
+	if [ "$spec" = host ]; then
+		label[$spec]="$(uname -r) (this machine)"
+		echo "matrix: ==== ${label[$spec]}"
+		$here/cells.sh "$backends" "$auto" 2>&1 | tee "$log"
+	elif [ -z "${kdir[$spec]}" ]; then
+		label[$spec]="$spec (not fetched)"
+		echo "matrix: $spec: cannot fetch its kernel" | tee "$log"
+	else
+		# shellcheck disable=SC1091
+		label[$spec]="$(. "${kdir[$spec]}/kernel.env" && echo "${VERSION%-*} ($SUITE)")"
+		echo "matrix: ==== ${label[$spec]}"
+		$here/vm.sh --systemd --timeout "${TCPOTEL_MATRIX_TIMEOUT:-2400}" "${kdir[$spec]}" -- \
+			$here/cells.sh "$backends" "$auto" 2>&1 | tee "$log"
+	fi
+	secs[$spec]=$(($(date +%s) - t0))
+	while read -r _ col p f s; do
+		result[$spec.$col]="$p $f $s"
+	done < <(grep -E '^cell [a-z]+ [0-9]+ [0-9]+ [0-9]+$' "$log")
+	# A back-end the kernel must have, or the kernel column, with no result failed.
+	for col in ${backends//,/ } kernel; do
+		[ "$col" = - ] && continue
+		[ -n "${result[$spec.$col]:-}" ] || result[$spec.$col]="0 1 0"
+	done
+done <<<"$rows"
+
+total_p=0 total_f=0 total_s=0
+echo
+echo "Kernel matrix (passed/failed/skipped per cell; '-': the kernel has no such back-end)"
+printf '%-32s' kernel
+for col in $columns; do printf ' %-14s' "$col"; done
+printf ' %s\n' time
+while read -r spec _ _; do
+	printf '%-32s' "${label[$spec]}"
+	for col in $columns; do
+		r=${result[$spec.$col]:-}
+		if [ -z "$r" ]; then
+			printf ' %-14s' -
+			continue
+		fi
+		read -r p f s <<<"$r"
+		total_p=$((total_p + p)) total_f=$((total_f + f)) total_s=$((total_s + s))
+		printf ' %-14s' "$p/$f/$s$([ "$f" -gt 0 ] && echo ' FAIL')"
+	done
+	printf ' %ss\n' "${secs[$spec]}"
+done <<<"$rows"
+# The programs' costs, kernel by kernel: verifier-processed instructions / JIT bytes.
+{
+	echo "| back-end | program |$(while read -r spec _ _; do printf ' %s |' "${label[$spec]}"; done <<<"$rows")"
+	echo "|---|---|$(while read -r _ _ _; do printf -- '---|'; done <<<"$rows")"
+	cat "$out"/*.log | awk '$1 == "prog" && $3 != "-" { print $2, $3 }' | sort -u |
+		while read -r be prog; do
+			printf '| %s | `%s` |' "$be" "$prog"
+			while read -r spec _ _; do
+				v=$(awk -v b="$be" -v p="$prog" '$1 == "prog" && $2 == b && $3 == p {
+					printf "%s / %s", $4, $5; exit }' "$out/$(tr / _ <<<"$spec").log")
+				printf ' %s |' "${v:--}"
+			done <<<"$rows"
+			echo
+		done
+} >"$out/programs.md"
+echo "matrix: each program's verifier instruction count / JIT size: $out/programs.md"
+echo "matrix: $(($(date +%s) - t_start)) s in all ($((t_fetched - t_start)) s fetching)"
+echo "$total_p passed, $total_f failed, $total_s skipped"
+[ "$total_f" -eq 0 ]
