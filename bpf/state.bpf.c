@@ -32,9 +32,25 @@ int BPF_PROG(tp_tcp_destroy_sock, struct sock *sk)
 	return 0;
 }
 
+/* The event's record on kernels whose tracepoint also has the retransmit's result. */
+struct trace_event_raw_tcp_retransmit_skb___err {
+	int err;
+} __attribute__((preserve_access_index));
+
+/*
+ * On newer kernels the tracepoint fires for retransmits that failed too (its third
+ * argument, err; -EBUSY while the original is still queued on this host),
+ * which the kernel counts in neither tcpi_total_retrans nor TcpRetransSegs.
+ * Elsewhere the branch is dead code the verifier never visits, so the
+ * program reads no third argument where there is none.
+ */
 SEC("raw_tp/tcp_retransmit_skb")
 int BPF_PROG(tp_tcp_retransmit_skb, struct sock *sk, struct sk_buff *skb)
 {
+	struct trace_event_raw_tcp_retransmit_skb___err *has_err = NULL;
+
+	if (bpf_core_field_exists(has_err->err) && (int)ctx[2] != 0)
+		return 0;
 	on_retransmit(sk, skb);
 	return 0;
 }

@@ -649,7 +649,9 @@ static __always_inline void on_recv_seq(struct sock *sk, __u32 copied)
 
 	if (!s)
 		return;
+	/* A peer's FIN read with its last bytes takes a sequence number, not a byte. */
 	seq = sock_copied_seq(sk);
+	seq -= sock_fin_read(sk, seq);
 	if (!(s->flags & TCPOTEL_SOCK_RCV_SEQ)) {
 		/* Its opening was not seen: this read's bytes are all there is to go by. */
 		s->rcv_seq = seq - copied;

@@ -397,6 +397,7 @@ enum read_way {
 	READ_PEEK_THEN_READ, /* recv(MSG_PEEK) of everything, then recv() of it */
 	READ_WAITALL, /* one recv(MSG_WAITALL) that waits for bytes sent later */
 	READ_SPLICE, /* splice() to a pipe, then read() from the pipe */
+	READ_WITH_FIN, /* one recv() of everything and the peer's FIN queued after it */
 };
 
 struct sender {
@@ -444,6 +445,15 @@ static size_t read_way(int fd, size_t n, enum read_way way)
 		ssize_t r = recv(fd, buf, n, MSG_WAITALL);
 
 		got = r > 0 ? (size_t)r : 0;
+		break;
+	}
+	case READ_WITH_FIN: {
+		/* More room than bytes: the same call goes on to the FIN (copied_seq + 1). */
+		ssize_t r = recv(fd, buf, sizeof(buf), 0);
+
+		got = r > 0 ? (size_t)r : 0;
+		if (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) != 0)
+			got = 0; /* not at the end: the FIN was not there */
 		break;
 	}
 	case READ_SPLICE:
@@ -495,6 +505,8 @@ static void read_way_case(enum read_way way, size_t n)
 		ASSERT_OK(pthread_create(&snd.thread, NULL, send_slowly, &snd));
 	} else {
 		ASSERT_TRUE(send_all(p.client, n));
+		if (way == READ_WITH_FIN)
+			ASSERT_OK(shutdown(p.client, SHUT_WR));
 		/* Everything is queued at the server before it reads. */
 		usleep(50 * 1000);
 	}
@@ -525,6 +537,11 @@ TEST(capture_peek_then_read_counts_once)
 TEST(capture_waitall_read_counts_once)
 {
 	read_way_case(READ_WAITALL, 1000000);
+}
+
+TEST(capture_last_bytes_read_with_fin_count_once)
+{
+	read_way_case(READ_WITH_FIN, 20000);
 }
 
 TEST(capture_splice_counted_except_by_tracepoints)

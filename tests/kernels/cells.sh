@@ -13,8 +13,9 @@
 #
 # Columns: one per back-end (the BPF tier's capture tests and the
 # integration tests of integration.list, on that back-end), and "kernel":
-# the BPF tier's load, choice and fall-back tests, and deployed.py (the
-# systemd unit where systemd is PID 1, the DaemonSet's privileges).
+# the BPF tier's load, choice and fall-back tests, integration-kernel.list
+# on the back-end auto chooses, and deployed.py (the systemd unit where
+# systemd is PID 1, the DaemonSet's privileges).
 #
 # Under QEMU without KVM (TCPOTEL_VM_ACCEL=tcg, set by vm.sh) the
 # integration tests run with TCPOTEL_TEST_SLOWDOWN=20 (tests/integration/pace.py).
@@ -99,6 +100,7 @@ done
 
 echo "== kernel"
 tier .output/bpf_tests bpf_ privileges_
+tier python3 tests/integration/runner.py $(grep -v '^#' $here/integration-kernel.list)
 if [ "$(basename "$(readlink /proc/1/exe)")" = systemd ]; then
 	tier python3 $here/deployed.py
 else
