@@ -69,6 +69,7 @@ struct graph_exchange {
 	bool connect;
 };
 
+/* /api/graph's "stats", and the agent's tcpotel.map.* metrics (agent.c). */
 struct graph_stats {
 	uint64_t exchanges; /* halves given to graph__add */
 	uint64_t failed_connections; /* failed attempts given to graph__add */
