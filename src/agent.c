@@ -207,9 +207,14 @@ static bool exchange_records(const struct config *cfg)
 
 static int start_ui(struct agent *a)
 {
+	struct graph_opts gopts = {
+		.max_nodes = a->cfg->ui.max_nodes,
+		.max_edges = a->cfg->ui.max_edges,
+	};
+
 	if (!ui_enabled(a->cfg))
 		return 0;
-	a->graph = graph__new();
+	a->graph = graph__new(&gopts);
 	if (!a->graph)
 		return -errno;
 	/* Drawn from the sampled exchanges, scaled back up to every exchange. */
