@@ -207,9 +207,14 @@ static bool exchange_records(const struct config *cfg)
 
 static int start_ui(struct agent *a)
 {
+	struct graph_opts gopts = {
+		.max_nodes = a->cfg->ui.max_nodes,
+		.max_edges = a->cfg->ui.max_edges,
+	};
+
 	if (!ui_enabled(a->cfg))
 		return 0;
-	a->graph = graph__new();
+	a->graph = graph__new(&gopts);
 	if (!a->graph)
 		return -errno;
 	/* Drawn from the sampled exchanges, scaled back up to every exchange. */
@@ -346,6 +351,26 @@ fail:
 	return NULL;
 }
 
+/* The live map's counters, read on the thread that owns it (this one: see graph.h). */
+static void collect_map(const struct graph *g, struct self_stats *st)
+{
+	struct graph_stats gs;
+
+	graph__stats(g, &gs);
+	st->map = true;
+	st->map_halves = gs.exchanges;
+	st->map_failed_connections = gs.failed_connections;
+	st->map_paired = gs.paired;
+	st->map_unpaired = gs.unpaired;
+	st->map_pending = gs.pending;
+	st->map_pending_overflow = gs.pending_overflow;
+	st->map_dropped[SELF_MAP_NODE_LIMIT] = gs.nodes_dropped;
+	st->map_dropped[SELF_MAP_EDGE_LIMIT] = gs.edges_dropped;
+	st->map_dropped[SELF_MAP_DUPLICATE] = gs.duplicates;
+	st->map_nodes = gs.nodes;
+	st->map_edges = gs.edges;
+}
+
 static void collect_self(struct agent *a, struct self_stats *st)
 {
 	struct exporter_stats es;
@@ -374,6 +399,8 @@ static void collect_self(struct agent *a, struct self_stats *st)
 	st->queue_depth = es.queue_depth;
 	st->streams = metrics__streams(a->metrics);
 	st->streams_dropped = metrics__streams_dropped(a->metrics);
+	if (a->graph)
+		collect_map(a->graph, st);
 }
 
 /* The same store, time and health as the body just exported, as the /metrics page. */

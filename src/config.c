@@ -154,6 +154,10 @@ static const struct key_spec keys[] = {
 	  .help = "also print every OTLP body to stdout, one per line" },
 	{ "ui.listen", K_LISTEN, OFF(ui.listen), "127.0.0.1:9464",
 	  .help = "live map, /api/graph and /metrics; \"\" = off" },
+	{ "ui.max_nodes", K_U32, OFF(ui.max_nodes), "2048", 2, 65536,
+	  .help = "services and peers on the live map at once; more: tcpotel.map.dropped" },
+	{ "ui.max_edges", K_U32, OFF(ui.max_edges), "8192", 1, 65536,
+	  .help = "edges on the live map at once; more: tcpotel.map.dropped" },
 	{ "log.level", K_ENUM, OFF(log.level), "info", .names = log_level_names,
 	  .help = "error, warn, info or debug" },
 };

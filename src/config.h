@@ -111,6 +111,7 @@ struct config {
 	} exporter;
 	struct {
 		char *listen; /* "host:port", "" = off */
+		uint32_t max_nodes, max_edges; /* the live map's bounds */
 	} ui;
 	struct {
 		enum log_level level;

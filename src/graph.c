@@ -33,13 +33,9 @@
 #define H_BUCKETS     (1 + (H_MAX_MSB + 1) * 4)
 #define PEER_MAX      64
 #define HOST_MAX      64
-#define NODE_INDEX    (GRAPH_MAX_NODES * 2)
-#define EDGE_INDEX    (GRAPH_MAX_EDGES * 2)
 #define PENDING_INDEX (GRAPH_MAX_PENDING * 2)
 #define NONE	      UINT32_MAX
 
-_Static_assert((NODE_INDEX & (NODE_INDEX - 1)) == 0, "node index: power of two");
-_Static_assert((EDGE_INDEX & (EDGE_INDEX - 1)) == 0, "edge index: power of two");
 _Static_assert((PENDING_INDEX & (PENDING_INDEX - 1)) == 0, "pending index: power of two");
 
 struct pid_seen {
@@ -109,6 +105,8 @@ struct graph {
 	struct gedge *edges;
 	uint32_t *node_idx; /* slot + 1, 0 = empty */
 	uint32_t *edge_idx;
+	uint32_t max_nodes, max_edges; /* ui.max_nodes, ui.max_edges */
+	uint32_t node_mask, edge_mask; /* of the indexes: a power of two, at least twice as large */
 	uint32_t n_nodes, n_edges;
 	uint32_t node_hint, edge_hint; /* where to look for a free slot */
 	struct pending *ring;
@@ -123,16 +121,35 @@ struct graph {
 	struct graph_stats st;
 };
 
-struct graph *graph__new(void)
+/* The mask of an open-addressing index for n entries: at most half full. */
+static uint32_t index_mask(uint32_t n)
+{
+	uint32_t size = 2;
+
+	while (size < 2 * n)
+		size <<= 1;
+	return size - 1;
+}
+
+struct graph *graph__new(const struct graph_opts *opts)
 {
 	struct graph *g = calloc(1, sizeof(*g));
 
 	if (!g)
 		goto fail;
-	g->nodes = calloc(GRAPH_MAX_NODES, sizeof(*g->nodes));
-	g->edges = calloc(GRAPH_MAX_EDGES, sizeof(*g->edges));
-	g->node_idx = calloc(NODE_INDEX, sizeof(*g->node_idx));
-	g->edge_idx = calloc(EDGE_INDEX, sizeof(*g->edge_idx));
+	g->max_nodes = opts && opts->max_nodes ? opts->max_nodes : GRAPH_MAX_NODES;
+	g->max_edges = opts && opts->max_edges ? opts->max_edges : GRAPH_MAX_EDGES;
+	if (g->max_nodes > GRAPH_MAX_NODES_LIMIT || g->max_edges > GRAPH_MAX_EDGES_LIMIT) {
+		free(g);
+		errno = EINVAL;
+		return NULL;
+	}
+	g->node_mask = index_mask(g->max_nodes);
+	g->edge_mask = index_mask(g->max_edges);
+	g->nodes = calloc(g->max_nodes, sizeof(*g->nodes));
+	g->edges = calloc(g->max_edges, sizeof(*g->edges));
+	g->node_idx = calloc(g->node_mask + 1, sizeof(*g->node_idx));
+	g->edge_idx = calloc(g->edge_mask + 1, sizeof(*g->edge_idx));
 	g->ring = calloc(GRAPH_MAX_PENDING, sizeof(*g->ring));
 	g->pend_idx = calloc(PENDING_INDEX, sizeof(*g->pend_idx));
 	if (!g->nodes || !g->edges || !g->node_idx || !g->edge_idx || !g->ring || !g->pend_idx)
@@ -194,30 +211,30 @@ static uint64_t node_hash(const char *name, const char *host, uint8_t kind)
 
 static void node_index_insert(struct graph *g, uint32_t slot)
 {
-	uint32_t i = (uint32_t)g->nodes[slot].hash & (NODE_INDEX - 1);
+	uint32_t i = (uint32_t)g->nodes[slot].hash & g->node_mask;
 
 	while (g->node_idx[i])
-		i = (i + 1) & (NODE_INDEX - 1);
+		i = (i + 1) & g->node_mask;
 	g->node_idx[i] = slot + 1;
 }
 
 static uint32_t node_get(struct graph *g, const char *name, const char *host, uint8_t kind)
 {
 	uint64_t h = node_hash(name, host, kind);
-	uint32_t i = (uint32_t)h & (NODE_INDEX - 1), slot;
+	uint32_t i = (uint32_t)h & g->node_mask, slot;
 	struct gnode *n;
 
-	for (; g->node_idx[i]; i = (i + 1) & (NODE_INDEX - 1)) {
+	for (; g->node_idx[i]; i = (i + 1) & g->node_mask) {
 		n = &g->nodes[g->node_idx[i] - 1];
 		if (n->hash == h && n->kind == kind && same_str(n->name, sizeof(n->name), name) &&
 		    same_str(n->host, sizeof(n->host), host))
 			return g->node_idx[i] - 1;
 	}
-	if (g->n_nodes >= GRAPH_MAX_NODES)
+	if (g->n_nodes >= g->max_nodes)
 		return NONE;
-	for (slot = g->node_hint; g->nodes[slot].used; slot = (slot + 1) % GRAPH_MAX_NODES)
+	for (slot = g->node_hint; g->nodes[slot].used; slot = (slot + 1) % g->max_nodes)
 		;
-	g->node_hint = (slot + 1) % GRAPH_MAX_NODES;
+	g->node_hint = (slot + 1) % g->max_nodes;
 	n = &g->nodes[slot];
 	memset(n, 0, sizeof(*n));
 	n->used = true;
@@ -266,29 +283,29 @@ static uint64_t edge_hash(uint32_t src, uint32_t dst)
 
 static void edge_index_insert(struct graph *g, uint32_t slot)
 {
-	uint32_t i = (uint32_t)g->edges[slot].hash & (EDGE_INDEX - 1);
+	uint32_t i = (uint32_t)g->edges[slot].hash & g->edge_mask;
 
 	while (g->edge_idx[i])
-		i = (i + 1) & (EDGE_INDEX - 1);
+		i = (i + 1) & g->edge_mask;
 	g->edge_idx[i] = slot + 1;
 }
 
 static struct gedge *edge_get(struct graph *g, uint32_t src, uint32_t dst)
 {
 	uint64_t h = edge_hash(src, dst);
-	uint32_t i = (uint32_t)h & (EDGE_INDEX - 1), slot;
+	uint32_t i = (uint32_t)h & g->edge_mask, slot;
 	struct gedge *e;
 
-	for (; g->edge_idx[i]; i = (i + 1) & (EDGE_INDEX - 1)) {
+	for (; g->edge_idx[i]; i = (i + 1) & g->edge_mask) {
 		e = &g->edges[g->edge_idx[i] - 1];
 		if (e->src == src && e->dst == dst)
 			return e;
 	}
-	if (g->n_edges >= GRAPH_MAX_EDGES)
+	if (g->n_edges >= g->max_edges)
 		return NULL;
-	for (slot = g->edge_hint; g->edges[slot].used; slot = (slot + 1) % GRAPH_MAX_EDGES)
+	for (slot = g->edge_hint; g->edges[slot].used; slot = (slot + 1) % g->max_edges)
 		;
-	g->edge_hint = (slot + 1) % GRAPH_MAX_EDGES;
+	g->edge_hint = (slot + 1) % g->max_edges;
 	e = &g->edges[slot];
 	memset(e, 0, sizeof(*e));
 	e->used = true;
@@ -630,10 +647,10 @@ void graph__add(struct graph *g, const struct graph_exchange *x)
 static void forget_idle(struct graph *g, uint64_t now)
 {
 	static const uint64_t idle = GRAPH_IDLE_NS;
-	bool *linked = calloc(GRAPH_MAX_NODES, sizeof(*linked));
+	bool *linked = calloc(g->max_nodes, sizeof(*linked));
 	bool changed = false;
 
-	for (uint32_t i = 0; i < GRAPH_MAX_EDGES; i++) {
+	for (uint32_t i = 0; i < g->max_edges; i++) {
 		struct gedge *e = &g->edges[i];
 
 		if (!e->used)
@@ -650,7 +667,7 @@ static void forget_idle(struct graph *g, uint64_t now)
 		}
 	}
 	/* Nodes only go with all their edges; without memory to tell, none goes. */
-	for (uint32_t i = 0; linked && i < GRAPH_MAX_NODES; i++) {
+	for (uint32_t i = 0; linked && i < g->max_nodes; i++) {
 		struct gnode *n = &g->nodes[i];
 
 		if (n->used && !linked[i] && n->last_seen + idle <= now) {
@@ -662,12 +679,12 @@ static void forget_idle(struct graph *g, uint64_t now)
 	free(linked);
 	if (!changed)
 		return;
-	memset(g->node_idx, 0, NODE_INDEX * sizeof(*g->node_idx));
-	memset(g->edge_idx, 0, EDGE_INDEX * sizeof(*g->edge_idx));
-	for (uint32_t i = 0; i < GRAPH_MAX_NODES; i++)
+	memset(g->node_idx, 0, (g->node_mask + 1) * sizeof(*g->node_idx));
+	memset(g->edge_idx, 0, (g->edge_mask + 1) * sizeof(*g->edge_idx));
+	for (uint32_t i = 0; i < g->max_nodes; i++)
 		if (g->nodes[i].used)
 			node_index_insert(g, i);
-	for (uint32_t i = 0; i < GRAPH_MAX_EDGES; i++)
+	for (uint32_t i = 0; i < g->max_edges; i++)
 		if (g->edges[i].used)
 			edge_index_insert(g, i);
 }
@@ -841,7 +858,7 @@ int graph__render_json(struct graph *g, struct jbuf *out, uint64_t now_mono_ns)
 	jbuf_puts(out, ",\"sampling_ratio\":");
 	jbuf_double(out, g->ratio);
 	jbuf_puts(out, ",\"nodes\":[");
-	for (uint32_t i = 0; i < GRAPH_MAX_NODES; i++) {
+	for (uint32_t i = 0; i < g->max_nodes; i++) {
 		const struct gnode *n = &g->nodes[i];
 
 		if (!n->used)
@@ -867,7 +884,7 @@ int graph__render_json(struct graph *g, struct jbuf *out, uint64_t now_mono_ns)
 	}
 	jbuf_puts(out, "],\"edges\":[");
 	first = true;
-	for (uint32_t i = 0; i < GRAPH_MAX_EDGES; i++) {
+	for (uint32_t i = 0; i < g->max_edges; i++) {
 		if (!g->edges[i].used)
 			continue;
 		if (!first)

@@ -34,9 +34,12 @@
 #define GRAPH_WINDOW_S	     10
 #define GRAPH_PAIR_WINDOW_NS (2ULL * 1000000000ULL)
 #define GRAPH_IDLE_NS	     (300ULL * 1000000000ULL)
-#define GRAPH_MAX_NODES	     2048
-#define GRAPH_MAX_EDGES	     8192
-#define GRAPH_MAX_PENDING    65536
+/* The bounds of the map (ui.max_nodes, ui.max_edges) by default, and at most. */
+#define GRAPH_MAX_NODES	      2048
+#define GRAPH_MAX_EDGES	      8192
+#define GRAPH_MAX_NODES_LIMIT 65536
+#define GRAPH_MAX_EDGES_LIMIT 65536
+#define GRAPH_MAX_PENDING     65536
 /* Longest service name or peer kept (bytes); longer ones are cut. */
 #define GRAPH_NAME_MAX 128
 /* Distinct pids remembered per service. */
@@ -69,6 +72,7 @@ struct graph_exchange {
 	bool connect;
 };
 
+/* /api/graph's "stats", and the agent's tcpotel.map.* metrics (agent.c). */
 struct graph_stats {
 	uint64_t exchanges; /* halves given to graph__add */
 	uint64_t failed_connections; /* failed attempts given to graph__add */
@@ -83,7 +87,13 @@ struct graph_stats {
 
 struct graph;
 
-struct graph *graph__new(void);
+struct graph_opts {
+	uint32_t max_nodes; /* services and peers held at once; 0: GRAPH_MAX_NODES */
+	uint32_t max_edges; /* edges held at once; 0: GRAPH_MAX_EDGES */
+};
+
+/* opts NULL: the default bounds. NULL with errno ENOMEM, or EINVAL past the *_LIMITs. */
+struct graph *graph__new(const struct graph_opts *opts);
 void graph__free(struct graph *g);
 /* One half of an exchange that sampling kept (spans.sampling_ratio), as spans are. */
 void graph__add(struct graph *g, const struct graph_exchange *x);

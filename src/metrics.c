@@ -677,11 +677,30 @@ static size_t encode_group(struct otlp_metrics_emitter *e, const struct group *g
 struct self_metric {
 	struct otlp_metric_desc desc;
 	size_t offset; /* of the uint64_t in struct self_stats */
-	const char *signal; /* "metrics"/"traces" pair: offset is of the [2] array */
-	const char *attr_key, *attr_value;
+	/* One point per value of attribute `key` (NULL: one point, no attribute): offset is
+	 * of an array of as many uint64_t. */
+	const char *key;
+	const char *const *values;
+	size_t n_values;
+	bool map; /* only with the live map (self_stats.map) */
 };
 
 #define SELF(field) offsetof(struct self_stats, field)
+
+static const char *const signal_values[] = { "metrics", "traces" }; /* [SIGNAL_*] */
+static const char *const map_drop_values[SELF_MAP_DROP__COUNT] = {
+	[SELF_MAP_NODE_LIMIT] = "node_limit",
+	[SELF_MAP_EDGE_LIMIT] = "edge_limit",
+	[SELF_MAP_DUPLICATE] = "duplicate",
+};
+
+_Static_assert(ARRAY_SIZE(((struct self_stats *)0)->sent_items) == ARRAY_SIZE(signal_values),
+	       "one value per signal");
+
+/* The designated initializers of a metric with one point per value. */
+#define BY_SIGNAL .key = "signal", .values = signal_values, .n_values = ARRAY_SIZE(signal_values)
+#define BY_REASON \
+	.key = "reason", .values = map_drop_values, .n_values = ARRAY_SIZE(map_drop_values)
 
 static const struct self_metric self_metrics[] = {
 	{ { "tcpotel.kernel.records.lost", "{record}",
@@ -737,33 +756,69 @@ static const struct self_metric self_metrics[] = {
 	  SELF(queue_depth) },
 	{ { "tcpotel.export.sent", "{item}", "Spans and metric points the collector accepted",
 	    OTLP_SUM_MONOTONIC },
-	  SELF(sent_items),
-	  "signal" },
+	  .offset = SELF(sent_items),
+	  BY_SIGNAL },
 	{ { "tcpotel.export.batches", "{batch}", "Request bodies the collector accepted",
 	    OTLP_SUM_MONOTONIC },
-	  SELF(sent_batches),
-	  "signal" },
+	  .offset = SELF(sent_batches),
+	  BY_SIGNAL },
 	{ { "tcpotel.export.bytes", "By", "Request body bytes sent, compressed, every try",
 	    OTLP_SUM_MONOTONIC },
-	  SELF(sent_bytes),
-	  "signal" },
+	  .offset = SELF(sent_bytes),
+	  BY_SIGNAL },
 	{ { "tcpotel.export.dropped", "{item}",
 	    "Spans and metric points dropped: queue full, refused, retries expired",
 	    OTLP_SUM_MONOTONIC },
-	  SELF(dropped_items),
-	  "signal" },
+	  .offset = SELF(dropped_items),
+	  BY_SIGNAL },
 	{ { "tcpotel.export.rejected", "{item}",
 	    "Spans and metric points the collector rejected (partial success)",
 	    OTLP_SUM_MONOTONIC },
-	  SELF(rejected_items),
-	  "signal" },
+	  .offset = SELF(rejected_items),
+	  BY_SIGNAL },
+	{ { "tcpotel.map.halves", "{half}", "Exchange halves given to the live map (sampled)",
+	    OTLP_SUM_MONOTONIC },
+	  .offset = SELF(map_halves),
+	  .map = true },
+	{ { "tcpotel.map.connections.failed", "{connection}",
+	    "Failed connection attempts given to the live map (sampled)", OTLP_SUM_MONOTONIC },
+	  .offset = SELF(map_failed_connections),
+	  .map = true },
+	{ { "tcpotel.map.paired", "{exchange}",
+	    "Exchanges whose two halves the live map paired (both ends on this host)",
+	    OTLP_SUM_MONOTONIC },
+	  .offset = SELF(map_paired),
+	  .map = true },
+	{ { "tcpotel.map.unpaired", "{half}",
+	    "Exchange halves the live map drew alone, to or from a peer", OTLP_SUM_MONOTONIC },
+	  .offset = SELF(map_unpaired),
+	  .map = true },
+	{ { "tcpotel.map.pending", "{half}", "Exchange halves waiting for their other half now",
+	    OTLP_GAUGE },
+	  .offset = SELF(map_pending),
+	  .map = true },
+	{ { "tcpotel.map.pending.overflow", "{half}",
+	    "Exchange halves drawn alone early: the pairing table was full", OTLP_SUM_MONOTONIC },
+	  .offset = SELF(map_pending_overflow),
+	  .map = true },
+	{ { "tcpotel.map.dropped", "{exchange}",
+	    "Exchanges and failed connection attempts left out of the live map",
+	    OTLP_SUM_MONOTONIC },
+	  .offset = SELF(map_dropped),
+	  BY_REASON,
+	  .map = true },
+	{ { "tcpotel.map.nodes", "{node}", "Nodes on the live map now", OTLP_GAUGE },
+	  .offset = SELF(map_nodes),
+	  .map = true },
+	{ { "tcpotel.map.edges", "{edge}", "Edges on the live map now", OTLP_GAUGE },
+	  .offset = SELF(map_edges),
+	  .map = true },
 };
 
 static size_t encode_self(struct otlp_metrics_emitter *e, const struct proc_resource *self_res,
 			  const struct self_stats *st, uint64_t start, uint64_t now)
 {
 	struct otlp_resource res = { self_res->attrs, self_res->n_attrs };
-	static const char *const signals[2] = { "metrics", "traces" };
 	size_t points = 0;
 
 	e->ops->resource_begin(e, &res);
@@ -772,12 +827,13 @@ static size_t encode_self(struct otlp_metrics_emitter *e, const struct proc_reso
 		const uint64_t *v = (const uint64_t *)((const char *)st + sm->offset);
 		uint64_t t0 = sm->desc.kind == OTLP_GAUGE ? 0 : start;
 
+		if (sm->map && !st->map)
+			continue;
 		e->ops->metric_begin(e, &sm->desc);
-		for (int k = 0; k < (sm->signal ? 2 : 1); k++) {
-			struct otlp_attr a =
-				OTLP_ATTR_STR(sm->signal ? sm->signal : "", signals[k]);
+		for (size_t k = 0; k < (sm->key ? sm->n_values : 1); k++) {
+			struct otlp_attr a = OTLP_ATTR_STR(sm->key, sm->key ? sm->values[k] : NULL);
 
-			e->ops->point_int(e, &a, sm->signal ? 1 : 0, t0, now, (int64_t)v[k]);
+			e->ops->point_int(e, &a, sm->key ? 1 : 0, t0, now, (int64_t)v[k]);
 			points++;
 		}
 		e->ops->metric_end(e);

@@ -29,6 +29,14 @@ struct stream_key {
 
 struct stream;
 
+/* Why the live map left something out: tcpotel.map.dropped{reason}. */
+enum self_map_drop {
+	SELF_MAP_NODE_LIMIT, /* "node_limit" */
+	SELF_MAP_EDGE_LIMIT, /* "edge_limit" */
+	SELF_MAP_DUPLICATE, /* "duplicate": a half replaced by a later one under the same ids */
+	SELF_MAP_DROP__COUNT,
+};
+
 /* The agent's own health, exported as tcpotel.* metrics. */
 struct self_stats {
 	uint64_t kernel_counters[TCPOTEL_CNT__MAX];
@@ -46,6 +54,16 @@ struct self_stats {
 	uint64_t queue_depth;
 	uint64_t streams;
 	uint64_t streams_dropped;
+	/* The live map's (graph.h's graph_stats), as tcpotel.map.*: only when it is on. */
+	bool map;
+	uint64_t map_halves; /* exchange halves given to the map */
+	uint64_t map_failed_connections;
+	uint64_t map_paired; /* exchanges */
+	uint64_t map_unpaired; /* halves */
+	uint64_t map_pending; /* halves waiting now */
+	uint64_t map_pending_overflow; /* halves settled early: pairing table full */
+	uint64_t map_dropped[SELF_MAP_DROP__COUNT]; /* left out, by reason */
+	uint64_t map_nodes, map_edges;
 };
 
 struct metrics;

@@ -25,7 +25,6 @@ struct queue {
 	size_t max_bytes; /* 0: no bound but the batch count */
 	uint64_t next_seq;
 	bool closed;
-	uint64_t dropped_batches[SIGNAL__COUNT];
 	uint64_t dropped_items[SIGNAL__COUNT];
 };
 
@@ -133,7 +132,6 @@ static void count_drop(struct queue *q, struct export_batch *b)
 {
 	unsigned int s = b->signal < SIGNAL__COUNT ? (unsigned int)b->signal : SIGNAL_METRICS;
 
-	q->dropped_batches[s]++;
 	q->dropped_items[s] += b->n_items;
 	export_batch_free(b);
 }
@@ -309,7 +307,6 @@ void queue__stats(struct queue *q, struct queue_stats *out)
 	pthread_mutex_lock(&q->lock);
 	out->depth = q->count;
 	for (int s = 0; s < SIGNAL__COUNT; s++) {
-		out->dropped_batches[s] = q->dropped_batches[s];
 		out->dropped_items[s] = q->dropped_items[s];
 	}
 	pthread_mutex_unlock(&q->lock);

@@ -33,7 +33,7 @@ struct export_batch {
 
 struct queue_stats {
 	uint64_t depth; /* batches held now */
-	uint64_t dropped_batches[SIGNAL__COUNT]; /* dropped because the queue was full */
+	/* in the batches dropped to make room, or pushed after close */
 	uint64_t dropped_items[SIGNAL__COUNT];
 };
 

@@ -53,8 +53,10 @@ def test_readme_metric_table_matches_what_is_sent():
     a, b, link = h.two_hosts()
     rcv = h.Receiver()
     srv, port = h.tcpload_server(b, "0.0.0.0:0", "backend")
+    # With the live map on: its tcpotel.map.* metrics exist only then.
     agent = h.Agent({"capture": {"netns": [a.path, b.path]},
-                     "metrics": {"interval": "1s"}}).wait_ready()
+                     "metrics": {"interval": "1s"},
+                     "ui": {"listen": "127.0.0.1:%d" % h.free_port()}}).wait_ready()
     # Loss makes tcp.retransmits non-zero; exchanges fill tcp.exchange.duration.
     b.nft_drop_fraction("tcp dport %d" % port, 0.05)
     h.tcpload_client(a, h.hostport(link.ip_b, port),
@@ -87,6 +89,7 @@ def test_readme_metric_table_matches_what_is_sent():
     assert base <= keys["tcp.connection.failed"], keys["tcp.connection.failed"]
     assert "error.type" in keys["tcp.connection.failed"], keys["tcp.connection.failed"]
     assert keys["tcpotel.export.sent"] == {"signal"}
+    assert keys["tcpotel.map.dropped"] == {"reason"}
 
 
 MATRIX = os.path.join(h.ROOT, "tests", "kernels", "matrix.conf")

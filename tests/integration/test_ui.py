@@ -336,6 +336,107 @@ def test_metrics_scraped_by_prometheus():
 test_metrics_scraped_by_prometheus.timeout = 180
 
 
+# ---- 2b. the map's own counters as metrics -------------------------------------------
+
+# /api/graph "stats" key -> (OTLP metric, point attributes, Prometheus sample name).
+MAP_STATS = {
+    "exchanges": ("tcpotel.map.halves", {}, "tcpotel_map_halves_total"),
+    "failed_connections": ("tcpotel.map.connections.failed", {},
+                           "tcpotel_map_connections_failed_total"),
+    "paired": ("tcpotel.map.paired", {}, "tcpotel_map_paired_total"),
+    "unpaired": ("tcpotel.map.unpaired", {}, "tcpotel_map_unpaired_total"),
+    "pending": ("tcpotel.map.pending", {}, "tcpotel_map_pending"),
+    "pending_overflow": ("tcpotel.map.pending.overflow", {},
+                         "tcpotel_map_pending_overflow_total"),
+    "nodes_dropped": ("tcpotel.map.dropped", {"reason": "node_limit"},
+                      "tcpotel_map_dropped_total"),
+    "edges_dropped": ("tcpotel.map.dropped", {"reason": "edge_limit"},
+                      "tcpotel_map_dropped_total"),
+    "duplicates": ("tcpotel.map.dropped", {"reason": "duplicate"}, "tcpotel_map_dropped_total"),
+    "nodes": ("tcpotel.map.nodes", {}, "tcpotel_map_nodes"),
+    "edges": ("tcpotel.map.edges", {}, "tcpotel_map_edges"),
+}
+
+
+def map_stats(base):
+    """/api/graph's stats, with the nodes and edges it lists."""
+    g = graph(base)
+    return dict(g["stats"], nodes=len(g["nodes"]), edges=len(g["edges"]))
+
+
+def refused(a, ip, port, service):
+    """One connection attempt from namespace `a` by a process of `service`, refused."""
+    cp = a.run(["env", "OTEL_SERVICE_NAME=" + service, "python3", "-c",
+                "import socket, sys\n"
+                "try:\n socket.create_connection((sys.argv[1], int(sys.argv[2])), 5)\n"
+                "except ConnectionRefusedError:\n sys.exit(0)\nsys.exit(1)", ip, port],
+               check=False)
+    assert cp.returncode == 0, cp
+
+
+def test_map_counters_are_metrics_and_its_bounds_count_drops():
+    """ui.max_nodes 4 and ui.max_edges 2: a paired workload frontend -> backend (2 nodes, 1
+    edge), then refused connections of the frontend to three ports outside this host: the
+    first gets the third node and the second edge, the second the fourth node but no edge
+    (edge_limit), the third no node (node_limit), and a refused attempt of a third service
+    no node either. The map's /api/graph stats are then exactly its tcpotel.map.* metrics,
+    in the OTLP body and on /metrics; with the UI off (every other test) they are absent."""
+    a, b, link = hosts()
+    port = free_port()
+    agent, base, rcv = start_agent(a, b, port, ui={"listen": "127.0.0.1:%d" % port,
+                                                   "max_nodes": 4, "max_edges": 2})
+    srv, cli = start_workload(a, b, link, seconds=2, rate=50)
+    c, _s = finish_workload(srv, cli)
+
+    def settled():
+        e = edge(graph(base), "frontend", "backend")
+        return e if e and e["exchanges"] >= c["exchanges"] else None
+
+    h.wait_for(settled, 15, 0.5, "every exchange on the edge frontend -> backend")
+    # The tcpload server is gone: nothing listens in b any more.
+    for p in (41001, 41002, 41003):
+        refused(a, link.ip_b, p, "frontend")
+    refused(a, link.ip_b, 41001, "stranger")
+
+    def final():
+        st = map_stats(base)
+        return st if st["failed_connections"] == 4 and st["pending"] == 0 else None
+
+    st = h.wait_for(final, 15, 0.5, "four failed connections on the map")
+    note("map stats: %r", st)
+    assert st["paired"] == c["exchanges"] and st["exchanges"] == 2 * c["exchanges"], (st, c)
+    assert st["unpaired"] == 0 and st["pending_overflow"] == 0 and st["duplicates"] == 0, st
+    assert st["nodes"] == 4 and st["edges"] == 2, st
+    assert st["edges_dropped"] == 1 and st["nodes_dropped"] == 2, st
+
+    def prom_equal():
+        status, _hd, body = get(base + "metrics")
+        assert status == 200, status
+        text = body.decode()
+        got = {}
+        for key, (_name, attrs, sample) in MAP_STATS.items():
+            vals = [v for lab, v in prom_samples(text, sample)
+                    if all(lab.get(k) == x for k, x in attrs.items())]
+            got[key] = vals[0] if len(vals) == 1 else vals
+        return got if got == st else None
+
+    got = h.wait_for(prom_equal, 15, 0.5, "the tcpotel_map_* samples of /metrics = the stats")
+    note("/metrics: %r", got)
+    assert map_stats(base) == st
+    stop_agent(agent)
+    # The last body the agent sent (at its stop) says the same.
+    reqs = rcv.requests()
+    sent = {}
+    for key, (name, attrs, _sample) in MAP_STATS.items():
+        vals = [v for (svc, pa), v in h.last_values(reqs, name).items()
+                if svc == "tcpotel" and dict(pa) == attrs]
+        sent[key] = vals[0] if len(vals) == 1 else vals
+    assert sent == st, ("OTLP", sent, "/api/graph", st)
+
+
+test_map_counters_are_metrics_and_its_bounds_count_drops.timeout = 120
+
+
 # ---- 3. bad and slow clients ---------------------------------------------------------
 
 

@@ -71,7 +71,7 @@ TEST(exchange_map_is_drawn_from_the_origin)
 	struct procinfo *pi = NULL;
 	struct proc_resource *res = NULL;
 	struct exchanges *x = NULL;
-	struct graph *g = graph__new();
+	struct graph *g = graph__new(NULL);
 	struct tcpotel_tuple t = { .family = AF_INET, .sport = 40000, .dport = 8080 };
 	char peer[64] = "";
 
@@ -442,7 +442,7 @@ TEST(exchange_failures_are_error_spans_and_red_edges)
 	struct exchanges_opts xopts = { .spans = true, .sampling_ratio = 1.0 };
 	struct exporter_opts eopts = { .timeout_ms = 2000, .queue_size = 16 };
 	struct http_stub *stub = http_stub__start(0);
-	struct graph *g = graph__new();
+	struct graph *g = graph__new(NULL);
 	char *url = NULL, peer[64] = "";
 	struct procinfo *pi = NULL;
 	struct proc_resource *res = NULL;

@@ -6,6 +6,7 @@
  * removal, and the bounds (nodes, edges, pairing table) with their counts.
  * Everything is read back from the JSON the map page gets.
  */
+#include <errno.h>
 #include <json-c/json.h>
 #include <math.h>
 #include <stdlib.h>
@@ -150,7 +151,7 @@ static size_t count(struct json_object *root, const char *list)
 
 TEST(graph_pairs_both_halves_in_either_order)
 {
-	struct graph *g = graph__new();
+	struct graph *g = graph__new(NULL);
 	struct json_object *r = NULL, *e, *n;
 
 	if (!ASSERT_NOT_NULL(g))
@@ -191,7 +192,7 @@ out:
 
 TEST(graph_lone_halves_become_peer_edges_after_the_window)
 {
-	struct graph *g = graph__new();
+	struct graph *g = graph__new(NULL);
 	struct half c = {
 		"frontend", 100, GRAPH_ROLE_CLIENT, 1, "10.0.0.9:5432", 10, 20, MS, 0, T0
 	};
@@ -294,7 +295,7 @@ TEST(graph_loopback_and_local_peers_are_on_this_host)
 		{ .family = AF_INET, .addr = { 10, 231, 0, 1 } },
 		{ .family = AF_INET6, .addr = { 0xfd, 0x00, [15] = 0x42 } },
 	};
-	struct graph *g = graph__new();
+	struct graph *g = graph__new(NULL);
 	struct json_object *r = NULL;
 
 	if (!ASSERT_NOT_NULL(g))
@@ -330,7 +331,7 @@ out:
 
 TEST(graph_rates_over_the_sliding_window)
 {
-	struct graph *g = graph__new();
+	struct graph *g = graph__new(NULL);
 	struct json_object *r = NULL, *e;
 	uint32_t id = 0;
 
@@ -351,7 +352,7 @@ TEST(graph_rates_over_the_sliding_window)
 
 	/* A young edge is measured over its own life, not the whole window. */
 	graph__free(g);
-	g = graph__new();
+	g = graph__new(NULL);
 	if (!ASSERT_NOT_NULL(g))
 		goto out_nor;
 	for (uint64_t t = 0; t < 3 * SEC; t += 10 * MS)
@@ -392,7 +393,7 @@ out_nor:
 /* At spans.sampling_ratio 0.25 each exchange that reaches the map stands for four. */
 TEST(graph_scales_sampled_exchanges_back_up)
 {
-	struct graph *g = graph__new();
+	struct graph *g = graph__new(NULL);
 	struct json_object *r, *e;
 
 	if (!ASSERT_NOT_NULL(g))
@@ -417,7 +418,7 @@ TEST(graph_scales_sampled_exchanges_back_up)
 
 TEST(graph_latency_quantiles)
 {
-	struct graph *g = graph__new();
+	struct graph *g = graph__new(NULL);
 	struct json_object *r = NULL, *e;
 
 	if (!ASSERT_NOT_NULL(g))
@@ -437,7 +438,7 @@ TEST(graph_latency_quantiles)
 
 TEST(graph_counts_pids_and_duplicates)
 {
-	struct graph *g = graph__new();
+	struct graph *g = graph__new(NULL);
 	struct json_object *r = NULL, *n;
 
 	if (!ASSERT_NOT_NULL(g))
@@ -463,7 +464,7 @@ out:
 
 TEST(graph_bounds_are_counted)
 {
-	struct graph *g = graph__new();
+	struct graph *g = graph__new(NULL);
 	struct graph_stats st;
 	struct json_object *r = NULL;
 	char name[32];
@@ -502,9 +503,64 @@ TEST(graph_bounds_are_counted)
 	graph__free(g);
 }
 
+/*
+ * ui.max_nodes 3, ui.max_edges 2: a pair and a lone half take them; then a
+ * half whose peer needs a fourth node, a half of a fourth service and a half
+ * that needs a third edge are each left out and counted by why.
+ */
+TEST(graph_bounds_are_the_options)
+{
+	struct graph_opts opts = { .max_nodes = 3, .max_edges = 2 };
+	struct graph *g = graph__new(&opts);
+	struct half lone = { "frontend", 100, GRAPH_ROLE_CLIENT, 2, "10.0.0.9:1", 1, 1, MS, 0, T0 };
+	struct half no_node = {
+		"frontend", 100, GRAPH_ROLE_CLIENT, 3, "10.0.0.9:2", 1, 1, MS, 0, T0
+	};
+	struct half no_service = {
+		"other", 300, GRAPH_ROLE_CLIENT, 4, "10.0.0.9:1", 1, 1, MS, 0, T0
+	};
+	struct half no_edge = {
+		"backend", 200, GRAPH_ROLE_CLIENT, 5, "10.0.0.9:1", 1, 1, MS, 0, T0
+	};
+	struct json_object *r = NULL;
+	struct graph_stats st;
+
+	if (!ASSERT_NOT_NULL(g))
+		return;
+	add_pair(g, 1, T0, MS, false);
+	add(g, &lone);
+	r = render(g, T0 + 3 * SEC); /* the lone half settles: its peer is the third node */
+	json_object_put(r);
+	add(g, &no_node);
+	add(g, &no_service);
+	add(g, &no_edge);
+	r = render(g, T0 + 6 * SEC);
+	graph__stats(g, &st);
+	ASSERT_EQ(st.exchanges, 6);
+	ASSERT_EQ(st.paired, 1);
+	ASSERT_EQ(st.unpaired, 3);
+	ASSERT_EQ(st.nodes, 3);
+	ASSERT_EQ(st.edges, 2);
+	ASSERT_EQ(st.nodes_dropped, 2);
+	ASSERT_EQ(st.edges_dropped, 1);
+	if (ASSERT_NOT_NULL(r)) {
+		ASSERT_EQ(count(r, "nodes"), 3);
+		ASSERT_EQ(count(r, "edges"), 2);
+		ASSERT_EQ(num(get(r, "stats"), "nodes_dropped"), 2);
+		ASSERT_EQ(num(get(r, "stats"), "edges_dropped"), 1);
+	}
+	json_object_put(r);
+	graph__free(g);
+
+	opts.max_edges = GRAPH_MAX_EDGES_LIMIT + 1;
+	errno = 0;
+	ASSERT_TRUE(graph__new(&opts) == NULL);
+	ASSERT_EQ(errno, EINVAL);
+}
+
 TEST(graph_names_are_cut_and_escaped)
 {
-	struct graph *g = graph__new();
+	struct graph *g = graph__new(NULL);
 	char long_name[400];
 	struct json_object *r;
 
@@ -533,7 +589,7 @@ TEST(graph_names_are_cut_and_escaped)
 
 TEST(graph_add_is_cheap)
 {
-	struct graph *g = graph__new();
+	struct graph *g = graph__new(NULL);
 	struct timespec a, b;
 	const uint32_t n = 400000;
 	double ns;

@@ -376,3 +376,167 @@ out:
 	metrics__free(m);
 	procinfo__free(pi);
 }
+
+/* ---- the agent's own metrics: the live map's ----------------------------------- */
+
+/* The metric `name` of a metrics body (any resource), or NULL. */
+static struct json_object *body_metric(struct json_object *body, const char *name)
+{
+	struct json_object *rms, *sms, *ms, *nm;
+
+	if (!json_object_object_get_ex(body, "resourceMetrics", &rms))
+		return NULL;
+	for (size_t i = 0; i < json_object_array_length(rms); i++) {
+		if (!json_object_object_get_ex(json_object_array_get_idx(rms, i), "scopeMetrics",
+					       &sms) ||
+		    !json_object_object_get_ex(json_object_array_get_idx(sms, 0), "metrics", &ms))
+			continue;
+		for (size_t j = 0; j < json_object_array_length(ms); j++) {
+			struct json_object *mt = json_object_array_get_idx(ms, j);
+
+			if (json_object_object_get_ex(mt, "name", &nm) &&
+			    !strcmp(json_object_get_string(nm), name))
+				return mt;
+		}
+	}
+	return NULL;
+}
+
+/* How many metrics of the body have a name that starts with `prefix`. */
+static size_t body_metrics_named(struct json_object *body, const char *prefix)
+{
+	struct json_object *rms, *sms, *ms, *nm;
+	size_t n = 0;
+
+	if (!json_object_object_get_ex(body, "resourceMetrics", &rms))
+		return 0;
+	for (size_t i = 0; i < json_object_array_length(rms); i++) {
+		if (!json_object_object_get_ex(json_object_array_get_idx(rms, i), "scopeMetrics",
+					       &sms) ||
+		    !json_object_object_get_ex(json_object_array_get_idx(sms, 0), "metrics", &ms))
+			continue;
+		for (size_t j = 0; j < json_object_array_length(ms); j++)
+			if (json_object_object_get_ex(json_object_array_get_idx(ms, j), "name",
+						      &nm) &&
+			    !strncmp(json_object_get_string(nm), prefix, strlen(prefix)))
+				n++;
+	}
+	return n;
+}
+
+/*
+ * One metric of the agent's own: its unit and kind ("gauge" or a monotonic
+ * "sum") as given, and the value of its point whose attribute `key` is
+ * `value` (key NULL: its only point, without attributes). false, with an
+ * assertion failed, if not so.
+ */
+static bool self_point(struct json_object *body, const char *name, const char *unit,
+		       const char *kind, const char *key, const char *value, int64_t want)
+{
+	struct json_object *mt = body_metric(body, name), *x, *data, *pts;
+	size_t found = 0;
+
+	if (!ASSERT_NOT_NULL(mt) || !json_object_object_get_ex(mt, "unit", &x) ||
+	    !ASSERT_STREQ(json_object_get_string(x), unit) ||
+	    !ASSERT_TRUE(json_object_object_get_ex(mt, kind, &data)) ||
+	    !json_object_object_get_ex(data, "dataPoints", &pts))
+		return false;
+	if (!strcmp(kind, "sum") && (!json_object_object_get_ex(data, "isMonotonic", &x) ||
+				     !ASSERT_TRUE(json_object_get_boolean(x))))
+		return false;
+	if (!ASSERT_EQ(json_object_array_length(pts), key ? SELF_MAP_DROP__COUNT : 1))
+		return false;
+	for (size_t i = 0; i < json_object_array_length(pts); i++) {
+		struct json_object *p = json_object_array_get_idx(pts, i), *pa = NULL;
+		const char *v;
+
+		json_object_object_get_ex(p, "attributes", &pa);
+		v = key ? res_attr(pa, key, NULL) : NULL;
+		if (key && (!v || strcmp(v, value)))
+			continue;
+		if (!key && !ASSERT_EQ(pa ? json_object_array_length(pa) : 0, 0))
+			return false;
+		found++;
+		if (!ASSERT_EQ(point_int(p), want))
+			return false;
+	}
+	return ASSERT_EQ(found, 1);
+}
+
+static struct json_object *encode_self_only(struct metrics *m, const struct self_stats *st)
+{
+	struct otlp_json_emitter je;
+	struct json_object *body;
+	struct jbuf b;
+
+	jbuf_init(&b);
+	otlp_json_emitter_init(&je, &b);
+	metrics__encode(m, &je.emitter, 1000, st);
+	body = json_tokener_parse(jbuf_cstr(&b));
+	jbuf_free(&b);
+	return body;
+}
+
+/*
+ * The live map's counters are tcpotel.map.* metrics on the agent's resource,
+ * each from its own field (all values differ), tcpotel.map.dropped with one
+ * point per reason; with the map off there is no tcpotel.map.* at all, the
+ * other tcpotel.* metrics being there either way.
+ */
+TEST(metrics_self_map_counters_only_with_the_map)
+{
+	struct procinfo_opts popts = { .proc_root = "/proc",
+				       .max_entries = 16,
+				       .revalidate_ms = 1000 };
+	struct procinfo *pi = procinfo__new(&popts);
+	struct metrics *m = pi ? metrics__new(pi, 16) : NULL;
+	struct self_stats st = { .streams_dropped = 3 };
+	struct json_object *body = NULL;
+
+	if (!ASSERT_NOT_NULL(m))
+		goto out;
+	body = encode_self_only(m, &st);
+	if (!ASSERT_NOT_NULL(body))
+		goto out;
+	ASSERT_EQ(body_metrics_named(body, "tcpotel.map."), 0);
+	ASSERT_TRUE(self_point(body, "tcpotel.streams.dropped", "{stream}", "sum", NULL, NULL, 3));
+	json_object_put(body);
+
+	st.map = true;
+	st.map_halves = 101;
+	st.map_failed_connections = 102;
+	st.map_paired = 103;
+	st.map_unpaired = 104;
+	st.map_pending = 105;
+	st.map_pending_overflow = 106;
+	st.map_dropped[SELF_MAP_NODE_LIMIT] = 107;
+	st.map_dropped[SELF_MAP_EDGE_LIMIT] = 108;
+	st.map_dropped[SELF_MAP_DUPLICATE] = 109;
+	st.map_nodes = 110;
+	st.map_edges = 111;
+	body = encode_self_only(m, &st);
+	if (!ASSERT_NOT_NULL(body))
+		goto out;
+	ASSERT_EQ(body_metrics_named(body, "tcpotel.map."), 9);
+	ASSERT_TRUE(self_point(body, "tcpotel.map.halves", "{half}", "sum", NULL, NULL, 101));
+	ASSERT_TRUE(self_point(body, "tcpotel.map.connections.failed", "{connection}", "sum", NULL,
+			       NULL, 102));
+	ASSERT_TRUE(self_point(body, "tcpotel.map.paired", "{exchange}", "sum", NULL, NULL, 103));
+	ASSERT_TRUE(self_point(body, "tcpotel.map.unpaired", "{half}", "sum", NULL, NULL, 104));
+	ASSERT_TRUE(self_point(body, "tcpotel.map.pending", "{half}", "gauge", NULL, NULL, 105));
+	ASSERT_TRUE(
+		self_point(body, "tcpotel.map.pending.overflow", "{half}", "sum", NULL, NULL, 106));
+	ASSERT_TRUE(self_point(body, "tcpotel.map.dropped", "{exchange}", "sum", "reason",
+			       "node_limit", 107));
+	ASSERT_TRUE(self_point(body, "tcpotel.map.dropped", "{exchange}", "sum", "reason",
+			       "edge_limit", 108));
+	ASSERT_TRUE(self_point(body, "tcpotel.map.dropped", "{exchange}", "sum", "reason",
+			       "duplicate", 109));
+	ASSERT_TRUE(self_point(body, "tcpotel.map.nodes", "{node}", "gauge", NULL, NULL, 110));
+	ASSERT_TRUE(self_point(body, "tcpotel.map.edges", "{edge}", "gauge", NULL, NULL, 111));
+	ASSERT_TRUE(self_point(body, "tcpotel.streams.dropped", "{stream}", "sum", NULL, NULL, 3));
+out:
+	json_object_put(body);
+	metrics__free(m);
+	procinfo__free(pi);
+}

@@ -627,8 +627,8 @@ static bool every_metric_on_the_page(const char *json, const char *text, int *n_
 /*
  * Two processes of one service (pids 600 and 601 of the fake /proc are both
  * "java") and a server: the OTLP body and the page come from one store at
- * one time. The page has every metric of the body and every self metric;
- * the two pids' series are added up.
+ * one time. The page has every metric of the body and every self metric (the
+ * live map's too); the two pids' series are added up.
  */
 TEST(prom_renders_the_store_as_otlp_sends_it)
 {
@@ -636,7 +636,12 @@ TEST(prom_renders_the_store_as_otlp_sends_it)
 	struct procinfo_opts popts = { .host_name = "node-1",
 				       .max_entries = 16,
 				       .revalidate_ms = 1000 };
-	struct self_stats self = { .sockets_tracked = 5, .sent_items = { 7, 9 }, .queue_depth = 2 };
+	struct self_stats self = { .sockets_tracked = 5,
+				   .sent_items = { 7, 9 },
+				   .queue_depth = 2,
+				   .map = true,
+				   .map_dropped = { 0, 11, 0 },
+				   .map_nodes = 4 };
 	uint32_t srtt[TCPOTEL_SRTT_BUCKETS] = { 0 }, ex[TCPOTEL_EXCHANGE_BUCKETS] = { 0 };
 	char root[4096];
 	struct procinfo *pi = NULL;
@@ -723,6 +728,13 @@ TEST(prom_renders_the_store_as_otlp_sends_it)
 	if (!sample(text, "tcpotel_export_sent_total",
 		    (const char *const[]){ "signal=\"traces\"", NULL }, &v) ||
 	    !ASSERT_EQ(v, 9))
+		goto out;
+	if (!sample(text, "tcpotel_map_dropped_total",
+		    (const char *const[]){ "reason=\"edge_limit\"", NULL }, &v) ||
+	    !ASSERT_EQ(v, 11))
+		goto out;
+	if (!sample(text, "tcpotel_map_nodes", (const char *const[]){ NULL }, &v) ||
+	    !ASSERT_EQ(v, 4))
 		goto out;
 	/* The two pids of java, redis-server, and the agent's own resource. */
 	ASSERT_EQ(count_lines(text, "target_info{"), 4);

@@ -369,7 +369,7 @@ static bool setup(struct fixture *f, bool with_map)
 	f->pi = procinfo__new(&popts);
 	f->m = f->pi ? metrics__new(f->pi, 1024) : NULL;
 	if (with_map) {
-		f->g = graph__new();
+		f->g = graph__new(NULL);
 		f->x = f->m ? exchanges__new(&xopts, f->pi, NULL) : NULL;
 		if (f->x && f->g)
 			exchanges__set_graph(f->x, f->g);
