@@ -61,7 +61,8 @@ struct capture {
 /* Per back-end, the hook programs it attaches; every other program is shared. */
 static const char *const tracepoint_progs[] = { "tp_sock_send_length", "tp_sock_recv_length",
 						NULL };
-static const char *const fentry_progs[] = { "fexit_tcp_sendmsg", "fentry_tcp_cleanup_rbuf", NULL };
+static const char *const fentry_progs[] = { "fexit_tcp_sendmsg_locked", "fentry_tcp_cleanup_rbuf",
+					    NULL };
 static const char *const kprobe_progs[] = { "kprobe_release_sock", "kprobe_tcp_cleanup_rbuf",
 					    NULL };
 static const char *const no_progs[] = { NULL };

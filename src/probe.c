@@ -142,10 +142,10 @@ static int probe_fentry(char *why, size_t size)
 		snprintf(why, size, "no kernel BTF (/sys/kernel/btf/vmlinux): %s", strerror(errno));
 		return -ENOENT;
 	}
-	id = btf__find_by_name_kind(vmlinux, "tcp_sendmsg", BTF_KIND_FUNC);
+	id = btf__find_by_name_kind(vmlinux, "tcp_sendmsg_locked", BTF_KIND_FUNC);
 	btf__free(vmlinux);
 	if (id < 0) {
-		snprintf(why, size, "tcp_sendmsg is not in the kernel BTF");
+		snprintf(why, size, "tcp_sendmsg_locked is not in the kernel BTF");
 		return -ENOENT;
 	}
 	opts.attach_btf_id = id;
@@ -161,7 +161,7 @@ static int probe_fentry(char *why, size_t size)
 	if (link < 0) {
 		int err = -errno;
 
-		snprintf(why, size, "fexit tcp_sendmsg cannot attach (%s)", strerror(-err));
+		snprintf(why, size, "fexit tcp_sendmsg_locked cannot attach (%s)", strerror(-err));
 		close(prog);
 		return err;
 	}

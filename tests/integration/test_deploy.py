@@ -299,7 +299,7 @@ QUOTED = [
     "no capture back-end can attach on this kernel (",
     " were tried; see the lines above)",
     "cannot be used on this kernel: ",
-    "tcp_sendmsg is not in the kernel BTF",
+    "tcp_sendmsg_locked is not in the kernel BTF",
     "raw tracepoint program refused at load (",
     "auto: the first that loads and attaches, in the order ",
     "its BPF programs cannot be ",
