@@ -282,7 +282,7 @@ $(PROGSTATS): $(OUTPUT)/tests/kernels/progstats.o $(MOD_OBJS)
 test-kernels:
 	$(Q)scripts/install-deps.sh kernels
 	$(Q)$(MAKE) --no-print-directory all $(BPFT_BIN) $(PROGSTATS)
-	$(Q)KERNELS="$(KERNELS)" tests/kernels/matrix.sh
+	$(Q)KERNELS="$(KERNELS)" MATRIX_PROFILE="$(MATRIX_PROFILE)" tests/kernels/matrix.sh
 
 # Micro-benchmarks of the user-space hot paths, linked like the unit tests.
 MICRO_BIN  := $(OUTPUT)/micro

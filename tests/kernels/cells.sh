@@ -17,6 +17,10 @@
 # on the back-end auto chooses, and deployed.py (the systemd unit where
 # systemd is PID 1, the DaemonSet's privileges).
 #
+# TCPOTEL_CELLS_EXTRAS (matrix.sh; default "shared,systemd"): "shared" adds
+# integration-kernel.list to the kernel column; without "systemd", or where
+# systemd is not PID 1, deployed.py checks the DaemonSet's privileges only.
+#
 # Under QEMU without KVM (TCPOTEL_VM_ACCEL=tcg, set by vm.sh) the
 # integration tests run with TCPOTEL_TEST_SLOWDOWN=20 (tests/integration/pace.py).
 set -uo pipefail
@@ -100,11 +104,17 @@ done
 
 echo "== kernel"
 tier .output/bpf_tests bpf_ privileges_
-tier python3 tests/integration/runner.py $(grep -v '^#' $here/integration-kernel.list)
-if [ "$(basename "$(readlink /proc/1/exe)")" = systemd ]; then
+extras=,${TCPOTEL_CELLS_EXTRAS:-shared,systemd},
+if [[ $extras == *,shared,* ]]; then
+	tier python3 tests/integration/runner.py $(grep -v '^#' $here/integration-kernel.list)
+else
+	echo "cells.sh: the shared integration tests (integration-kernel.list) run on other kernels in this pass"
+fi
+if [[ $extras == *,systemd,* ]] && [ "$(basename "$(readlink /proc/1/exe)")" = systemd ]; then
 	tier python3 $here/deployed.py
 else
-	echo "cells.sh: systemd is not PID 1 here: the systemd unit is checked in the guests"
+	echo "cells.sh: the shipped systemd unit is checked in a guest booted with systemd"
+	echo "cells.sh: here (systemd not PID 1, or not in this pass): the DaemonSet's privileges"
 	tier python3 $here/deployed.py setpriv
 fi
 cell_done kernel
