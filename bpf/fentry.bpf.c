@@ -28,5 +28,7 @@ int BPF_PROG(fentry_tcp_cleanup_rbuf, struct sock *sk, int copied)
 {
 	if (copied > 0)
 		on_recv_seq(sk, copied);
+	else if (copied == 0)
+		on_read_end(sk);
 	return 0;
 }

@@ -166,6 +166,13 @@ static __always_inline int sock_state_at(const struct sock *sk)
 #endif
 }
 
+/* The states a socket is in once the peer's FIN has come. */
+static __always_inline bool sock_peer_fin_in(int state)
+{
+	return state == TCP_CLOSE_WAIT || state == TCP_LAST_ACK || state == TCP_CLOSING ||
+	       state == TCP_TIME_WAIT || state == TCP_CLOSE;
+}
+
 /*
  * Did the read that just returned also take the peer's FIN? tcp_recvmsg()
  * moves copied_seq one past the data when it reads up to a FIN (the FIN
@@ -175,13 +182,9 @@ static __always_inline int sock_state_at(const struct sock *sk)
  */
 static __always_inline __u32 sock_fin_read(const struct sock *sk, __u32 copied_seq)
 {
-	int state;
-
 	if (copied_seq != sock_rcv_nxt(sk))
 		return 0;
-	state = sock_state_at(sk);
-	return state == TCP_CLOSE_WAIT || state == TCP_LAST_ACK || state == TCP_CLOSING ||
-	       state == TCP_TIME_WAIT || state == TCP_CLOSE;
+	return sock_peer_fin_in(sock_state_at(sk));
 }
 
 /*

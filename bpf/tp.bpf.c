@@ -28,7 +28,11 @@ SEC("raw_tp/sock_recv_length")
 int BPF_PROG(tp_sock_recv_length, struct sock *sk, int ret, int flags)
 {
 	/* MSG_PEEK leaves the data queued: it is counted when really read. */
-	if (ret > 0 && !(flags & MSG_PEEK))
+	if (flags & MSG_PEEK)
+		return 0;
+	if (ret > 0)
 		on_io(sk, ret, false);
+	else if (ret == 0)
+		on_read_end(sk);
 	return 0;
 }

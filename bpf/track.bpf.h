@@ -634,6 +634,47 @@ static __always_inline void on_io(struct sock *sk, __u32 bytes, bool is_send)
 }
 
 /*
+ * closed_by_peer: the client read the end of the stream (the server's FIN)
+ * while its request waited with nothing received since it began. Only the
+ * client can tell this from a goodbye: on the wire, a server that closes
+ * after reading a request looks the same whether the request was
+ * PostgreSQL's Terminate or one it would not answer, and the FIN may even
+ * come before the client that said goodbye closes too; but a client that
+ * said goodbye closes without reading, one that waits for an answer reads
+ * the end. The exchange ends there and then (on_read_end()).
+ */
+static __always_inline void client_read_end(struct sock *sk, struct tcpotel_sock *s)
+{
+	if (s->role != TCPOTEL_ROLE_CLIENT || s->ex.phase != TCPOTEL_PHASE_REQUEST ||
+	    (s->flags & (TCPOTEL_SOCK_IGNORED | TCPOTEL_SOCK_HAS_TUPLE)) != TCPOTEL_SOCK_HAS_TUPLE)
+		return;
+	/* The FIN took one sequence number: nothing else came. */
+	if (sock_rcv_nxt(sk) != s->ex.resp_seq + 1)
+		return;
+	exchange_fail(s, TCPOTEL_ERR_CLOSED_BY_PEER);
+	exchange_finish(s, s->srtt_last_us);
+	s->ex.phase = TCPOTEL_PHASE_IDLE;
+	sock_mark(s, (__u64)sk);
+}
+
+/*
+ * A read that returned no bytes: the end of the stream when the peer's FIN
+ * is in and was read. Most such reads found nothing yet (EAGAIN, at
+ * tcp_cleanup_rbuf()): the socket's state, one load, tells them apart first.
+ */
+static __always_inline void on_read_end(struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+	struct tcpotel_sock *s;
+
+	if (!sock_peer_fin_in(sock_state_at(sk)))
+		return;
+	s = bpf_map_lookup_elem(&sockets, &key);
+	if (s && sock_fin_read(sk, sock_copied_seq(sk)))
+		client_read_end(sk, s);
+}
+
+/*
  * Receives seen at tcp_cleanup_rbuf(sk, copied) (fentry and kprobe
  * back-ends). It runs at the end of every read, MSG_PEEK included, and also
  * while a read waits for more (MSG_WAITALL, SO_RCVLOWAT), each time with all
@@ -851,30 +892,19 @@ static __always_inline void connect_failed(struct sock *sk)
 }
 
 /*
- * A FIN before any response byte: the server closed the connection while
- * the request waited (error.type closed_by_peer, on both ends). The client
- * sees it when the server's FIN comes first (ESTABLISHED -> CLOSE_WAIT)
- * with nothing else received since the request began; the server when its
- * own FIN goes first (ESTABLISHED -> FIN_WAIT1) while its request waits. A
- * client that says goodbye and closes first is not a failure. The exchange
- * ends there and then.
+ * A server that sends its FIN while a request waits (ESTABLISHED ->
+ * FIN_WAIT1) gave it no answer but its close: the exchange ends there,
+ * without an error of its own (the client's half says whether it was one:
+ * client_read_end()), so that a client slow to close cannot keep it open.
  */
-static __always_inline void closed_before_response(struct sock *sk, int newstate)
+static __always_inline void server_closed_on_request(struct sock *sk)
 {
 	__u64 key = (__u64)sk;
 	struct tcpotel_sock *s = bpf_map_lookup_elem(&sockets, &key);
 
-	if (!s || s->ex.phase != TCPOTEL_PHASE_REQUEST ||
+	if (!s || s->role != TCPOTEL_ROLE_SERVER || s->ex.phase != TCPOTEL_PHASE_REQUEST ||
 	    (s->flags & (TCPOTEL_SOCK_IGNORED | TCPOTEL_SOCK_HAS_TUPLE)) != TCPOTEL_SOCK_HAS_TUPLE)
 		return;
-	if (s->role == TCPOTEL_ROLE_CLIENT) {
-		/* The FIN took one sequence number: nothing else came. */
-		if (newstate != TCP_CLOSE_WAIT || sock_rcv_nxt(sk) != s->ex.resp_seq + 1)
-			return;
-	} else if (newstate != TCP_FIN_WAIT1) {
-		return;
-	}
-	exchange_fail(s, TCPOTEL_ERR_CLOSED_BY_PEER);
 	exchange_finish(s, s->srtt_last_us);
 	s->ex.phase = TCPOTEL_PHASE_IDLE;
 	sock_mark(s, key);
@@ -940,9 +970,8 @@ static __always_inline void on_state(struct sock *sk, int oldstate, int newstate
 			sock_mark(s, key);
 		return;
 	}
-	if (oldstate == TCP_ESTABLISHED &&
-	    (newstate == TCP_CLOSE_WAIT || newstate == TCP_FIN_WAIT1)) {
-		closed_before_response(sk, newstate);
+	if (oldstate == TCP_ESTABLISHED && newstate == TCP_FIN_WAIT1) {
+		server_closed_on_request(sk);
 		return;
 	}
 	if (newstate == TCP_CLOSE) {

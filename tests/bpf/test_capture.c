@@ -548,3 +548,85 @@ TEST(capture_splice_counted_except_by_tracepoints)
 {
 	read_way_case(READ_SPLICE, 300000);
 }
+
+/* Exchange records of one connection (by the server's port), by end and error. */
+struct ended {
+	uint16_t port;
+	int n[2]; /* [role == TCPOTEL_ROLE_SERVER] */
+	int closed_by_peer[2];
+	int other_errors;
+};
+
+static int on_exchange(void *ctx, void *data, size_t size)
+{
+	const struct tcpotel_exchange_record *r = data;
+	struct ended *e = ctx;
+	int server;
+
+	if (r->hdr.type != TCPOTEL_RECORD_EXCHANGE ||
+	    (r->tuple.sport != e->port && r->tuple.dport != e->port))
+		return 0;
+	server = r->role == TCPOTEL_ROLE_SERVER;
+	e->n[server]++;
+	if (r->ex.error == TCPOTEL_ERR_CLOSED_BY_PEER)
+		e->closed_by_peer[server]++;
+	else if (r->ex.error)
+		e->other_errors++;
+	return 0;
+}
+
+/*
+ * The server reads a request and closes without answering. A client that
+ * reads the end of the stream (`read_end`) has an exchange closed_by_peer;
+ * one that closes without reading (a goodbye, such as PostgreSQL's
+ * Terminate, whose FIN came after the server's) has none. The server's half
+ * never has an error: on the wire, both are the same close.
+ */
+static void server_closes_case(bool read_end)
+{
+	struct ring_buffer *rb = NULL;
+	struct ended e = {};
+	struct capture *c;
+	struct pair p;
+	char b;
+
+	if (geteuid() != 0) {
+		test_skip("needs root (attaches BPF programs)");
+		return;
+	}
+	c = kernel_attach_test_backend(5000000000ULL);
+	if (!ASSERT_NOT_NULL(c))
+		return;
+	rb = ring_buffer__new(capture__events_fd(c), on_exchange, &e, NULL);
+	if (!ASSERT_NOT_NULL(rb) || !ASSERT_TRUE(make_pair(&p, AF_INET, false)))
+		goto out;
+	e.port = p.port;
+	ASSERT_TRUE(send_all(p.client, 100) && recv_all(p.server, 100));
+	close(p.server);
+	/* The server's FIN is in before the client does anything more. */
+	usleep(50 * 1000);
+	if (read_end)
+		ASSERT_EQ(recv(p.client, &b, 1, 0), 0);
+	close(p.client);
+	close(p.listener);
+	usleep(100 * 1000);
+	ring_buffer__consume(rb);
+	ASSERT_EQ(e.n[0], 1);
+	ASSERT_EQ(e.n[1], 1);
+	ASSERT_EQ(e.closed_by_peer[0], read_end ? 1 : 0);
+	ASSERT_EQ(e.closed_by_peer[1], 0);
+	ASSERT_EQ(e.other_errors, 0);
+out:
+	ring_buffer__free(rb);
+	capture__destroy(c);
+}
+
+TEST(capture_server_close_read_by_the_client_is_closed_by_peer)
+{
+	server_closes_case(true);
+}
+
+TEST(capture_server_close_after_a_goodbye_is_no_error)
+{
+	server_closes_case(false);
+}

@@ -6,6 +6,7 @@ standard library only: sockets, ssl on OpenSSL, http.server and http.client).
   xchg.py server --listen ADDR:PORT --ready-file F [--tls CERT KEY] [--https]
   xchg.py client --connect ADDR:PORT [--conns N] [--exchanges E] [--req-size N]
                  [--resp-size N] [--delay-ms D] [--last ACTION] [--goodbye plain|more]
+                 [--linger-ms L]
                  [--pipeline-gaps-us G,G,...] [--tls] [--nodelay 0|1]
   xchg.py https-client --connect ADDR:PORT --conns N --requests R [--short]
   xchg.py connect --connect ADDR:PORT --attempts N
@@ -21,7 +22,8 @@ and the server, after delay_ms, does what `action` says:
     reset    send resp_len bytes, then close with SO_LINGER 0 (a RST)
              (the client asks for none: the request is reset unanswered)
     silent   never answer (keep reading until the client closes)
-    goodbye  nothing: the client closes right after (PostgreSQL's Terminate)
+    goodbye  nothing but its own close, at once (PostgreSQL's Terminate): the
+             client closes too, right after or (--linger-ms) later
 
 The server reads exactly one message at a time and answers it before reading
 the next. Every role prints one JSON summary line on stdout (the server at
@@ -31,7 +33,8 @@ observer saw against it.
 client: --conns connections one after another, each doing --exchanges
 exchanges (--last: the action of the last one; --goodbye: then a goodbye
 message and close, `more` sending it with MSG_MORE so that it leaves in the
-same segment as the FIN). --pipeline-gaps-us: instead, per connection and per
+same segment as the FIN; --linger-ms: L ms between the goodbye and the close,
+so that the server's FIN comes first). --pipeline-gaps-us: instead, per connection and per
 gap G, two messages (the second G microseconds after the first) before reading
 both answers. --nodelay sets TCP_NODELAY (default 1).
 
@@ -149,6 +152,8 @@ class Server:
                 elif action == SILENT:
                     while recv_exact(conn, 1 << 16, st):
                         pass
+                    break
+                elif action == GOODBYE:
                     break
         except (OSError, ValueError) as e:
             sys.stderr.write("xchg server: %s\n" % e)
@@ -289,6 +294,8 @@ def client_main(args):
             if args.goodbye:
                 flags = socket.MSG_MORE if args.goodbye == "more" else 0
                 send_all(sock, message(0, 0, 0, GOODBYE), st, flags)
+                if args.linger_ms:
+                    time.sleep(args.linger_ms / 1000)
         except OSError as e:
             st["errors"].append(str(e))
         finally:
@@ -371,6 +378,7 @@ def main():
     c.add_argument("--last", choices=sorted(ACTIONS), default="answer")
     c.add_argument("--wait-s", type=float, default=30)
     c.add_argument("--goodbye", choices=("plain", "more"))
+    c.add_argument("--linger-ms", type=int, default=0)
     c.add_argument("--pipeline-gaps-us", default="")
     c.add_argument("--tls", action="store_true")
     c.add_argument("--nodelay", type=int, default=1)

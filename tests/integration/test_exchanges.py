@@ -203,21 +203,26 @@ def spans_arrived(reqs):
 
 def test_goodbye_then_close_pairs():
     """A client that ends each connection with a 20-byte goodbye and its own
-    close, sent apart (`plain`) or with the FIN in the same segment (`more`,
-    MSG_MORE: the server reads the goodbye and the FIN in one recv(), which
-    moves copied_seq one past the data): 3 exchanges and the goodbye per
-    connection, 12 connections of each kind, every exchange paired, the
-    goodbye with request size 20 and response size 0, and no error."""
+    close, to which the server answers with its close at once (PostgreSQL's
+    Terminate): the two closes race (`plain`), the client's FIN goes in the
+    goodbye's segment (`more`, MSG_MORE: the server reads the goodbye and the
+    FIN in one recv(), which moves copied_seq one past the data), or the
+    client closes 100 ms after the goodbye (`linger`: the server's FIN comes
+    first, as a server's that closes without answering would, but the client
+    never reads it). 3 exchanges and the goodbye per connection, 12
+    connections of each kind, every exchange paired, the goodbye with request
+    size 20 and response size 0, and no error."""
     hs = Hosts()
     srv, port = xchg_server(hs.b)
     k = 0
-    for mode, target in (("plain", hs.v4(port)), ("more", hs.v6(port))):
+    for mode, target, extra in (("plain", hs.v4(port), []), ("more", hs.v6(port), []),
+                                ("plain", hs.v4(port), ["--linger-ms", 100])):
         out = finish_client(xchg_client(hs.a, "client", target, [
-            "--conns", 12, "--exchanges", 3, "--goodbye", mode]))
+            "--conns", 12, "--exchanges", 3, "--goodbye", mode] + extra))
         assert out["exchanges"] == 36 and not out["errors"], out
         k += 12 * 4
     s = xchg_stop(srv)
-    assert s["actions"]["goodbye"] == 24, s
+    assert s["actions"]["goodbye"] == 36, s
     reqs = hs.stop_agents()
     cl, sv = split(h.spans(reqs))
     check_resources(cl, sv)
@@ -225,7 +230,7 @@ def test_goodbye_then_close_pairs():
     ps = all_pair(cl, sv)
     assert len(ps) == k, (len(ps), k)
     bye = [(c, s_) for c, s_ in ps if c["attrs"]["tcp.request.size"] == XHDR]
-    assert len(bye) == 24, len(bye)
+    assert len(bye) == 36, len(bye)
     for c, s_ in ps:
         check_pair(c, s_)
     for c, _ in bye:
