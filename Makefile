@@ -51,7 +51,7 @@ LIBS_EXTRA := -lisal
 # unpacked into a sysroot there. vmlinux.h comes from the BTF of Debian's
 # arm64 kernel of VMLINUX_SUITE (fetched and cached by tests/kernels/fetch.sh):
 # the machine's own BTF describes its own architecture's structures.
-# scripts/install-deps.sh cross installs the packages.
+# `scripts/install-deps.sh cross` installs the packages.
 DEB_ARCH   := $(shell dpkg --print-architecture 2>/dev/null)
 ifneq ($(ARCH),$(HOST_ARCH))
 ifneq ($(ARCH),arm64)
@@ -318,7 +318,8 @@ test-integration: all $(SINK_BIN)
 	$(Q)tests/run.sh integration
 
 # The kernel matrix: every kernel of tests/kernels/matrix.conf booted in QEMU
-# (root). KERNELS="SPEC[:BACKENDS[:AUTO]] ..." runs others instead.
+# (root). KERNELS="SPEC[:BACKENDS[:AUTO]] ..." runs others instead. With
+# ARCH=arm64 on an x86 machine: the arm64 rows, on the cross build.
 PROGSTATS := $(OUTPUT)/progstats
 $(PROGSTATS): $(OUTPUT)/tests/kernels/progstats.o $(MOD_OBJS) | $(CROSS_DEPS)
 	$(call msg,LD,$@)
@@ -326,9 +327,10 @@ $(PROGSTATS): $(OUTPUT)/tests/kernels/progstats.o $(MOD_OBJS) | $(CROSS_DEPS)
 
 .PHONY: test-kernels
 test-kernels:
-	$(Q)scripts/install-deps.sh kernels
+	$(Q)scripts/install-deps.sh kernels $(if $(CROSS_DEPS),cross)
 	$(Q)$(MAKE) --no-print-directory all $(BPFT_BIN) $(PROGSTATS)
-	$(Q)KERNELS="$(KERNELS)" MATRIX_PROFILE="$(MATRIX_PROFILE)" tests/kernels/matrix.sh
+	$(Q)KERNELS="$(KERNELS)" MATRIX_PROFILE="$(MATRIX_PROFILE)" MATRIX_ARCH=$(DEB_ARCH) \
+		tests/kernels/matrix.sh
 
 # Micro-benchmarks of the user-space hot paths, linked like the unit tests.
 MICRO_BIN  := $(OUTPUT)/micro

@@ -384,7 +384,7 @@ int capture__attach(struct capture *c)
 
 	if (err)
 		log_at(c->quiet ? LOG_DEBUG : LOG_ERROR, "cannot attach the %s back-end: %s",
-		       config_backend_name(c->backend), strerror(-err));
+		       config_backend_name(c->backend), log_strerror(-err));
 	return err;
 }
 

@@ -132,6 +132,9 @@ static int probe_tracepoint(char *why, size_t size)
 	return err;
 }
 
+/* The kernel's ENOTSUPP, which user space's errno.h does not have. */
+#define KERNEL_ENOTSUPP 524
+
 static int probe_fentry(char *why, size_t size)
 {
 	LIBBPF_OPTS(bpf_prog_load_opts, opts, .expected_attach_type = BPF_TRACE_FEXIT);
@@ -151,8 +154,8 @@ static int probe_fentry(char *why, size_t size)
 	opts.attach_btf_id = id;
 	prog = prog_load(BPF_PROG_TYPE_TRACING, &opts);
 	if (prog < 0) {
-		snprintf(why, size, "fexit program refused at load (%s)%s", strerror(-prog),
-			 prog == -EPERM || prog == -524 /* ENOTSUPP */ || prog == -EOPNOTSUPP ?
+		snprintf(why, size, "fexit program refused at load (%s)%s", log_strerror(-prog),
+			 prog == -EPERM || prog == -KERNEL_ENOTSUPP || prog == -EOPNOTSUPP ?
 				 ": this kernel has no BPF trampolines" :
 				 "");
 		return prog;
@@ -161,7 +164,14 @@ static int probe_fentry(char *why, size_t size)
 	if (link < 0) {
 		int err = -errno;
 
-		snprintf(why, size, "fexit tcp_sendmsg_locked cannot attach (%s)", strerror(-err));
+		/* Loaded but not attached: arm64 before 6.4 has BPF trampolines but
+		 * not the ftrace direct calls that attach them to kernel functions. */
+		snprintf(why, size, "fexit tcp_sendmsg_locked cannot attach (%s)%s",
+			 log_strerror(-err),
+			 err == -KERNEL_ENOTSUPP || err == -EOPNOTSUPP ?
+				 ": this kernel has no BPF trampolines on kernel functions "
+				 "(ftrace direct calls: x86-64 from 5.5, arm64 from 6.4)" :
+				 "");
 		close(prog);
 		return err;
 	}
