@@ -35,8 +35,10 @@ struct sweep_globals {
 	int collect_fd; /* the collect program */
 };
 
-/* The verifier's statistics (log level 4) take a few lines. */
-#define VERIFIER_LOG_SIZE 1024
+/* The verifier's statistics (log level 4) take a few lines, but some kernels
+ * (Debian's arm64 6.12) write more than 1 KiB there, and a log that does not
+ * fit fails the load (ENOSPC). */
+#define VERIFIER_LOG_SIZE 16384
 
 /*
  * Two BPF objects, each with the shared programs (maps, state changes):
