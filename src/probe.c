@@ -193,6 +193,28 @@ static int kprobe_pmu_type(void)
 	return n > 0 ? atoi(buf) : -EINVAL;
 }
 
+/*
+ * Whether a perf event is refused for want of CAP_SYS_ADMIN: above 2
+ * (Debian's kernels: 3), kernel.perf_event_paranoid asks for it instead of
+ * CAP_PERFMON.
+ */
+static bool perf_events_need_sys_admin(void)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct data[2] = {};
+	char buf[16] = "";
+	int fd, n;
+
+	if (syscall(SYS_capget, &hdr, data) || cap_has(data, CAP_SYS_ADMIN))
+		return false;
+	fd = open("/proc/sys/kernel/perf_event_paranoid", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n > 0 && atoi(buf) > 2;
+}
+
 static int probe_kprobe(char *why, size_t size)
 {
 	struct perf_event_attr attr = {};
@@ -217,7 +239,12 @@ static int probe_kprobe(char *why, size_t size)
 	pfd = syscall(SYS_perf_event_open, &attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC);
 	if (pfd < 0 || ioctl(pfd, PERF_EVENT_IOC_SET_BPF, prog) < 0) {
 		err = -errno;
-		snprintf(why, size, "kprobe on tcp_sendmsg cannot attach (%s)", strerror(errno));
+		snprintf(why, size, "kprobe on tcp_sendmsg cannot attach (%s)%s", strerror(-err),
+			 err == -EACCES && perf_events_need_sys_admin() ?
+				 ": kernel.perf_event_paranoid is above 2, where a perf event "
+				 "takes CAP_SYS_ADMIN (sysctl kernel.perf_event_paranoid=2 lets "
+				 "CAP_PERFMON do)" :
+				 "");
 	}
 	if (pfd >= 0)
 		close(pfd);
