@@ -16,8 +16,11 @@
 # to the kernel it runs on). Everything built lands in .output/; `make clean`
 # removes it.
 #
+# ARCH=arm64 on another machine cross-builds everything into .output/arm64/
+# (see "Cross build" below); the kernel matrix's arm64 cells run that build.
+#
 # Knobs: V=1 (show commands), SANITIZE=address,undefined (or thread),
-#        WERROR=1 (CI), CC, CLANG, BPFTOOL, LLVM_STRIP.
+#        WERROR=1 (CI), CC, CLANG, BPFTOOL, LLVM_STRIP, ARCH.
 #
 # Targets: all, run, test (every tier), test-unit, test-bpf, test-integration,
 #          test-kernels (the kernel matrix in QEMU: tests/kernels/README.md),
@@ -34,10 +37,37 @@ LLVM_STRIP ?= llvm-strip
 PKG_CONFIG ?= pkg-config
 PREFIX     ?= /usr/local
 VERSION    := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
-ARCH       := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/;s/ppc64le/powerpc/;s/mips.*/mips/;s/riscv64/riscv/')
+HOST_ARCH  := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/;s/ppc64le/powerpc/;s/mips.*/mips/;s/riscv64/riscv/')
+ARCH       := $(HOST_ARCH)
 LIBS_PC    := libbpf libelf zlib libcurl json-c yaml-0.1 libmicrohttpd
 # ISA-L (gzip of export bodies) ships no pkg-config file.
 LIBS_EXTRA := -lisal
+
+# ---- cross build ----------------------------------------------------------
+# ARCH=arm64 on a machine of another architecture: Debian's cross compiler
+# (gcc-aarch64-linux-gnu) and the :arm64 libraries (multiarch), in an output
+# folder of its own. ISA-L's -dev package cannot be installed beside the
+# machine's own (it is not Multi-Arch: same), so its arm64 packages are
+# unpacked into a sysroot there. vmlinux.h comes from the BTF of Debian's
+# arm64 kernel of VMLINUX_SUITE (fetched and cached by tests/kernels/fetch.sh):
+# the machine's own BTF describes its own architecture's structures.
+# `scripts/install-deps.sh cross` installs the packages.
+DEB_ARCH   := $(shell dpkg --print-architecture 2>/dev/null)
+ifneq ($(ARCH),$(HOST_ARCH))
+ifneq ($(ARCH),arm64)
+$(error ARCH=$(ARCH): the cross build knows arm64 only)
+endif
+DEB_ARCH      := arm64
+OUTPUT        := .output/arm64
+CROSS_COMPILE ?= aarch64-linux-gnu-
+CC            := $(CROSS_COMPILE)gcc
+CLANG_TARGET  := --target=aarch64-linux-gnu
+VMLINUX_SUITE ?= trixie
+SYSROOT       := $(OUTPUT)/sysroot
+CROSS_DEPS    := $(SYSROOT)/.stamp
+PKG_CONFIG    := PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig pkg-config
+override LDFLAGS += -L$(SYSROOT)/usr/lib/aarch64-linux-gnu
+endif
 
 ifeq ($(V),1)
 Q :=
@@ -69,7 +99,7 @@ endif
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror=undef \
 	-I$(OUTPUT) -Ibpf
 # Let clang find the system's asm/ headers the way libbpf-bootstrap does.
-CLANG_BPF_SYS_INCLUDES ?= $(shell $(CLANG) -v -E - </dev/null 2>&1 \
+CLANG_BPF_SYS_INCLUDES ?= $(shell $(CLANG) $(CLANG_TARGET) -v -E - </dev/null 2>&1 \
 	| sed -n '/<...> search starts here:/,/End of search list./{ s| \(/.*\)|-idirafter \1|p }')
 
 # maps.bpf.c first: the linker places definitions before the externs that use them.
@@ -110,9 +140,17 @@ $(OUTPUT) $(OUTPUT)/bpf $(OUTPUT)/src $(OUTPUT)/tests/unit $(OUTPUT)/tests/bpf:
 	$(Q)mkdir -p $@
 
 ifeq ($(VMLINUX_H),)
+ifeq ($(ARCH),$(HOST_ARCH))
 $(OUTPUT)/vmlinux.h: | $(OUTPUT)
 	$(call msg,GEN,$@)
 	$(Q)$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@
+else
+$(OUTPUT)/vmlinux.h: scripts/image-btf.py | $(OUTPUT)
+	$(call msg,GEN,$@ (Debian $(VMLINUX_SUITE) $(DEB_ARCH) kernel))
+	$(Q)kdir=$$(TCPOTEL_KERNEL_ARCH=$(DEB_ARCH) tests/kernels/fetch.sh $(VMLINUX_SUITE)) && \
+		. "$$kdir/kernel.env" && scripts/image-btf.py "$$VMLINUZ" $(OUTPUT)/vmlinux.btf
+	$(Q)$(BPFTOOL) btf dump file $(OUTPUT)/vmlinux.btf format c > $@
+endif
 else
 $(OUTPUT)/vmlinux.h: $(VMLINUX_H) | $(OUTPUT)
 	$(Q)cp $< $@
@@ -170,6 +208,14 @@ $(UNIT_BIN): $(UNIT_OBJS) $(MOD_OBJS)
 $(BPFT_BIN): $(BPFT_OBJS) $(MOD_OBJS)
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# The cross build's link needs the sysroot's libraries first.
+$(AGENT) $(UNIT_BIN) $(BPFT_BIN) $(SINK_BIN): | $(CROSS_DEPS)
+ifneq ($(CROSS_DEPS),)
+$(CROSS_DEPS): scripts/cross-sysroot.sh
+	$(call msg,SYSROOT,$(SYSROOT))
+	$(Q)scripts/cross-sysroot.sh $(DEB_ARCH) $(SYSROOT) libisal2 libisal-dev
+endif
 
 # Test workload programs (traffic generators), one file each.
 $(OUTPUT)/%: tests/helpers/%.c | $(OUTPUT)
@@ -272,17 +318,19 @@ test-integration: all $(SINK_BIN)
 	$(Q)tests/run.sh integration
 
 # The kernel matrix: every kernel of tests/kernels/matrix.conf booted in QEMU
-# (root). KERNELS="SPEC[:BACKENDS[:AUTO]] ..." runs others instead.
+# (root). KERNELS="SPEC[:BACKENDS[:AUTO]] ..." runs others instead. With
+# ARCH=arm64 on an x86 machine: the arm64 rows, on the cross build.
 PROGSTATS := $(OUTPUT)/progstats
-$(PROGSTATS): $(OUTPUT)/tests/kernels/progstats.o $(MOD_OBJS)
+$(PROGSTATS): $(OUTPUT)/tests/kernels/progstats.o $(MOD_OBJS) | $(CROSS_DEPS)
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 .PHONY: test-kernels
 test-kernels:
-	$(Q)scripts/install-deps.sh kernels
+	$(Q)scripts/install-deps.sh kernels $(if $(CROSS_DEPS),cross)
 	$(Q)$(MAKE) --no-print-directory all $(BPFT_BIN) $(PROGSTATS)
-	$(Q)KERNELS="$(KERNELS)" MATRIX_PROFILE="$(MATRIX_PROFILE)" tests/kernels/matrix.sh
+	$(Q)KERNELS="$(KERNELS)" MATRIX_PROFILE="$(MATRIX_PROFILE)" MATRIX_ARCH=$(DEB_ARCH) \
+		tests/kernels/matrix.sh
 
 # Micro-benchmarks of the user-space hot paths, linked like the unit tests.
 MICRO_BIN  := $(OUTPUT)/micro
@@ -292,7 +340,7 @@ $(OUTPUT)/bench/%.o: bench/%.c $(SRC_HDRS) bpf/tcpotel.h
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
-$(MICRO_BIN): $(OUTPUT)/bench/micro.o $(MOD_OBJS)
+$(MICRO_BIN): $(OUTPUT)/bench/micro.o $(MOD_OBJS) | $(CROSS_DEPS)
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 

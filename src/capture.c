@@ -35,8 +35,10 @@ struct sweep_globals {
 	int collect_fd; /* the collect program */
 };
 
-/* The verifier's statistics (log level 4) take a few lines. */
-#define VERIFIER_LOG_SIZE 1024
+/* The verifier's statistics (log level 4) take a few lines, but some kernels
+ * (Debian's arm64 6.12) write more than 1 KiB there, and a log that does not
+ * fit fails the load (ENOSPC). */
+#define VERIFIER_LOG_SIZE 16384
 
 /*
  * Two BPF objects, each with the shared programs (maps, state changes):
@@ -261,11 +263,19 @@ size_t capture__prog_stats(const struct capture *c, struct capture_prog_stats *o
 	return n;
 }
 
-/* Opens the object that holds the back-end's programs. */
+/*
+ * Opens the object that holds the back-end's programs. CO-RE relocates
+ * against the kernel's own BTF only, named as a custom path: for a type
+ * missing there (the ___err flavour of tcp_retransmit_skb's record, on
+ * kernels whose event has no err) libbpf would otherwise look in the module
+ * BTFs, which only CAP_SYS_ADMIN may list, and fail the load without it.
+ */
 static int open_object(struct capture *c)
 {
+	LIBBPF_OPTS(bpf_object_open_opts, opts, .btf_custom_path = "/sys/kernel/btf/vmlinux");
+
 	if (c->backend == BACKEND_TRACEPOINT) {
-		struct tcpotel_tp_bpf *skel = tcpotel_tp_bpf__open();
+		struct tcpotel_tp_bpf *skel = tcpotel_tp_bpf__open_opts(&opts);
 
 		if (!skel)
 			return -errno;
@@ -273,7 +283,7 @@ static int open_object(struct capture *c)
 		c->skeleton = skel->skeleton;
 		c->obj = skel->obj;
 	} else {
-		struct tcpotel_compat_bpf *skel = tcpotel_compat_bpf__open();
+		struct tcpotel_compat_bpf *skel = tcpotel_compat_bpf__open_opts(&opts);
 
 		if (!skel)
 			return -errno;
@@ -384,7 +394,7 @@ int capture__attach(struct capture *c)
 
 	if (err)
 		log_at(c->quiet ? LOG_DEBUG : LOG_ERROR, "cannot attach the %s back-end: %s",
-		       config_backend_name(c->backend), strerror(-err));
+		       config_backend_name(c->backend), log_strerror(-err));
 	return err;
 }
 

@@ -112,6 +112,12 @@ void log_bridge_libbpf(void)
 	libbpf_set_print(libbpf_print);
 }
 
+const char *log_strerror(int err)
+{
+	return err == 524 /* ENOTSUPP, kernel-internal */ ? "Not supported by this kernel" :
+							    strerror(err);
+}
+
 void *log_mute_libbpf(void)
 {
 	return (void *)libbpf_set_print(libbpf_silent);

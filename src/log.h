@@ -30,6 +30,9 @@ void *log_mute_libbpf(void);
 /* libbpf's messages at debug level only (a try that may fail); returns the old handler. */
 void *log_demote_libbpf(void);
 void log_restore_libbpf(void *old);
+/* strerror(), which also names the kernel's own ENOTSUPP (524): what BPF
+ * attach calls return where the kernel cannot do it (fentry on arm64 < 6.4). */
+const char *log_strerror(int err);
 
 #define log_at(level, ...)                               \
 	do {                                             \

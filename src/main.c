@@ -123,7 +123,7 @@ int main(int argc, char **argv)
 	agent = agent__start(cfg);
 	if (!agent) {
 		err = -errno;
-		log_err("cannot start: %s", strerror(errno));
+		log_err("cannot start: %s", log_strerror(errno));
 		goto out;
 	}
 	log_info("tcpotel %s running: backend %s, metrics every %" PRIu64

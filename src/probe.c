@@ -132,6 +132,9 @@ static int probe_tracepoint(char *why, size_t size)
 	return err;
 }
 
+/* The kernel's ENOTSUPP, which user space's errno.h does not have. */
+#define KERNEL_ENOTSUPP 524
+
 static int probe_fentry(char *why, size_t size)
 {
 	LIBBPF_OPTS(bpf_prog_load_opts, opts, .expected_attach_type = BPF_TRACE_FEXIT);
@@ -151,8 +154,8 @@ static int probe_fentry(char *why, size_t size)
 	opts.attach_btf_id = id;
 	prog = prog_load(BPF_PROG_TYPE_TRACING, &opts);
 	if (prog < 0) {
-		snprintf(why, size, "fexit program refused at load (%s)%s", strerror(-prog),
-			 prog == -EPERM || prog == -524 /* ENOTSUPP */ || prog == -EOPNOTSUPP ?
+		snprintf(why, size, "fexit program refused at load (%s)%s", log_strerror(-prog),
+			 prog == -EPERM || prog == -KERNEL_ENOTSUPP || prog == -EOPNOTSUPP ?
 				 ": this kernel has no BPF trampolines" :
 				 "");
 		return prog;
@@ -161,7 +164,14 @@ static int probe_fentry(char *why, size_t size)
 	if (link < 0) {
 		int err = -errno;
 
-		snprintf(why, size, "fexit tcp_sendmsg_locked cannot attach (%s)", strerror(-err));
+		/* Loaded but not attached: arm64 before 6.4 has BPF trampolines but
+		 * not the ftrace direct calls that attach them to kernel functions. */
+		snprintf(why, size, "fexit tcp_sendmsg_locked cannot attach (%s)%s",
+			 log_strerror(-err),
+			 err == -KERNEL_ENOTSUPP || err == -EOPNOTSUPP ?
+				 ": this kernel has no BPF trampolines on kernel functions "
+				 "(ftrace direct calls: x86-64 from 5.5, arm64 from 6.4)" :
+				 "");
 		close(prog);
 		return err;
 	}
@@ -181,6 +191,28 @@ static int kprobe_pmu_type(void)
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	return n > 0 ? atoi(buf) : -EINVAL;
+}
+
+/*
+ * Whether a perf event is refused for want of CAP_SYS_ADMIN: above 2
+ * (Debian's kernels: 3), kernel.perf_event_paranoid asks for it instead of
+ * CAP_PERFMON.
+ */
+static bool perf_events_need_sys_admin(void)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct data[2] = {};
+	char buf[16] = "";
+	int fd, n;
+
+	if (syscall(SYS_capget, &hdr, data) || cap_has(data, CAP_SYS_ADMIN))
+		return false;
+	fd = open("/proc/sys/kernel/perf_event_paranoid", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n > 0 && atoi(buf) > 2;
 }
 
 static int probe_kprobe(char *why, size_t size)
@@ -207,7 +239,12 @@ static int probe_kprobe(char *why, size_t size)
 	pfd = syscall(SYS_perf_event_open, &attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC);
 	if (pfd < 0 || ioctl(pfd, PERF_EVENT_IOC_SET_BPF, prog) < 0) {
 		err = -errno;
-		snprintf(why, size, "kprobe on tcp_sendmsg cannot attach (%s)", strerror(errno));
+		snprintf(why, size, "kprobe on tcp_sendmsg cannot attach (%s)%s", strerror(-err),
+			 err == -EACCES && perf_events_need_sys_admin() ?
+				 ": kernel.perf_event_paranoid is above 2, where a perf event "
+				 "takes CAP_SYS_ADMIN (sysctl kernel.perf_event_paranoid=2 lets "
+				 "CAP_PERFMON do)" :
+				 "");
 	}
 	if (pfd >= 0)
 		close(pfd);

@@ -296,6 +296,7 @@ QUOTED = [
     ": this kernel has no BPF trampolines",
     "no kprobe event source (/sys/bus/event_source/devices/kprobe: ",
     "): the kernel is built without CONFIG_KPROBES",
+    ": kernel.perf_event_paranoid is above 2, where a perf event ",
     "no capture back-end can attach on this kernel (",
     " were tried; see the lines above)",
     "cannot be used on this kernel: ",

@@ -23,6 +23,10 @@
 #
 # Under QEMU without KVM (TCPOTEL_VM_ACCEL=tcg, set by vm.sh) the
 # integration tests run with TCPOTEL_TEST_SLOWDOWN=20 (tests/integration/pace.py).
+#
+# TCPOTEL_CELLS_OUTPUT (matrix.sh, in a guest of another architecture): the
+# build to test, .output/ARCH, bound over .output first, where the tests
+# look for the agent and its helpers.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 here=tests/kernels
@@ -33,6 +37,12 @@ here=tests/kernels
 }
 backends=$1 auto=$2
 export TCPOTEL_SRCDIR=$PWD
+if [ -n "${TCPOTEL_CELLS_OUTPUT:-}" ] && [ "$TCPOTEL_CELLS_OUTPUT" != .output ]; then
+	mount --bind "$TCPOTEL_CELLS_OUTPUT" .output || {
+		echo "cells.sh: cannot bind $TCPOTEL_CELLS_OUTPUT over .output"
+		exit 1
+	}
+fi
 if [ "${TCPOTEL_VM_ACCEL:-}" = tcg ]; then
 	export TCPOTEL_TEST_SLOWDOWN=${TCPOTEL_TEST_SLOWDOWN:-20}
 fi

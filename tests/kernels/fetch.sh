@@ -38,6 +38,10 @@ pkg=
 arch=${TCPOTEL_KERNEL_ARCH:-$(dpkg --print-architecture)}
 cache=${TCPOTEL_KERNEL_CACHE:-/var/cache/tcpotel/kernels}
 apt_dir=$cache/apt
+# Package lists per suite, and per architecture for another one than dpkg's
+# (the arm64 cells on an x86 machine): each list names one architecture.
+lists=$suite
+[ "$arch" = "$(dpkg --print-architecture)" ] || lists=$suite.$arch
 mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial" "$apt_dir/etc/preferences.d" \
 	"$apt_dir/etc/sources.list.d"
 
@@ -66,16 +70,16 @@ resolve_and_download() {
 	uri=$(archive)
 	[ -n "$uri" ] || die "cannot find this machine's Debian archive in apt's sources"
 	list="deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri $suite main"
-	if [ "$(cat "$apt_dir/sources.list.$suite" 2>/dev/null)" != "$list" ] ||
-		[ -z "$(find "$apt_dir/lists.$suite.stamp" -mmin -720 2>/dev/null)" ]; then
-		echo "$list" >"$apt_dir/sources.list.$suite"
-		cp "$apt_dir/sources.list.$suite" "$apt_dir/sources.list"
-		apt-get "${apt_opts[@]}" -o "Dir::State::Lists=$apt_dir/lists/$suite" \
+	if [ "$(cat "$apt_dir/sources.list.$lists" 2>/dev/null)" != "$list" ] ||
+		[ -z "$(find "$apt_dir/lists.$lists.stamp" -mmin -720 2>/dev/null)" ]; then
+		echo "$list" >"$apt_dir/sources.list.$lists"
+		cp "$apt_dir/sources.list.$lists" "$apt_dir/sources.list"
+		apt-get "${apt_opts[@]}" -o "Dir::State::Lists=$apt_dir/lists/$lists" \
 			update >&2 || return 1
-		touch "$apt_dir/lists.$suite.stamp"
+		touch "$apt_dir/lists.$lists.stamp"
 	fi
-	cp "$apt_dir/sources.list.$suite" "$apt_dir/sources.list"
-	local opts=("${apt_opts[@]}" -o "Dir::State::Lists=$apt_dir/lists/$suite")
+	cp "$apt_dir/sources.list.$lists" "$apt_dir/sources.list"
+	local opts=("${apt_opts[@]}" -o "Dir::State::Lists=$apt_dir/lists/$lists")
 	# A metapackage (linux-image-amd64, linux-image-rt-amd64, ...) depends
 	# on the suite's current kernel image of its flavour.
 	local meta=${pkg:-linux-image-$arch} dep

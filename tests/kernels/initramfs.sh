@@ -6,7 +6,11 @@
 # order). Prints its path: KDIR/initramfs.cpio.gz, rebuilt when init or this
 # script is newer.
 #
-#   tests/kernels/initramfs.sh KDIR
+#   tests/kernels/initramfs.sh KDIR [ROOT]
+#
+# ROOT: the root file system the guest boots (vm.sh --root; default /, this
+# machine's), whose busybox-static goes in: it must run on the kernel's
+# architecture.
 set -euo pipefail
 
 die() {
@@ -14,8 +18,9 @@ die() {
 	exit 1
 }
 
-[ $# -eq 1 ] || die "usage: initramfs.sh KERNEL_DIR"
+[ $# -ge 1 ] && [ $# -le 2 ] || die "usage: initramfs.sh KERNEL_DIR [ROOT]"
 kdir=$(cd "$1" && pwd)
+root=${2:-/}
 here=$(cd "$(dirname "$0")" && pwd)
 [ -f "$kdir/kernel.env" ] || die "$kdir: no kernel.env (not unpacked by fetch.sh)"
 # shellcheck disable=SC1091
@@ -25,11 +30,16 @@ if [ -f "$out" ] && [ "$out" -nt "$here/init" ] && [ "$out" -nt "$0" ]; then
 	echo "$out"
 	exit 0
 fi
-busybox=$(command -v busybox || true)
-[ -n "$busybox" ] && file -L "$busybox" 2>/dev/null | grep -q 'statically linked' ||
-	busybox=/bin/busybox
+if [ "$root" = / ]; then
+	busybox=$(command -v busybox || true)
+	[ -n "$busybox" ] && file -L "$busybox" 2>/dev/null | grep -q 'statically linked' ||
+		busybox=/bin/busybox
+else
+	# A root of another architecture: its own busybox (tests/kernels/root.sh).
+	busybox=$root/bin/busybox
+fi
 file -L "$busybox" | grep -q 'statically linked' ||
-	die "no static busybox (install busybox-static)"
+	die "no static busybox at $busybox (install busybox-static)"
 
 # Everything the root share and the overlay need, with what they depend on.
 want=(virtio_pci virtio_console virtio-rng 9pnet_virtio 9p overlay)

@@ -13,6 +13,12 @@
 # spaces); without BACKENDS and AUTO, whatever the agent starts with there
 # ("-"). Logs: .output/kernels/KERNEL.log. One guest at a time.
 #
+# MATRIX_ARCH (make's ARCH, in Debian's name; default this machine's): the
+# rows of matrix.conf of that architecture, and the architecture of the
+# KERNELS words. Another architecture than the machine's runs the cross
+# build (.output/ARCH, `make ARCH=...`), each kernel booted in its QEMU
+# (TCG) on a root of its own (root.sh); its logs go to .output/ARCH/kernels.
+#
 # MATRIX_PROFILE=ci: CI's shorter pass. Every back-end cell runs as in the
 # full pass; a kernel's column "kernel" adds only what matrix.conf's CI
 # column names (the shared integration tests, the systemd boot and unit),
@@ -21,17 +27,42 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 here=tests/kernels
-out=.output/kernels
+native=$(dpkg --print-architecture)
+arch=${MATRIX_ARCH:-$native}
+build=.output
+vm_opts=()
+if [ "$arch" != "$native" ]; then
+	build=.output/$arch
+	[ -x "$build/tcpotel" ] || {
+		echo "matrix: no $build/tcpotel: make ARCH=${arch/amd64/x86} first (make test-kernels does)" >&2
+		exit 1
+	}
+	root=$($here/root.sh "$arch") || exit 1
+	vm_opts=(--root "$root")
+	# The guest finds the cross build where the tests look: .output.
+	export TCPOTEL_CELLS_OUTPUT=$build
+	export TCPOTEL_KERNEL_ARCH=$arch
+fi
+out=$build/kernels
 mkdir -p "$out"
 
 if [ -n "${KERNELS:-}" ]; then
+	# What the kernel column adds: everything, but nothing more under emulation.
+	all=shared,systemd
+	[ "$arch" = "$native" ] || all=-
 	rows=$(for k in $KERNELS; do
 		IFS=: read -r spec be au <<<"$k"
-		echo "$spec ${be:--} ${au:--} shared,systemd"
+		echo "$spec ${be:--} ${au:--} $all"
 	done)
 else
-	rows=$(grep -v '^\s*\(#\|$\)' $here/matrix.conf)
+	# This architecture's rows, and host's on the machine's own, without ARCH.
+	rows=$(grep -v '^\s*\(#\|$\)' $here/matrix.conf | awk -v a="$arch" -v n="$native" \
+		'$2 == a || ($2 == "-" && a == n) { $2 = ""; print }')
 fi
+[ -n "$rows" ] || {
+	echo "matrix: no $arch kernel in $here/matrix.conf" >&2
+	exit 1
+}
 
 t_start=$(date +%s)
 # Fetch first: the downloads are timed apart from the runs.
@@ -50,7 +81,7 @@ while read -r spec backends auto ci; do
 	log=$out/$(tr / _ <<<"$spec").log
 	# What the kernel column adds (cells.sh), and how the guest boots.
 	extras=shared,systemd
-	[ "${MATRIX_PROFILE:-full}" = ci ] && extras=${ci:--}
+	[ "${MATRIX_PROFILE:-full}" = ci ] || [ "$arch" != "$native" ] && extras=${ci:--}
 	export TCPOTEL_CELLS_EXTRAS=$extras
 	boot=()
 	[[ ,$extras, == *,systemd,* ]] && boot=(--systemd)
@@ -63,9 +94,9 @@ while read -r spec backends auto ci; do
 		echo "matrix: $spec: cannot fetch its kernel" | tee "$log"
 	else
 		# shellcheck disable=SC1091
-		label[$spec]="$(. "${kdir[$spec]}/kernel.env" && echo "${VERSION%-*} ($SUITE)")"
+		label[$spec]="$(. "${kdir[$spec]}/kernel.env" && echo "${VERSION%-*} ($SUITE$([ "${ARCH:-$native}" = "$native" ] || echo ", $ARCH"))")"
 		echo "matrix: ==== ${label[$spec]}"
-		$here/vm.sh "${boot[@]}" --timeout "${TCPOTEL_MATRIX_TIMEOUT:-2400}" "${kdir[$spec]}" -- \
+		$here/vm.sh "${vm_opts[@]}" "${boot[@]}" --timeout "${TCPOTEL_MATRIX_TIMEOUT:-2400}" "${kdir[$spec]}" -- \
 			$here/cells.sh "$backends" "$auto" 2>&1 | tee "$log"
 	fi
 	secs[$spec]=$(($(date +%s) - t0))
@@ -115,6 +146,6 @@ done <<<"$rows"
 		done
 } >"$out/programs.md"
 echo "matrix: each program's verifier instruction count / JIT size: $out/programs.md"
-echo "matrix: $(($(date +%s) - t_start)) s in all ($((t_fetched - t_start)) s fetching), profile ${MATRIX_PROFILE:-full}"
+echo "matrix: $(($(date +%s) - t_start)) s in all ($((t_fetched - t_start)) s fetching), profile ${MATRIX_PROFILE:-full}, $arch"
 echo "$total_p passed, $total_f failed, $total_s skipped"
 [ "$total_f" -eq 0 ]

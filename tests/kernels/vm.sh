@@ -16,6 +16,11 @@
 # directory with PATH, HOME, TERM, every TCPOTEL_* variable and those named
 # by --env. No network device: loopback, namespaces and veth only.
 #
+# A kernel of another architecture (kernel.env's ARCH, e.g. Debian's arm64
+# kernel on an x86 machine) boots in that architecture's QEMU, emulated
+# (TCG), on a root of its own architecture (--root, tests/kernels/root.sh):
+# the machine's root holds programs the guest cannot run.
+#
 # Options:
 #   --systemd        boot systemd as init (tcpotel-vm.target: basic.target
 #                    and one service that runs the command); default: a
@@ -28,6 +33,10 @@
 #   --rw DIR         share this directory of the machine read-write, at the
 #                    same path in the guest (repeatable): what the guest
 #                    writes there stays (results, logs)
+#   --root DIR       the guest's root file system (default /, the machine's);
+#                    with another root, the current directory and the
+#                    kernel's directory are shared too, at their own paths,
+#                    read-only under a tmpfs overlay like the root
 #
 # Environment: TCPOTEL_VM_ACCEL=tcg|kvm|auto (default auto: KVM only where a
 # probe boot with it finished, remembered per host kernel in the cache; it
@@ -41,7 +50,7 @@ die() {
 	exit 125
 }
 
-mode=cmd timeout=3600 mem=3072 cpus=2 console= envs=() rws=()
+mode=cmd timeout=3600 mem=3072 cpus=2 console= envs=() rws=() root=/
 while [ $# -gt 0 ]; do
 	case $1 in
 	--systemd) mode=systemd ;;
@@ -53,6 +62,10 @@ while [ $# -gt 0 ]; do
 	--rw)
 		[ -d "$2" ] || die "--rw $2: not a directory"
 		rws+=("$(cd "$2" && pwd)") && shift
+		;;
+	--root)
+		[ -d "$2" ] || die "--root $2: not a directory"
+		root=$(cd "$2" && pwd) && shift
 		;;
 	--) die "no KERNEL before --" ;;
 	-*) die "unknown option $1" ;;
@@ -70,16 +83,21 @@ else
 	kdir=$("$here/fetch.sh" "$kernel") || die "cannot fetch kernel $kernel"
 fi
 # shellcheck disable=SC1091
-. "$kdir/kernel.env"
-initrd=$("$here/initramfs.sh" "$kdir")
+ARCH= && . "$kdir/kernel.env"
+initrd=$("$here/initramfs.sh" "$kdir" "$root")
 cache=${TCPOTEL_KERNEL_CACHE:-/var/cache/tcpotel/kernels}
 
-case $(uname -m) in
-x86_64) qemu=qemu-system-x86_64 machine=q35 tty=ttyS0 ;;
-aarch64) qemu=qemu-system-aarch64 machine=virt tty=ttyAMA0 ;;
-*) die "no QEMU set-up for $(uname -m)" ;;
+native=$(dpkg --print-architecture)
+karch=${ARCH:-$native}
+case $karch in
+amd64) qemu=qemu-system-x86_64 machine=q35 tty=ttyS0 ;;
+arm64) qemu=qemu-system-aarch64 machine=virt tty=ttyAMA0 ;;
+*) die "no QEMU set-up for $karch kernels" ;;
 esac
 command -v "$qemu" >/dev/null || die "$qemu not found (scripts/install-deps.sh kernels)"
+if [ "$karch" != "$native" ] && [ "$root" = / ]; then
+	die "$KVER is an $karch kernel: give a root of its architecture (--root \$(tests/kernels/root.sh $karch))"
+fi
 
 # A POSIX sh word for any string.
 q() {
@@ -98,6 +116,7 @@ trap 'exit 130' INT TERM
 
 # KVM where it boots, TCG elsewhere: decided once per host kernel by a probe boot.
 accel=${TCPOTEL_VM_ACCEL:-auto}
+[ "$karch" = "$native" ] || accel=tcg
 if [ "$accel" = auto ]; then
 	accel=tcg
 	if [ -w /dev/kvm ]; then
@@ -137,7 +156,19 @@ esac
 	echo 'echo $? >/mnt/tcpotel-vm/rc'
 } >"$job/job.sh"
 
+# arm64 under TCG: QEMU's own pointer authentication algorithm rather than
+# the architected one (QARMA), which costs much of the emulation's time.
+[ "$karch/$accel" != arm64/tcg ] || accel_opts=(-accel tcg,thread=multi -cpu max,pauth-impdef=on)
+
 log=${console:-$job/console.log}
+# Another root: the work tree and the kernel's modules are not in it.
+shares=() share_paths= share_args=()
+[ "$root" = / ] || shares=("$PWD" "$(cd "$kdir" && pwd -P)")
+for i in "${!shares[@]}"; do
+	[[ ${shares[$i]} =~ ^/[A-Za-z0-9_./+-]*$ ]] || die "${shares[$i]}: only plain path characters"
+	share_args+=(-virtfs "local,path=${shares[$i]},mount_tag=sh$i,security_model=none,readonly=on,multidevs=remap")
+	share_paths+=${share_paths:+,}${shares[$i]}
+done
 rw_paths= rw_args=()
 for i in "${!rws[@]}"; do
 	[[ ${rws[$i]} =~ ^/[A-Za-z0-9_./+-]*$ ]] || die "--rw ${rws[$i]}: only plain path characters"
@@ -146,12 +177,12 @@ for i in "${!rws[@]}"; do
 done
 args=(-machine "$machine" "${accel_opts[@]}" -smp "$cpus" -m "$mem" -nodefaults -no-user-config
 	-display none -no-reboot -kernel "$VMLINUZ" -initrd "$initrd"
-	-append "console=$tty panic=-1 quiet tcpotel.mode=$mode tcpotel.moddir=$MODDIR tcpotel.rw=$rw_paths"
+	-append "console=$tty panic=-1 quiet tcpotel.mode=$mode tcpotel.moddir=$MODDIR tcpotel.rw=$rw_paths tcpotel.shares=$share_paths"
 	-serial "file:$log" -device virtio-serial-pci -chardev stdio,id=out,signal=off
 	-device virtconsole,chardev=out -device virtio-rng-pci
-	-virtfs local,path=/,mount_tag=root,security_model=none,readonly=on,multidevs=remap
+	-virtfs "local,path=$root,mount_tag=root,security_model=none,readonly=on,multidevs=remap"
 	-virtfs "local,path=$job,mount_tag=job,security_model=none,multidevs=remap"
-	"${rw_args[@]}")
+	"${share_args[@]}" "${rw_args[@]}")
 
 t0=$(date +%s)
 status=0
