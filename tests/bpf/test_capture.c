@@ -27,12 +27,34 @@
 #include "kernel.h"
 #include "test.h"
 
+/*
+ * The back-end under test, attached (exchanges end after idle_ns of
+ * silence); NULL when the test cannot go on: skipped without root, or
+ * failed to attach.
+ */
+static struct capture *attach_as_root(uint64_t idle_ns)
+{
+	struct capture *c;
+
+	if (geteuid() != 0) {
+		test_skip("needs root (attaches BPF programs)");
+		return NULL;
+	}
+	c = kernel_attach_test_backend(idle_ns);
+	ASSERT_NOT_NULL(c);
+	return c;
+}
+
 /* Records of the connection under test (other traffic on the host is ignored). */
 struct closed {
 	uint16_t port; /* the server's port */
 	struct tcpotel_close_record recs[64];
 	int n;
 	int exchanges;
+	/* Exchange records by end ([role == TCPOTEL_ROLE_SERVER]) and error. */
+	int by_end[2];
+	int closed_by_peer[2];
+	int other_errors;
 };
 
 static bool ours(const struct closed *c, const struct tcpotel_tuple *t)
@@ -49,8 +71,17 @@ static int on_record(void *ctx, void *data, size_t size)
 	    ours(c, &((struct tcpotel_close_record *)data)->sock.tuple))
 		memcpy(&c->recs[c->n++], data, sizeof(c->recs[0]));
 	if (hdr->type == TCPOTEL_RECORD_EXCHANGE &&
-	    ours(c, &((struct tcpotel_exchange_record *)data)->tuple))
+	    ours(c, &((struct tcpotel_exchange_record *)data)->tuple)) {
+		const struct tcpotel_exchange_record *r = data;
+		int server = r->role == TCPOTEL_ROLE_SERVER;
+
 		c->exchanges++;
+		c->by_end[server]++;
+		if (r->ex.error == TCPOTEL_ERR_CLOSED_BY_PEER)
+			c->closed_by_peer[server]++;
+		else if (r->ex.error)
+			c->other_errors++;
+	}
 	return 0;
 }
 
@@ -163,12 +194,8 @@ static void exact_bytes_case(int family, bool v4mapped)
 	struct pair p;
 	uint16_t cport;
 
-	if (geteuid() != 0) {
-		test_skip("needs root (attaches BPF programs)");
-		return;
-	}
-	c = kernel_attach_test_backend(5000000000ULL);
-	if (!ASSERT_NOT_NULL(c))
+	c = attach_as_root(5000000000ULL);
+	if (!c)
 		return;
 	rb = ring_buffer__new(capture__events_fd(c), on_record, &closed, NULL);
 	if (!ASSERT_NOT_NULL(rb) || !ASSERT_TRUE(make_pair(&p, family, v4mapped)))
@@ -284,12 +311,8 @@ TEST(sweep_collects_changed_sockets)
 	struct capture *c;
 	struct pair p;
 
-	if (geteuid() != 0) {
-		test_skip("needs root (attaches BPF programs)");
-		return;
-	}
-	c = kernel_attach_test_backend(5000000000ULL);
-	if (!ASSERT_NOT_NULL(c))
+	c = attach_as_root(5000000000ULL);
+	if (!c)
 		return;
 	if (!ASSERT_TRUE(make_pair(&p, AF_INET, false)))
 		goto out;
@@ -336,12 +359,8 @@ TEST(sweep_ends_silent_exchange_once)
 	struct capture *c;
 	struct pair p;
 
-	if (geteuid() != 0) {
-		test_skip("needs root (attaches BPF programs)");
-		return;
-	}
-	c = kernel_attach_test_backend(100 * 1000 * 1000ULL);
-	if (!ASSERT_NOT_NULL(c))
+	c = attach_as_root(100 * 1000 * 1000ULL);
+	if (!c)
 		return;
 	rb = ring_buffer__new(capture__events_fd(c), on_record, &closed, NULL);
 	if (!ASSERT_NOT_NULL(rb) || !ASSERT_TRUE(make_pair(&p, AF_INET, false)))
@@ -490,12 +509,8 @@ static void read_way_case(enum read_way way, size_t n)
 	uint16_t cport;
 	size_t got;
 
-	if (geteuid() != 0) {
-		test_skip("needs root (attaches BPF programs)");
-		return;
-	}
-	c = kernel_attach_test_backend(5000000000ULL);
-	if (!ASSERT_NOT_NULL(c))
+	c = attach_as_root(5000000000ULL);
+	if (!c)
 		return;
 	if (!ASSERT_TRUE(make_pair(&p, AF_INET, false)))
 		goto out;
@@ -549,32 +564,6 @@ TEST(capture_splice_counted_except_by_tracepoints)
 	read_way_case(READ_SPLICE, 300000);
 }
 
-/* Exchange records of one connection (by the server's port), by end and error. */
-struct ended {
-	uint16_t port;
-	int n[2]; /* [role == TCPOTEL_ROLE_SERVER] */
-	int closed_by_peer[2];
-	int other_errors;
-};
-
-static int on_exchange(void *ctx, void *data, size_t size)
-{
-	const struct tcpotel_exchange_record *r = data;
-	struct ended *e = ctx;
-	int server;
-
-	if (r->hdr.type != TCPOTEL_RECORD_EXCHANGE ||
-	    (r->tuple.sport != e->port && r->tuple.dport != e->port))
-		return 0;
-	server = r->role == TCPOTEL_ROLE_SERVER;
-	e->n[server]++;
-	if (r->ex.error == TCPOTEL_ERR_CLOSED_BY_PEER)
-		e->closed_by_peer[server]++;
-	else if (r->ex.error)
-		e->other_errors++;
-	return 0;
-}
-
 /*
  * The server reads a request and closes without answering. A client that
  * reads the end of the stream (`read_end`) has an exchange closed_by_peer;
@@ -585,22 +574,18 @@ static int on_exchange(void *ctx, void *data, size_t size)
 static void server_closes_case(bool read_end)
 {
 	struct ring_buffer *rb = NULL;
-	struct ended e = {};
+	struct closed closed = {};
 	struct capture *c;
 	struct pair p;
 	char b;
 
-	if (geteuid() != 0) {
-		test_skip("needs root (attaches BPF programs)");
+	c = attach_as_root(5000000000ULL);
+	if (!c)
 		return;
-	}
-	c = kernel_attach_test_backend(5000000000ULL);
-	if (!ASSERT_NOT_NULL(c))
-		return;
-	rb = ring_buffer__new(capture__events_fd(c), on_exchange, &e, NULL);
+	rb = ring_buffer__new(capture__events_fd(c), on_record, &closed, NULL);
 	if (!ASSERT_NOT_NULL(rb) || !ASSERT_TRUE(make_pair(&p, AF_INET, false)))
 		goto out;
-	e.port = p.port;
+	closed.port = p.port;
 	ASSERT_TRUE(send_all(p.client, 100) && recv_all(p.server, 100));
 	close(p.server);
 	/* The server's FIN is in before the client does anything more. */
@@ -611,11 +596,11 @@ static void server_closes_case(bool read_end)
 	close(p.listener);
 	usleep(100 * 1000);
 	ring_buffer__consume(rb);
-	ASSERT_EQ(e.n[0], 1);
-	ASSERT_EQ(e.n[1], 1);
-	ASSERT_EQ(e.closed_by_peer[0], read_end ? 1 : 0);
-	ASSERT_EQ(e.closed_by_peer[1], 0);
-	ASSERT_EQ(e.other_errors, 0);
+	ASSERT_EQ(closed.by_end[0], 1);
+	ASSERT_EQ(closed.by_end[1], 1);
+	ASSERT_EQ(closed.closed_by_peer[0], read_end ? 1 : 0);
+	ASSERT_EQ(closed.closed_by_peer[1], 0);
+	ASSERT_EQ(closed.other_errors, 0);
 out:
 	ring_buffer__free(rb);
 	capture__destroy(c);
