@@ -48,13 +48,8 @@ mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial" "$apt_dir/etc/pref
 exec 9>"$cache/.lock"
 flock 9
 
-# The Debian archive this machine uses: the source of its own release.
-archive() {
-	local codename
-	codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-	apt-get indextargets --no-release-info --format '$(REPO_URI) $(RELEASE)' \
-		'Created-By: Packages' | awk -v c="$codename" '$2 == c { print $1; exit }'
-}
+# shellcheck source=tests/kernels/archive.sh
+. "$(dirname "$0")/archive.sh"
 
 apt_opts=(-o "Dir::State=$apt_dir" -o "Dir::State::Lists=$apt_dir/lists"
 	-o "Dir::State::status=/dev/null" -o "Dir::Cache=$apt_dir"
@@ -67,7 +62,7 @@ apt_opts=(-o "Dir::State=$apt_dir" -o "Dir::State::Lists=$apt_dir/lists"
 
 resolve_and_download() {
 	local uri list ver
-	uri=$(archive)
+	uri=$(debian_archive)
 	[ -n "$uri" ] || die "cannot find this machine's Debian archive in apt's sources"
 	list="deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri $suite main"
 	if [ "$(cat "$apt_dir/sources.list.$lists" 2>/dev/null)" != "$list" ] ||

@@ -17,6 +17,9 @@
 # machine's apt sources.
 set -euo pipefail
 
+# shellcheck source=tests/kernels/archive.sh
+. "$(dirname "$0")/archive.sh"
+
 die() {
 	echo "root.sh: $*" >&2
 	exit 1
@@ -42,7 +45,7 @@ if [ ! -x "$dir/usr/bin/python3" ]; then
 	command -v mmdebstrap >/dev/null || die "mmdebstrap is missing (scripts/install-deps.sh cross)"
 	[ "$arch" = "$(dpkg --print-architecture)" ] || [ -e "/proc/sys/fs/binfmt_misc/qemu-${arch/arm64/aarch64}" ] ||
 		die "binfmt_misc cannot run $arch programs: install qemu-user-static (and mount binfmt_misc)"
-	mirror=${DEBIAN_MIRROR:-$(apt-get indextargets --format '$(REPO_URI)' 'Created-By: Packages' | head -n 1)}
+	mirror=${DEBIAN_MIRROR:-$(debian_archive)}
 	echo "root.sh: making the bookworm $arch root in $dir (a few minutes)" >&2
 	rm -rf "$dir.new"
 	mmdebstrap --arch="$arch" --variant=minbase --include="$(
