@@ -166,6 +166,37 @@ static __always_inline int sock_state_at(const struct sock *sk)
 #endif
 }
 
+/*
+ * Waits while softirq on another CPU processes a segment of this socket
+ * (under its spinlock), for at most RX_WAIT looks (a few microseconds). Only
+ * the tracepoint back-end reads a socket after its owner has let go of it,
+ * and so may see tcp_ack() done for a segment whose data or FIN is not
+ * queued yet; the others read it as its owner, while segments wait in the
+ * backlog.
+ */
+#define RX_WAIT 4096
+
+#ifdef TCPOTEL_DIRECT_READS
+static long rx_lock_held(__u64 i, void *lock)
+{
+	return *(const volatile __u8 *)*(const void **)lock ? 0 : 1; /* 1: stop */
+}
+#endif
+
+static __always_inline void sock_wait_rx(const struct sock *sk)
+{
+#ifdef TCPOTEL_DIRECT_READS
+	const void *lock;
+
+	if (!bpf_core_field_exists(sk->sk_lock.slock.rlock.raw_lock.locked))
+		return;
+	lock = &tcp_sk_ro(sk)->inet_conn.icsk_inet.sk.sk_lock.slock.rlock.raw_lock.locked;
+	barrier();
+	bpf_loop(RX_WAIT, rx_lock_held, &lock, 0);
+	barrier();
+#endif
+}
+
 /* The states a socket is in once the peer's FIN has come. */
 static __always_inline bool sock_peer_fin_in(int state)
 {
@@ -294,6 +325,32 @@ static __always_inline __u32 skb_tcp_segs(const struct sk_buff *skb)
 	cb = (const void *)skb + bpf_core_field_offset(struct sk_buff, cb);
 	segs = BPF_CORE_READ(cb, tcp_gso_segs);
 	return segs ? segs : 1;
+}
+
+/*
+ * Finds the first byte in the receive queue that the peer sent after it had
+ * received `seq` (its segment acknowledged past it): true, with its sequence
+ * number in *first. TCP keeps each queued segment's acknowledgment number
+ * (tcp_skb_cb's ack_seq; GRO joins only segments that carry the same one, and
+ * an skb that took in later ones keeps theirs). Looks at RCVQ_SCAN skbs at most.
+ */
+#define RCVQ_SCAN 8
+
+static __always_inline bool sock_rcvq_first_acking(const struct sock *sk, __u32 seq, __u32 *first)
+{
+	const void *head = (const void *)sk + bpf_core_field_offset(struct sock, sk_receive_queue);
+	const struct sk_buff *skb = BPF_CORE_READ(sk, sk_receive_queue.next);
+	const struct tcp_skb_cb *cb;
+
+	for (int i = 0; i < RCVQ_SCAN && skb && (const void *)skb != head; i++) {
+		cb = (const void *)skb + bpf_core_field_offset(struct sk_buff, cb);
+		if ((__s32)(BPF_CORE_READ(cb, ack_seq) - seq) > 0) {
+			*first = BPF_CORE_READ(cb, seq);
+			return true;
+		}
+		skb = BPF_CORE_READ(skb, next);
+	}
+	return false;
 }
 
 /* Smoothed RTT in microseconds, on its own (at close). */

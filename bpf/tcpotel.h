@@ -99,7 +99,10 @@ struct tcpotel_exchange {
 	__u32 request_seq; /* TCP sequence number of the request's first byte */
 	__u8 phase; /* enum tcpotel_phase */
 	__u8 error; /* enum tcpotel_error: why it failed, 0 if it did not */
-	__u8 _pad[2];
+	/* A server: request bytes from req_rcvd_seq on came in a segment that
+	 * acknowledged response bytes (sent after the client saw them). */
+	__u8 req_after_resp;
+	__u8 _pad;
 	/* The socket's retransmit count when the exchange began; in a record,
 	 * the segments it retransmitted during the exchange. */
 	__u32 retransmits;
@@ -110,8 +113,8 @@ struct tcpotel_exchange {
 	 * server: the sequence number of its first response byte.
 	 */
 	__u32 resp_seq;
-	/* A server: rcv_nxt when it sent its first response byte (request bytes
-	 * before it were sent before the client could see any response). */
+	/* A server: request bytes received before it were sent before the
+	 * client saw any response (track.bpf.h, server_sees_requests()). */
 	__u32 req_rcvd_seq;
 	/* A client: TCP's busy time in jiffies (tcp_info's busy, rwnd- and
 	 * sndbuf-limited times) when its response began, to time the next

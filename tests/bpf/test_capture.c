@@ -55,6 +55,9 @@ struct closed {
 	int by_end[2];
 	int closed_by_peer[2];
 	int other_errors;
+	/* The first exchanges' request sequence numbers and sizes, by end. */
+	uint32_t request_seq[2][4];
+	uint64_t request_bytes[2][4];
 };
 
 static bool ours(const struct closed *c, const struct tcpotel_tuple *t)
@@ -76,6 +79,10 @@ static int on_record(void *ctx, void *data, size_t size)
 		int server = r->role == TCPOTEL_ROLE_SERVER;
 
 		c->exchanges++;
+		if (c->by_end[server] < 4) {
+			c->request_seq[server][c->by_end[server]] = r->ex.request_seq;
+			c->request_bytes[server][c->by_end[server]] = r->ex.request_bytes;
+		}
 		c->by_end[server]++;
 		if (r->ex.error == TCPOTEL_ERR_CLOSED_BY_PEER)
 			c->closed_by_peer[server]++;
@@ -614,4 +621,76 @@ TEST(capture_server_close_read_by_the_client_is_closed_by_peer)
 TEST(capture_server_close_after_a_goodbye_is_no_error)
 {
 	server_closes_case(false);
+}
+
+struct big_send {
+	int fd;
+	size_t n;
+	bool ok;
+	pthread_t thread;
+};
+
+static void *send_big(void *arg)
+{
+	struct big_send *b = arg;
+
+	b->ok = send_all(b->fd, b->n);
+	return NULL;
+}
+
+/*
+ * A client reads part of a large response and sends its next request while
+ * the server's send call still waits for room: both ends begin a new
+ * exchange at that request, numbered alike. By the time the server reads it,
+ * the client's latest segments are acknowledgments of the rest of the
+ * response, as after a pipelined request; the acknowledgment its own
+ * segment carried, seen while it was queued, tells them apart
+ * (server_sees_requests()).
+ */
+TEST(capture_request_during_the_servers_send_begins_an_exchange)
+{
+	const size_t big = 4 << 20, small_buf = 65536;
+	struct ring_buffer *rb = NULL;
+	struct closed closed = {};
+	struct big_send b;
+	struct capture *c;
+	struct pair p;
+
+	c = attach_as_root(5000000000ULL);
+	if (!c)
+		return;
+	rb = ring_buffer__new(capture__events_fd(c), on_record, &closed, NULL);
+	if (!ASSERT_NOT_NULL(rb) || !ASSERT_TRUE(make_pair(&p, AF_INET, false)))
+		goto out;
+	closed.port = p.port;
+	/* Small buffers: the response's send call waits for the client to read. */
+	ASSERT_OK(setsockopt(p.server, SOL_SOCKET, SO_SNDBUF, &small_buf, sizeof(small_buf)));
+	ASSERT_OK(setsockopt(p.client, SOL_SOCKET, SO_RCVBUF, &small_buf, sizeof(small_buf)));
+	ASSERT_TRUE(send_all(p.client, 100) && recv_all(p.server, 100));
+	b = (struct big_send){ .fd = p.server, .n = big };
+	ASSERT_OK(pthread_create(&b.thread, NULL, send_big, &b));
+	ASSERT_TRUE(recv_all(p.client, 1000));
+	ASSERT_TRUE(send_all(p.client, 50));
+	usleep(50 * 1000); /* the request is in; the send call still waits */
+	ASSERT_TRUE(recv_all(p.client, big - 1000));
+	pthread_join(b.thread, NULL);
+	ASSERT_TRUE(b.ok);
+	ASSERT_TRUE(recv_all(p.server, 50));
+	ASSERT_TRUE(send_all(p.server, 100) && recv_all(p.client, 100));
+	close(p.client);
+	close(p.server);
+	close(p.listener);
+	usleep(100 * 1000);
+	ring_buffer__consume(rb);
+	if (!ASSERT_EQ(closed.by_end[0], 2) || !ASSERT_EQ(closed.by_end[1], 2))
+		goto out;
+	for (int i = 0; i < 2; i++) {
+		ASSERT_EQ(closed.request_seq[0][i], closed.request_seq[1][i]);
+		ASSERT_U64_EQ(closed.request_bytes[0][i], i ? 50 : 100);
+		ASSERT_U64_EQ(closed.request_bytes[1][i], i ? 50 : 100);
+	}
+	ASSERT_EQ(closed.other_errors, 0);
+out:
+	ring_buffer__free(rb);
+	capture__destroy(c);
 }
