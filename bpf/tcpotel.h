@@ -113,8 +113,8 @@ struct tcpotel_exchange {
 	 * server: the sequence number of its first response byte.
 	 */
 	__u32 resp_seq;
-	/* A server: request bytes received before it were sent before the
-	 * client saw any response (track.bpf.h, server_sees_requests()). */
+	/* A server: request bytes before it join the exchange it answers
+	 * (track.bpf.h, server_sees_requests()). */
 	__u32 req_rcvd_seq;
 	/* A client: TCP's busy time in jiffies (tcp_info's busy, rwnd- and
 	 * sndbuf-limited times) when its response began, to time the next

@@ -486,27 +486,26 @@ static __always_inline bool client_request_splits(struct sock *sk,
 
 /*
  * Where the request bytes that a server receives stop joining the exchange
- * it answers (server_request_splits()), looked at each time it sends
- * response bytes until it is known. Bytes the client sent before it had seen
- * any response join: all that was received while no response byte was
- * acknowledged, and queued bytes whose segment acknowledged none. The first
- * queued byte whose segment acknowledged some was sent after: from there on
- * bytes begin a new exchange (req_after_resp). A send is seen at the end of
- * its call, by when a quick client may have read the response and sent its
- * next request (on a loopback or veth link, within the call).
+ * it answers (server_request_splits()), looked at as its first response
+ * send is seen. That is at the end of the call, by when a quick client may
+ * have read the response and sent its next request (on a loopback or veth
+ * link, within the call). What the server has received joins, unless the
+ * client has acknowledged some of the response and a queued segment says it
+ * was sent after that: TCP keeps each queued segment's acknowledgment
+ * number. From the first byte of such a segment on, bytes begin a new
+ * exchange (req_after_resp).
  */
 static __always_inline void server_sees_requests(struct sock *sk, struct tcpotel_exchange *ex)
 {
 	__u32 rcv_nxt = sock_rcv_nxt(sk), seq;
 
+	ex->req_rcvd_seq = rcv_nxt;
+	ex->req_after_resp = 0;
 	if (rcv_nxt != sock_copied_seq(sk) && seq_after(sock_snd_una(sk), ex->resp_seq) &&
 	    sock_rcvq_first_acking(sk, ex->resp_seq, &seq)) {
-		if (seq_after(seq, ex->req_rcvd_seq))
-			ex->req_rcvd_seq = seq;
+		ex->req_rcvd_seq = seq;
 		ex->req_after_resp = 1;
-		return;
 	}
-	ex->req_rcvd_seq = rcv_nxt;
 }
 
 /*
@@ -552,8 +551,7 @@ static __always_inline bool server_request_splits(struct sock *sk,
  * where a request is "next" from what TCP acknowledged: client_ and
  * server_request_splits()), at close, or in silence (the sweep:
  * sock_end_if_idle()). Extra reads of tcp_sock happen only where a phase may
- * change: the first byte of a request or of a response, and a server's
- * response sends until it knows where the next request begins.
+ * change: the first byte of a request or of a response.
  */
 static __always_inline void exchange_step(struct sock *sk, struct tcpotel_sock *s, bool is_send,
 					  __u32 bytes, const struct tcp_snap *snap)
@@ -606,16 +604,13 @@ static __always_inline void exchange_step(struct sock *sk, struct tcpotel_sock *
 				ex->busy_jiffies = sock_busy_jiffies(sk, &chrono_start);
 			} else {
 				ex->resp_seq = snap->write_seq - bytes;
-				ex->req_rcvd_seq = sock_copied_seq(sk);
-				ex->req_after_resp = 0;
+				server_sees_requests(sk, ex);
 			}
 			phase = TCPOTEL_PHASE_RESPONSE;
 		}
-		if (phase == TCPOTEL_PHASE_RESPONSE) {
+		if (phase == TCPOTEL_PHASE_RESPONSE)
 			ex->response_bytes += bytes;
-			if (!client && !ex->req_after_resp)
-				server_sees_requests(sk, ex);
-		} else if (phase == TCPOTEL_PHASE_SKIP_REQUEST)
+		else if (phase == TCPOTEL_PHASE_SKIP_REQUEST)
 			phase = TCPOTEL_PHASE_SKIP_RESPONSE;
 		/* IDLE: a response with no request seen (the server spoke first,
 		 * or the sweep ended the exchange for silence): not an exchange. */

@@ -630,26 +630,32 @@ struct big_send {
 	pthread_t thread;
 };
 
+/* One send() call for the whole response, which waits for room as it goes. */
 static void *send_big(void *arg)
 {
+	static char buf[4 << 20];
 	struct big_send *b = arg;
 
-	b->ok = send_all(b->fd, b->n);
+	b->ok = b->n <= sizeof(buf) && send(b->fd, buf, b->n, 0) == (ssize_t)b->n;
 	return NULL;
 }
 
 /*
  * A client reads part of a large response and sends its next request while
- * the server's send call still waits for room: both ends begin a new
- * exchange at that request, numbered alike. By the time the server reads it,
- * the client's latest segments are acknowledgments of the rest of the
- * response, as after a pipelined request; the acknowledgment its own
- * segment carried, seen while it was queued, tells them apart
- * (server_sees_requests()).
+ * the server's one send call for it still waits for room. The tracepoint
+ * and fentry back-ends see that call at its end, with the request queued:
+ * the acknowledgment its segment carried says the client sent it after it
+ * saw the response, and both ends begin a new exchange there, numbered
+ * alike (server_sees_requests()). The kprobe back-end sees the send in
+ * pieces, at each wait, the first before the request came; the server then
+ * goes by its latest acknowledgments, which follow the request, and keeps it
+ * in the exchange (docs/design.md, "What stays apart").
  */
 TEST(capture_request_during_the_servers_send_begins_an_exchange)
 {
-	const size_t big = 4 << 20, small_buf = 65536;
+	const size_t big = 4 << 20;
+	const int small_buf = 65536;
+	bool kprobe = kernel_test_backend() == BACKEND_KPROBE;
 	struct ring_buffer *rb = NULL;
 	struct closed closed = {};
 	struct big_send b;
@@ -682,14 +688,19 @@ TEST(capture_request_during_the_servers_send_begins_an_exchange)
 	close(p.listener);
 	usleep(100 * 1000);
 	ring_buffer__consume(rb);
-	if (!ASSERT_EQ(closed.by_end[0], 2) || !ASSERT_EQ(closed.by_end[1], 2))
-		goto out;
-	for (int i = 0; i < 2; i++) {
-		ASSERT_EQ(closed.request_seq[0][i], closed.request_seq[1][i]);
-		ASSERT_U64_EQ(closed.request_bytes[0][i], i ? 50 : 100);
-		ASSERT_U64_EQ(closed.request_bytes[1][i], i ? 50 : 100);
-	}
+	ASSERT_EQ(closed.by_end[0], 2);
 	ASSERT_EQ(closed.other_errors, 0);
+	if (kprobe) {
+		ASSERT_EQ(closed.by_end[1], 1);
+		ASSERT_U64_EQ(closed.request_bytes[1][0], 150);
+	} else if (ASSERT_EQ(closed.by_end[1], 2)) {
+		for (int i = 0; i < 2; i++) {
+			ASSERT_EQ(closed.request_seq[0][i], closed.request_seq[1][i]);
+			ASSERT_U64_EQ(closed.request_bytes[1][i], i ? 50 : 100);
+		}
+	}
+	ASSERT_U64_EQ(closed.request_bytes[0][0], 100);
+	ASSERT_U64_EQ(closed.request_bytes[0][1], 50);
 out:
 	ring_buffer__free(rb);
 	capture__destroy(c);
