@@ -578,10 +578,13 @@ def test_pipelined_requests():
     received any of the previous response join one exchange at both ends,
     though the server reads and answers them one at a time. Measured and
     asserted: every CLIENT span pairs with a SERVER span and every SERVER
-    span with a CLIENT span; a span covers 1 to 4 whole requests (its request
-    size a multiple of 88) and the paired halves cover the same ones; all 80
-    requests are covered exactly once on each side, and all response bytes;
-    most batches join (fewer than 60 spans; typically 20, one per batch).
+    span with a CLIENT span, but for at most 2 on each side, on connections
+    where the tracepoint back-end's race that docs/design.md names cut a
+    pipeline at different requests (about one run in ten has one); a span
+    covers 1 to 4 whole requests (its request size a multiple of 88) and the
+    paired halves cover the same ones; all 80 requests are covered exactly
+    once on each side, and all response bytes; most batches join (fewer
+    than 60 spans; typically 20, one per batch).
 
     Large: 2 connections x 40 requests, bodies of 4 MiB and 1 byte, and
     responses of 1 byte, 4 MiB and 100 bytes, so both directions flow at
@@ -622,12 +625,22 @@ def test_pipelined_requests():
         assert sum(x["attrs"]["tcp.response.size"] for x in xs) == cli["bytes_received"], side
         assert n // 4 <= len(xs) < 60, (side, len(xs), merged)
     ps = pairs(cl, sv)
-    assert len(ps) == len(cl) == len(sv), (len(ps), len(cl), len(sv))
+    paired = {id(x) for p in ps for x in p}
+    # The one way spans stay alone (docs/design.md, "What stays apart"):
+    # under the tracepoint back-end a response that came during a send
+    # call, after the request left, counts as received before it, and the
+    # client begins a new exchange where the server does not.
+    lone = [x for x in cl + sv if id(x) not in paired]
+    assert len(lone) <= 4 and len(cl) - len(ps) <= 2 and len(sv) - len(ps) <= 2, \
+        (len(ps), len(cl), len(sv))
+    lone_conns = {conn_key(x) for x in lone}
     for c, s in ps:
-        assert c["attrs"]["tcp.request.size"] == s["attrs"]["tcp.request.size"], (c, s)
+        creq, sreq = c["attrs"]["tcp.request.size"], s["attrs"]["tcp.request.size"]
+        assert creq == sreq or conn_key(c) in lone_conns, (c, s)
         assert s["start"] >= c["start"] - 20_000_000, (c, s)
     edges, uc, us = h.pair_like_servicegraph(cl + sv)
-    assert edges == {("frontend", "backend"): len(cl)} and not uc and not us, (edges, len(uc))
+    assert edges == {("frontend", "backend"): len(ps)} and len(uc) + len(us) == len(lone), \
+        (edges, len(uc), len(us))
 
     bcl = [x for x in all_cl if x["attrs"]["server.port"] == big_port]
     bsv = [x for x in all_sv if x["attrs"]["server.port"] == big_port]
