@@ -464,7 +464,12 @@ def test_spans_carry_retransmits():
     server, for 256 KiB requests: every span carries tcp.retransmits; the
     client spans' sum is positive and at most the client's tcp.retransmits
     metric (retransmits outside any exchange, such as of a FIN, count there
-    only); the server spans' sum is at most the server's."""
+    only); the server spans' sum is at most the server's. Every SERVER span
+    pairs; a CLIENT span may stay alone (at most 2) only as the tracepoint
+    back-end's race that docs/design.md names ("What stays apart"): the
+    response came during the send call of the request's last bytes, after
+    they left, and the client began a new exchange at them. The request
+    bytes of both ends still add up."""
     hs = Hosts()
     srv, port = hs.server()
     hs.b.nft_drop_fraction("tcp dport %d" % port, 0.10)
@@ -474,7 +479,16 @@ def test_spans_carry_retransmits():
     stop_server(srv)
     reqs = hs.stop_agents()
     cl, sv = split(h.spans(reqs))
-    all_pair(cl, sv)
+    ps = pairs(cl, sv)
+    paired = {id(x) for p in ps for x in p}
+    lone = [x for x in cl if id(x) not in paired]
+    assert len(ps) == len(sv) and len(lone) <= 2, (len(ps), len(cl), len(sv))
+    lone_ports = {x["attrs"]["client.port"] for x in lone}
+    for c, s_ in ps:
+        creq, sreq = c["attrs"]["tcp.request.size"], s_["attrs"]["tcp.request.size"]
+        assert creq == sreq or (c["attrs"]["client.port"] in lone_ports and creq < sreq), (c, s_)
+    assert (sum(x["attrs"]["tcp.request.size"] for x in cl) ==
+            sum(x["attrs"]["tcp.request.size"] for x in sv) == cli["bytes_sent"]), cli
     for x in cl + sv:
         assert isinstance(x["attrs"].get("tcp.retransmits"), int), x["attrs"]
     rc = sum(x["attrs"]["tcp.retransmits"] for x in cl)
