@@ -165,6 +165,26 @@ static bool make_pair(struct pair *p, int family, bool v4mapped)
 	return p->server >= 0;
 }
 
+/*
+ * A loopback pair whose records `closed` collects from c's ring buffer: the
+ * ring buffer (free it with ring_buffer__free()), or NULL, asserted, when it
+ * or the pair cannot be made.
+ */
+static struct ring_buffer *record_pair(struct capture *c, struct closed *closed, struct pair *p,
+				       int family, bool v4mapped)
+{
+	struct ring_buffer *rb = ring_buffer__new(capture__events_fd(c), on_record, closed, NULL);
+
+	if (!ASSERT_NOT_NULL(rb))
+		return NULL;
+	if (!ASSERT_TRUE(make_pair(p, family, v4mapped))) {
+		ring_buffer__free(rb);
+		return NULL;
+	}
+	closed->port = p->port;
+	return rb;
+}
+
 static bool find_entry(struct capture *c, uint16_t sport, uint16_t dport, struct tcpotel_sock *out)
 {
 	int fd = capture__sockets_fd(c);
@@ -204,11 +224,10 @@ static void exact_bytes_case(int family, bool v4mapped)
 	c = attach_as_root(5000000000ULL);
 	if (!c)
 		return;
-	rb = ring_buffer__new(capture__events_fd(c), on_record, &closed, NULL);
-	if (!ASSERT_NOT_NULL(rb) || !ASSERT_TRUE(make_pair(&p, family, v4mapped)))
+	rb = record_pair(c, &closed, &p, family, v4mapped);
+	if (!rb)
 		goto out;
 	cport = local_port(p.client);
-	closed.port = p.port;
 	/* Two exchanges: the first ends when the second request starts. */
 	ASSERT_TRUE(send_all(p.client, req) && recv_all(p.server, req));
 	ASSERT_TRUE(send_all(p.server, resp) && recv_all(p.client, resp));
@@ -369,10 +388,10 @@ TEST(sweep_ends_silent_exchange_once)
 	c = attach_as_root(100 * 1000 * 1000ULL);
 	if (!c)
 		return;
-	rb = ring_buffer__new(capture__events_fd(c), on_record, &closed, NULL);
-	if (!ASSERT_NOT_NULL(rb) || !ASSERT_TRUE(make_pair(&p, AF_INET, false)))
+	rb = record_pair(c, &closed, &p, AF_INET, false);
+	if (!rb)
 		goto out;
-	got.port = closed.port = p.port;
+	got.port = p.port;
 	ASSERT_TRUE(send_all(p.client, 100) && recv_all(p.server, 100));
 	ASSERT_TRUE(send_all(p.server, 2000) && recv_all(p.client, 2000));
 	capture__sweep_begin(c);
@@ -589,10 +608,9 @@ static void server_closes_case(bool read_end)
 	c = attach_as_root(5000000000ULL);
 	if (!c)
 		return;
-	rb = ring_buffer__new(capture__events_fd(c), on_record, &closed, NULL);
-	if (!ASSERT_NOT_NULL(rb) || !ASSERT_TRUE(make_pair(&p, AF_INET, false)))
+	rb = record_pair(c, &closed, &p, AF_INET, false);
+	if (!rb)
 		goto out;
-	closed.port = p.port;
 	ASSERT_TRUE(send_all(p.client, 100) && recv_all(p.server, 100));
 	close(p.server);
 	/* The server's FIN is in before the client does anything more. */
@@ -665,10 +683,9 @@ TEST(capture_request_during_the_servers_send_begins_an_exchange)
 	c = attach_as_root(5000000000ULL);
 	if (!c)
 		return;
-	rb = ring_buffer__new(capture__events_fd(c), on_record, &closed, NULL);
-	if (!ASSERT_NOT_NULL(rb) || !ASSERT_TRUE(make_pair(&p, AF_INET, false)))
+	rb = record_pair(c, &closed, &p, AF_INET, false);
+	if (!rb)
 		goto out;
-	closed.port = p.port;
 	/* Small buffers: the response's send call waits for the client to read. */
 	ASSERT_OK(setsockopt(p.server, SOL_SOCKET, SO_SNDBUF, &small_buf, sizeof(small_buf)));
 	ASSERT_OK(setsockopt(p.client, SOL_SOCKET, SO_RCVBUF, &small_buf, sizeof(small_buf)));
