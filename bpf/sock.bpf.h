@@ -157,6 +157,16 @@ static __always_inline __u32 sock_snd_wl1(const struct sock *sk)
 	return TCP_READ(sk, snd_wl1);
 }
 
+/*
+ * When the first segment of the latest flight left (ns, the socket clock's
+ * time base): TCP notes it (first_tx_mstamp, in us, for its delivery-rate
+ * samples) as it sends a segment with nothing else in flight.
+ */
+static __always_inline __u64 sock_first_tx_ns(const struct sock *sk)
+{
+	return TCP_READ(sk, first_tx_mstamp) * 1000;
+}
+
 static __always_inline int sock_state_at(const struct sock *sk)
 {
 #ifdef TCPOTEL_DIRECT_READS

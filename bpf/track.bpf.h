@@ -436,15 +436,23 @@ static __always_inline bool seq_after(__u32 a, __u32 b)
 }
 
 /*
- * When a client's request began (its first send returned at snap). Normally
- * the socket's clock then: the request's first segments left within the
- * call. A first send that had to wait for buffer space returns only once the
- * server has acknowledged part of the request (snd_una past its first byte),
- * by when the server may be reading it. Then the start is taken from TCP's
- * busy time, which has run since the request's first byte was queued (the
- * socket had nothing queued since its response began: prev->busy_jiffies),
- * in whole jiffies: two ticks earlier than that, so that it is never late,
- * and never before the previous exchange's last byte.
+ * When a client's request began; its first send returned at snap. The
+ * socket's clock then is when the call's last segment left (or the latest
+ * one received, if it sent none), and a large first send may take long
+ * enough that the server reads the first segments before it returns:
+ *   - when none of the request is acknowledged yet, nothing was in flight
+ *     as its first segment left (the previous response acknowledged what
+ *     came before), so TCP noted that moment (sock_first_tx_ns()); a note
+ *     from before the previous exchange ended is an older flight's: this
+ *     send has sent nothing yet, and the clock is then early enough;
+ *   - a first send that had to wait for buffer space returns only once the
+ *     server has acknowledged part of the request (snd_una past its first
+ *     byte), and flights may have begun since. Then the start is taken from
+ *     TCP's busy time, which has run since the request's first byte was
+ *     queued (the socket had nothing queued since its response began:
+ *     prev->busy_jiffies), in whole jiffies: two ticks earlier than that,
+ *     so that it is never late, and never before the previous exchange's
+ *     last byte.
  */
 static __always_inline __u64 exchange_start_ns(struct sock *sk, const struct tcpotel_exchange *prev,
 					       const struct tcp_snap *snap, __u32 first_seq)
@@ -452,8 +460,10 @@ static __always_inline __u64 exchange_start_ns(struct sock *sk, const struct tcp
 	__u32 una = sock_snd_una(sk), chrono_start, busy;
 	__u64 start, back;
 
-	if (!seq_after(una, first_seq))
-		return snap->clock_ns;
+	if (!seq_after(una, first_seq)) {
+		start = sock_first_tx_ns(sk);
+		return start > prev->end_ns && start < snap->clock_ns ? start : snap->clock_ns;
+	}
 	start = prev->end_ns < snap->clock_ns ? prev->end_ns : snap->clock_ns;
 	if (!cfg_tick_ns)
 		return start;
