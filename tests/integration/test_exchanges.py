@@ -87,6 +87,36 @@ def all_pair(cl, sv):
     return ps
 
 
+def conn_of(x):
+    return (x["attrs"]["network.type"], x["attrs"]["client.port"])
+
+
+def pair_but_for_the_client_race(hs, cl, sv):
+    """Every SERVER span pairs, and every CLIENT span but on the tracepoint
+    back-end, where at most 2 may stay alone: the race docs/design.md names
+    ("What stays apart"). Its hook sees a send after the call, so a response
+    that came during the call, after the request left, counts as received
+    before it, and the client begins a new exchange where the server does
+    not; on such a connection the client's paired half covers less of the
+    request than the server's. fentry and kprobe see the send under the
+    socket's lock. The request bytes of both ends add up alike. The pairs."""
+    ps = pairs(cl, sv)
+    paired = {id(x) for p in ps for x in p}
+    lone = [x for x in cl if id(x) not in paired]
+    allowed = 2 if hs.agents[0].backend() == "tracepoint" else 0
+    assert len(ps) == len(sv) and len(lone) <= allowed, (
+        "unpaired", len(ps), len(cl), len(sv),
+        [(conn_of(x), x["attrs"]["tcp.request.size"], x["attrs"]["tcp.response.size"])
+         for x in lone])
+    lone_conns = {conn_of(x) for x in lone}
+    for c, s_ in ps:
+        creq, sreq = c["attrs"]["tcp.request.size"], s_["attrs"]["tcp.request.size"]
+        assert creq == sreq or (conn_of(c) in lone_conns and creq < sreq), (c, s_)
+    assert (sum(x["attrs"]["tcp.request.size"] for x in cl) ==
+            sum(x["attrs"]["tcp.request.size"] for x in sv)), (len(cl), len(sv))
+    return ps
+
+
 # ---- 1. slow responses --------------------------------------------------------------
 
 
@@ -404,7 +434,9 @@ def test_pipeline_of_two_messages_pairs():
     100 us, 300 us, 1 ms or 3 ms) before it reads either answer, 8
     connections of each, with TCP_NODELAY; the server reads one message,
     answers it, then reads the next. Every span pairs, and the paired halves
-    agree on the request: both ends split, or join, the two messages alike."""
+    agree on the request: both ends split, or join, the two messages alike;
+    on the tracepoint back-end but for its client-side race
+    (pair_but_for_the_client_race())."""
     hs = Hosts()
     srv, port = xchg_server(hs.b)
     out = finish_client(xchg_client(hs.a, "client", hs.v4(port), [
@@ -416,14 +448,16 @@ def test_pipeline_of_two_messages_pairs():
     cl, sv = split(h.spans(reqs))
     check_resources(cl, sv)
     no_errors(cl + sv)
-    ps = all_pair(cl, sv)
+    ps = pair_but_for_the_client_race(hs, cl, sv)
     joined = 0
     for c, s_ in ps:
-        assert c["attrs"]["tcp.request.size"] == s_["attrs"]["tcp.request.size"], (c, s_)
+        assert s_["attrs"]["tcp.request.size"] in (XHDR + 100, 2 * (XHDR + 100)), s_["attrs"]
+        joined += s_["attrs"]["tcp.request.size"] == 2 * (XHDR + 100)
+    for c in cl:
         assert c["attrs"]["tcp.request.size"] in (XHDR + 100, 2 * (XHDR + 100)), c["attrs"]
-        joined += c["attrs"]["tcp.request.size"] == 2 * (XHDR + 100)
     assert sum(c["attrs"]["tcp.request.size"] for c in cl) == out["bytes_sent"], out
-    report("%d pairs, %d of them two messages joined", len(ps), joined)
+    report("%d pairs, %d of them two messages joined; %d client spans alone", len(ps), joined,
+           len(cl) - len(ps))
 
 
 # ---- 4. time order --------------------------------------------------------------------
@@ -464,12 +498,12 @@ def test_spans_carry_retransmits():
     server, for 256 KiB requests: every span carries tcp.retransmits; the
     client spans' sum is positive and at most the client's tcp.retransmits
     metric (retransmits outside any exchange, such as of a FIN, count there
-    only); the server spans' sum is at most the server's. Every SERVER span
-    pairs; a CLIENT span may stay alone (at most 2) only as the tracepoint
-    back-end's race that docs/design.md names ("What stays apart"): the
-    response came during the send call of the request's last bytes, after
-    they left, and the client began a new exchange at them. The request
-    bytes of both ends still add up."""
+    only); the server spans' sum is at most the server's. Every span pairs,
+    but for the tracepoint back-end's client-side race
+    (pair_but_for_the_client_race()): the response came during the send
+    call of the request's last bytes, after they left, and the client began
+    a new exchange at them. The request bytes of both ends add up to what
+    the client sent."""
     hs = Hosts()
     srv, port = hs.server()
     hs.b.nft_drop_fraction("tcp dport %d" % port, 0.10)
@@ -479,16 +513,8 @@ def test_spans_carry_retransmits():
     stop_server(srv)
     reqs = hs.stop_agents()
     cl, sv = split(h.spans(reqs))
-    ps = pairs(cl, sv)
-    paired = {id(x) for p in ps for x in p}
-    lone = [x for x in cl if id(x) not in paired]
-    assert len(ps) == len(sv) and len(lone) <= 2, (len(ps), len(cl), len(sv))
-    lone_ports = {x["attrs"]["client.port"] for x in lone}
-    for c, s_ in ps:
-        creq, sreq = c["attrs"]["tcp.request.size"], s_["attrs"]["tcp.request.size"]
-        assert creq == sreq or (c["attrs"]["client.port"] in lone_ports and creq < sreq), (c, s_)
-    assert (sum(x["attrs"]["tcp.request.size"] for x in cl) ==
-            sum(x["attrs"]["tcp.request.size"] for x in sv) == cli["bytes_sent"]), cli
+    pair_but_for_the_client_race(hs, cl, sv)
+    assert sum(x["attrs"]["tcp.request.size"] for x in cl) == cli["bytes_sent"], cli
     for x in cl + sv:
         assert isinstance(x["attrs"].get("tcp.retransmits"), int), x["attrs"]
     rc = sum(x["attrs"]["tcp.retransmits"] for x in cl)
