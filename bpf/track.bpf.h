@@ -530,12 +530,16 @@ static __always_inline void server_sees_requests(struct sock *sk, struct tcpotel
  *     after these bytes (snd_wl1 at rcv_nxt, past them), it may be what moved
  *     snd_una: the bytes join too (a TLS 1.3 client's first request, sent
  *     before the server's session tickets arrived, which it then acknowledged);
+ *     unless this end sent a segment again since the exchange began: the
+ *     client answers a duplicate with an acknowledgment of its own, after
+ *     whatever it sent last;
  *   - otherwise they begin a new exchange.
  * `first` is the sequence number of the first byte read.
  */
-static __always_inline bool server_request_splits(struct sock *sk,
-						  const struct tcpotel_exchange *ex, __u32 first)
+static __always_inline bool server_request_splits(struct sock *sk, const struct tcpotel_sock *s,
+						  __u32 first)
 {
+	const struct tcpotel_exchange *ex = &s->ex;
 	__u32 wl1;
 
 	if (seq_before(first, ex->req_rcvd_seq))
@@ -545,7 +549,7 @@ static __always_inline bool server_request_splits(struct sock *sk,
 	if (!seq_after(sock_snd_una(sk), ex->resp_seq))
 		return false;
 	wl1 = sock_snd_wl1(sk);
-	if (!seq_after(wl1, first))
+	if (!seq_after(wl1, first) || s->retransmits != ex->retransmits)
 		return true;
 	/* A FIN's tcp_ack() moves snd_wl1 to rcv_nxt too, just before the FIN
 	 * moves rcv_nxt on: rcv_nxt is read after snd_wl1, once no segment is
@@ -583,7 +587,7 @@ static __always_inline void exchange_step(struct sock *sk, struct tcpotel_sock *
 			first = copied - sock_fin_read(sk, copied) - bytes;
 		}
 		if ((phase == TCPOTEL_PHASE_RESPONSE &&
-		     (client || server_request_splits(sk, ex, first))) ||
+		     (client || server_request_splits(sk, s, first))) ||
 		    (phase == TCPOTEL_PHASE_REQUEST && client &&
 		     client_request_splits(sk, ex, first))) {
 			exchange_finish(s, snap->srtt_us);
