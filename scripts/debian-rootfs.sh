@@ -10,15 +10,22 @@
 #   podman import OUTDIR/tcpotel-runtime-base.tar localhost/tcpotel-runtime-base:12
 #   make image BUILD_BASE=localhost/tcpotel-build-base:12 RUNTIME_BASE=localhost/tcpotel-runtime-base:12
 #
-# DEBIAN_MIRROR overrides http://deb.debian.org/debian. Needs mmdebstrap
-# (Debian's package) and the mirror; about 330 MB of packages for the build
-# root, 40 MB for the runtime root.
+# The archive is the Debian archive this machine's apt already uses
+# (tests/kernels/archive.sh); DEBIAN_MIRROR overrides it. Needs mmdebstrap
+# (Debian's package) and that archive; about 330 MB of packages for the
+# build root, 40 MB for the runtime root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=tests/kernels/archive.sh
+. tests/kernels/archive.sh
 
 out=${1:-.output/rootfs}
 which=${2:-both}
-mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+mirror=${DEBIAN_MIRROR:-$(debian_archive)}
+if [ -z "$mirror" ]; then
+	echo "debian-rootfs: no Debian archive in this machine's apt sources: set DEBIAN_MIRROR" >&2
+	exit 1
+fi
 
 packages() {
 	local list
@@ -33,11 +40,15 @@ packages() {
 root() { # NAME PACKAGE-LIST-ARG
 	local tar="$out/tcpotel-$1-base.tar" list
 	list=$(packages "$2")
-	echo "debian-rootfs: $tar with ${list}"
+	echo "debian-rootfs: $tar with ${list}, from $mirror"
 	mmdebstrap --variant=minbase --include="${list// /,}" \
 		--aptopt='APT::Install-Recommends "false"' \
 		--customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin' \
-		--format=tar bookworm "$tar.tmp" "$mirror"
+		--format=tar bookworm "$tar.tmp" "$mirror" || {
+		rm -f "$tar.tmp"
+		echo "debian-rootfs: mmdebstrap failed for $tar: is the Debian archive $mirror reachable?" >&2
+		exit 1
+	}
 	mv "$tar.tmp" "$tar"
 }
 

@@ -13,14 +13,16 @@ build=(make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev
 	libcurl4-openssl-dev libjson-c-dev libyaml-dev libmicrohttpd-dev libisal-dev)
 test=(clang-format python3 python3-yaml iproute2 nftables chromium prometheus openssl postgresql-15)
 # tests/kernels: QEMU, the initramfs (busybox-static, cpio, depmod/modprobe
-# from kmod, xz and zstd for compressed modules), setpriv and prlimit.
+# from kmod, xz and zstd for compressed modules), setpriv and prlimit; its
+# container column (tests/container): podman and crun, mmdebstrap for the
+# image's Debian roots.
 kernels=()
 if [[ " $* " == *" kernels "* ]]; then
 	case $(dpkg --print-architecture) in
 	arm64) kernels=(qemu-system-arm) ;;
 	*) kernels=(qemu-system-x86) ;;
 	esac
-	kernels+=(busybox-static cpio kmod xz-utils zstd util-linux)
+	kernels+=(busybox-static cpio kmod xz-utils zstd util-linux podman crun mmdebstrap)
 fi
 # The arm64 cross build: Debian's cross compiler and the :arm64 libraries
 # (multiarch; ISA-L's are unpacked by scripts/cross-sysroot.sh); the arm64

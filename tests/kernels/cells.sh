@@ -12,14 +12,17 @@
 # the back-end capture.backend: auto must choose ("-": the first of them).
 #
 # Columns: one per back-end (the BPF tier's capture tests and the
-# integration tests of integration.list, on that back-end), and "kernel":
-# the BPF tier's load, choice and fall-back tests, integration-kernel.list
-# on the back-end auto chooses, and deployed.py (the systemd unit where
-# systemd is PID 1, the DaemonSet's privileges).
+# integration tests of integration.list, on that back-end), "kernel": the
+# BPF tier's load, choice and fall-back tests, integration-kernel.list on
+# the back-end auto chooses, and deployed.py (the systemd unit where systemd
+# is PID 1, the DaemonSet's privileges), and, where asked, "container":
+# tests/container/podman_check.py on the images matrix.sh built on the
+# machine (tests/container/images.sh, into .output/containers).
 #
 # TCPOTEL_CELLS_EXTRAS (matrix.sh; default "shared,systemd"): "shared" adds
 # integration-kernel.list to the kernel column; without "systemd", or where
-# systemd is not PID 1, deployed.py checks the DaemonSet's privileges only.
+# systemd is not PID 1, deployed.py checks the DaemonSet's privileges only;
+# "containers" adds the container column.
 #
 # Under QEMU without KVM (TCPOTEL_VM_ACCEL=tcg, set by vm.sh) the
 # integration tests run with TCPOTEL_TEST_SLOWDOWN=20 (tests/integration/pace.py).
@@ -128,6 +131,12 @@ else
 	tier python3 $here/deployed.py setpriv
 fi
 cell_done kernel
+
+if [[ $extras == *,containers,* ]]; then
+	echo "== container"
+	tier python3 tests/container/podman_check.py .output/containers
+	cell_done container
+fi
 
 # What each program costs here (docs/PERFORMANCE.md): not a test.
 [ -x .output/progstats ] && .output/progstats ${backends//,/ }

@@ -3,15 +3,17 @@
 # The kernel matrix: every kernel of matrix.conf, each booted in QEMU
 # (vm.sh --systemd, so that the shipped unit runs under a real systemd) or,
 # for "host", this machine itself, runs its cells (cells.sh); then a table
-# of kernel x back-end with passed/failed/skipped counts, and the suite's
+# of kernel x back-end (and the kernel and container columns) with
+# passed/failed/skipped counts, and the suite's
 # summary line "N passed, N failed, N skipped". Exit status 1 if any failed.
 #
 #   tests/kernels/matrix.sh                 the kernels of matrix.conf
 #   KERNELS="sid bookworm-backports" tests/kernels/matrix.sh
 #
-# KERNELS: SPEC[:BACKENDS[:AUTO]] words, as in matrix.conf (":" for the
-# spaces); without BACKENDS and AUTO, whatever the agent starts with there
-# ("-"). Logs: .output/kernels/KERNEL.log. One guest at a time.
+# KERNELS: SPEC[:BACKENDS[:AUTO[:CI]]] words, as in matrix.conf (":" for
+# the spaces); without BACKENDS and AUTO, whatever the agent starts with
+# there ("-"); without CI, "shared,systemd". Logs: .output/kernels/KERNEL.log.
+# One guest at a time.
 #
 # MATRIX_ARCH (make's ARCH, in Debian's name; default this machine's): the
 # rows of matrix.conf of that architecture, and the architecture of the
@@ -24,6 +26,13 @@
 # column names (the shared integration tests, the systemd boot and unit),
 # and a kernel booted without systemd checks the DaemonSet's privileges
 # under setpriv. The full pass (the default) adds both everywhere.
+#
+# "containers" in a row's CI column, in every pass: before that kernel's
+# guest boots, tests/container/images.sh builds the agent's image and a
+# workload image on this machine (its Debian roots cached under
+# /var/cache/tcpotel/rootfs), and the guest runs tests/container/podman_check.py
+# on them: the table's "container" column. An image that cannot be built
+# fails that cell.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 here=tests/kernels
@@ -51,8 +60,8 @@ if [ -n "${KERNELS:-}" ]; then
 	all=shared,systemd
 	[ "$arch" = "$native" ] || all=-
 	rows=$(for k in $KERNELS; do
-		IFS=: read -r spec be au <<<"$k"
-		echo "$spec ${be:--} ${au:--} $all"
+		IFS=: read -r spec be au ci <<<"$k"
+		echo "$spec ${be:--} ${au:--} ${ci:-$all}"
 	done)
 else
 	# This architecture's rows, and host's on the machine's own, without ARCH.
@@ -75,14 +84,27 @@ t_fetched=$(date +%s)
 echo "matrix: kernels fetched in $((t_fetched - t_start)) s"
 
 declare -A result label secs
-columns="tracepoint fentry kprobe kernel"
+columns="tracepoint fentry kprobe kernel container"
 while read -r spec backends auto ci; do
 	t0=$(date +%s)
 	log=$out/$(tr / _ <<<"$spec").log
 	# What the kernel column adds (cells.sh), and how the guest boots.
 	extras=shared,systemd
+	[[ ,$ci, == *,containers,* ]] && extras+=,containers
 	[ "${MATRIX_PROFILE:-full}" = ci ] || [ "$arch" != "$native" ] && extras=${ci:--}
-	export TCPOTEL_CELLS_EXTRAS=$extras
+	cells=${backends//,/ }
+	[ "$cells" = - ] && cells=
+	cells+=" kernel"
+	if [[ ,$extras, == *,containers,* ]]; then
+		# Built here, run in the guest; without them the cell fails.
+		cells+=" container"
+		echo "matrix: the container checks' images, built on this machine: tests/container/images.sh"
+		if ! tests/container/images.sh 2>&1 | tee "$out/container-images.log"; then
+			echo "matrix: $spec: cannot build the container checks' images ($out/container-images.log): its container cell fails"
+			extras=$(tr , '\n' <<<"$extras" | grep -vx containers | paste -sd, -)
+		fi
+	fi
+	export TCPOTEL_CELLS_EXTRAS=${extras:--}
 	boot=()
 	[[ ,$extras, == *,systemd,* ]] && boot=(--systemd)
 	if [ "$spec" = host ]; then
@@ -103,9 +125,9 @@ while read -r spec backends auto ci; do
 	while read -r _ col p f s; do
 		result[$spec.$col]="$p $f $s"
 	done < <(grep -E '^cell [a-z]+ [0-9]+ [0-9]+ [0-9]+$' "$log")
-	# A back-end the kernel must have, or the kernel column, with no result failed.
-	for col in ${backends//,/ } kernel; do
-		[ "$col" = - ] && continue
+	# A back-end the kernel must have, the kernel column, or a container
+	# column asked for, with no result failed.
+	for col in $cells; do
 		[ -n "${result[$spec.$col]:-}" ] || result[$spec.$col]="0 1 0"
 	done
 done <<<"$rows"
