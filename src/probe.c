@@ -82,6 +82,19 @@ int probe_kernel(char *why, size_t size)
 			u.release, strerror(-err));
 		return err;
 	}
+	/* bpf(2) itself: a seccomp filter (a container runtime's default profile)
+	 * refuses it with ENOSYS or EPERM, which would read as a missing map type. */
+	err = bpf_map_create(BPF_MAP_TYPE_ARRAY, NULL, 4, 4, 1, NULL);
+	if (err < 0) {
+		err = -errno;
+		snprintf(why, size,
+			 "bpf(2) is refused here (%s): a seccomp filter (a container runtime's "
+			 "default profile: run unconfined), missing privileges (CAP_BPF), or a "
+			 "kernel (%s) without BPF",
+			 strerror(-err), u.release);
+		return err;
+	}
+	close(err);
 	/* The ring buffer (5.8) is what every back-end sends records through. */
 	if (libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, NULL) != 1) {
 		snprintf(

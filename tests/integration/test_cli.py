@@ -7,6 +7,8 @@ named exactly, SIGTERM flushing and exiting 0, SIGHUP ignored, a second
 SIGTERM exiting at once, and the capabilities left after attaching.
 """
 
+import ctypes
+import errno
 import os
 import signal
 import subprocess
@@ -106,6 +108,39 @@ def test_kernel_without_btf_is_named():
             " tcpotel needs a kernel built with CONFIG_DEBUG_INFO_BTF=y" % release) in r.stderr, \
         r.stderr
     assert after <= before, "a BPF program was loaded: %s" % (after - before)
+
+
+def _refuse_bpf_syscall():
+    """preexec_fn: a seccomp filter that answers bpf(2) with ENOSYS, as the
+    default profile of some container runtimes does (libseccomp, the
+    library those runtimes use, through ctypes)."""
+    lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+    lib.seccomp_init.restype = ctypes.c_void_p
+    lib.seccomp_rule_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
+                                     ctypes.c_uint]
+    lib.seccomp_load.argtypes = [ctypes.c_void_p]
+    scmp_act_allow, scmp_act_errno = 0x7fff0000, 0x00050000
+    ctx = lib.seccomp_init(scmp_act_allow)
+    nr = lib.seccomp_syscall_resolve_name(b"bpf")
+    if not ctx or lib.seccomp_rule_add(ctx, scmp_act_errno | errno.ENOSYS, nr, 0) or \
+            lib.seccomp_load(ctx):
+        os._exit(99)
+
+
+def test_seccomp_refusing_bpf_is_named():
+    """Under a seccomp filter that refuses bpf(2) (Debian 12 podman's default
+    profile answers ENOSYS without CAP_SYS_ADMIN) the start stops with exit
+    status 1 and a line that says bpf(2) is refused and how to run, not that
+    the kernel is too old."""
+    h.require_root()
+    h.require_built(h.AGENT, "tcpotel")
+    r = subprocess.run([h.AGENT, "--config", SHIPPED, "--ui-listen", ""],
+                       capture_output=True, text=True, timeout=30,
+                       preexec_fn=_refuse_bpf_syscall)
+    assert r.returncode == 1, r
+    assert ("bpf(2) is refused here (Function not implemented): a seccomp filter (a container "
+            "runtime's default profile: run unconfined)") in r.stderr, r.stderr
+    assert "Linux 5.8" not in r.stderr, r.stderr
 
 
 def test_signals_and_capabilities():
