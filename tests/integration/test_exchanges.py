@@ -27,7 +27,7 @@ import time
 
 import harness as h
 from pace import fewer
-from test_spans import (HDR, Hosts, check_pair, check_resources, finish_client,
+from test_spans import (HDR, Hosts, check_pair, check_resources, conn_key, finish_client,
                         histogram_counts, pairs, report, split, stop_server)
 
 XCHG = os.path.join(h.ROOT, "tests", "helpers", "xchg.py")
@@ -88,10 +88,6 @@ def all_pair(cl, sv):
     return ps
 
 
-def conn_of(x):
-    return (x["attrs"]["network.type"], x["attrs"]["client.port"])
-
-
 def pair_but_for_the_client_race(hs, cl, sv):
     """Every SERVER span pairs, and every CLIENT span but on the tracepoint
     back-end, where some may stay alone in one shape only: the race
@@ -110,11 +106,11 @@ def pair_but_for_the_client_race(hs, cl, sv):
     race = hs.agents[0].backend() == "tracepoint"
     assert len(ps) == len(sv) and (race or not lone), (
         "unpaired", len(ps), len(cl), len(sv),
-        [(conn_of(x), x["attrs"]["tcp.request.size"], x["attrs"]["tcp.response.size"])
+        [(conn_key(x), x["attrs"]["tcp.request.size"], x["attrs"]["tcp.response.size"])
          for x in lone])
     by_conn = {}
     for x in sorted(cl, key=lambda x: x["start"]):
-        by_conn.setdefault(conn_of(x), []).append(x)
+        by_conn.setdefault(conn_key(x), []).append(x)
     for conn, xs in by_conn.items():
         owed = 0
         for x in xs:
@@ -374,24 +370,23 @@ def test_tls13_first_requests_pair():
     first request before the server's NewSessionTickets arrive, while the
     server reads the Finished, sends the tickets, and only then reads the
     request. Short connections (12, one request each) and keep-alive ones
-    (5, of 6 requests each; fewer of both in an emulated guest): every CLIENT span and every SERVER span pairs, the
-    first request's exchange included, and the halves agree on the request
-    size. Per connection: the handshake, one exchange per request, and one
-    more when the client's TCP had received the tickets before it sent its
-    first request (both ends then split the Finished from the request; the
-    client reads the tickets with the response, so the halves' response
-    sizes differ).
+    (5, of 6 requests each; fewer of both in an emulated guest): every
+    CLIENT span and every SERVER span pairs, the first request's exchange
+    included, and the halves agree on the request size. Per connection: the
+    handshake, one exchange per request, and one more when the client's TCP
+    had received the tickets before it sent its first request (both ends
+    then split the Finished from the request; the client reads the tickets
+    with the response, so the halves' response sizes differ).
 
     Then a client that does not set TCP_NODELAY (xchg over a bare ssl
     socket, 10 short and 10 keep-alive connections of 3 requests; 4 each in
-    an emulated guest): Nagle's
-    algorithm may hold its first request until the tickets arrive, and that
-    request then leaves with their acknowledgment. The README says how that
-    does not pair, and it is the only way anything does not: on such a
-    connection the client's span of the Finished and the request pairs with
-    the server's span of the Finished alone, the server's span of the
-    request (its request size the difference) has no client half, and every
-    other exchange pairs whole."""
+    an emulated guest): Nagle's algorithm may hold its first request until
+    the tickets arrive, and that request then leaves with their
+    acknowledgment. The README says how that does not pair, and it is the
+    only way anything does not: on such a connection the client's span of
+    the Finished and the request pairs with the server's span of the
+    Finished alone, the server's span of the request (its request size the
+    difference) has no client half, and every other exchange pairs whole."""
     hs = Hosts()
     cert, key = self_signed()
     srv, port = xchg_server(hs.b, ["--https", "--tls", cert, key])
@@ -520,8 +515,8 @@ def test_spans_carry_retransmits():
     but for the tracepoint back-end's client-side race, in its one shape
     (pair_but_for_the_client_race()): the response came during the send
     call of the request's last bytes, after they left, and the client began
-    a new exchange at them (3 of 40 exchanges in one run under this loss). The request bytes of both ends add up to what
-    the client sent."""
+    a new exchange at them (3 of 40 exchanges in one run under this loss).
+    The request bytes of both ends add up to what the client sent."""
     hs = Hosts()
     srv, port = hs.server()
     hs.b.nft_drop_fraction("tcp dport %d" % port, 0.10)
