@@ -107,7 +107,10 @@ BPF_TP_SRCS     := bpf/tp.bpf.c
 BPF_COMPAT_SRCS := bpf/fentry.bpf.c bpf/kprobe.bpf.c
 BPF_SHARED_SRCS := bpf/maps.bpf.c $(filter-out bpf/maps.bpf.c $(BPF_TP_SRCS) $(BPF_COMPAT_SRCS),\
 	$(wildcard bpf/*.bpf.c))
-bpf_objs    = $(patsubst bpf/%.bpf.c,$(OUTPUT)/bpf/%.bpf.o,$(1))
+# Every source is built once per object, in its own directory: the
+# tracepoint object's with -DTCPOTEL_KERNEL_6_3 -mcpu=v3 (its hooks imply 6.3+, so its
+# code may use what those kernels have: bpf/socktab.bpf.h).
+bpf_objs    = $(patsubst bpf/%.bpf.c,$(OUTPUT)/bpf/$(2)/%.bpf.o,$(1))
 BPF_SKELS  := $(OUTPUT)/tcpotel_tp.skel.h $(OUTPUT)/tcpotel_compat.skel.h
 BPF_HDRS   := $(wildcard bpf/*.h)
 
@@ -136,7 +139,7 @@ endif
 .PHONY: all
 all: $(AGENT) $(HELPER_BINS) web
 
-$(OUTPUT) $(OUTPUT)/bpf $(OUTPUT)/src $(OUTPUT)/tests/unit $(OUTPUT)/tests/bpf:
+$(OUTPUT) $(OUTPUT)/bpf/tp $(OUTPUT)/bpf/compat $(OUTPUT)/src $(OUTPUT)/tests/unit $(OUTPUT)/tests/bpf:
 	$(Q)mkdir -p $@
 
 ifeq ($(VMLINUX_H),)
@@ -156,13 +159,18 @@ $(OUTPUT)/vmlinux.h: $(VMLINUX_H) | $(OUTPUT)
 	$(Q)cp $< $@
 endif
 
-$(OUTPUT)/bpf/%.bpf.o: bpf/%.bpf.c $(BPF_HDRS) $(OUTPUT)/vmlinux.h | $(OUTPUT)/bpf
+$(OUTPUT)/bpf/tp/%.bpf.o: bpf/%.bpf.c $(BPF_HDRS) $(OUTPUT)/vmlinux.h | $(OUTPUT)/bpf/tp
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -mcpu=v3 -DTCPOTEL_KERNEL_6_3 $(CLANG_BPF_SYS_INCLUDES) -c $< -o $@
+	$(Q)$(LLVM_STRIP) -g $@
+
+$(OUTPUT)/bpf/compat/%.bpf.o: bpf/%.bpf.c $(BPF_HDRS) $(OUTPUT)/vmlinux.h | $(OUTPUT)/bpf/compat
 	$(call msg,BPF,$@)
 	$(Q)$(CLANG) $(BPF_CFLAGS) $(CLANG_BPF_SYS_INCLUDES) -c $< -o $@
 	$(Q)$(LLVM_STRIP) -g $@
 
-$(OUTPUT)/tcpotel_tp.bpf.o: $(call bpf_objs,$(BPF_SHARED_SRCS) $(BPF_TP_SRCS))
-$(OUTPUT)/tcpotel_compat.bpf.o: $(call bpf_objs,$(BPF_SHARED_SRCS) $(BPF_COMPAT_SRCS))
+$(OUTPUT)/tcpotel_tp.bpf.o: $(call bpf_objs,$(BPF_SHARED_SRCS) $(BPF_TP_SRCS),tp)
+$(OUTPUT)/tcpotel_compat.bpf.o: $(call bpf_objs,$(BPF_SHARED_SRCS) $(BPF_COMPAT_SRCS),compat)
 $(OUTPUT)/tcpotel_tp.bpf.o $(OUTPUT)/tcpotel_compat.bpf.o:
 	$(call msg,LINK,$@)
 	$(Q)$(BPFTOOL) gen object $@ $^

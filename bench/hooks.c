@@ -31,18 +31,24 @@ static void on_signal(int sig)
 	stop_flag = 1;
 }
 
+static void autoload_pair(struct bpf_program *send, struct bpf_program *recv, bool on)
+{
+	bpf_program__set_autoload(send, on);
+	bpf_program__set_autoload(recv, on);
+}
+
 int main(int argc, char **argv)
 {
 	struct sigaction sa = { .sa_handler = on_signal };
 	struct bench_hooks_bpf *skel;
-	bool lookup;
+	const char *kind = argc == 2 ? argv[1] : "";
 	int err;
 
-	if (argc != 2 || (strcmp(argv[1], "empty") && strcmp(argv[1], "lookup"))) {
-		fprintf(stderr, "usage: bench-hooks empty|lookup\n");
+	if (strcmp(kind, "empty") && strcmp(kind, "lookup") && strcmp(kind, "storage") &&
+	    strcmp(kind, "hashed")) {
+		fprintf(stderr, "usage: bench-hooks empty|lookup|hashed|storage\n");
 		return 2;
 	}
-	lookup = !strcmp(argv[1], "lookup");
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	skel = bench_hooks_bpf__open();
@@ -50,10 +56,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench-hooks: open: %s\n", strerror(errno));
 		return 1;
 	}
-	bpf_program__set_autoload(skel->progs.tp_sock_send_length, !lookup);
-	bpf_program__set_autoload(skel->progs.tp_sock_recv_length, !lookup);
-	bpf_program__set_autoload(skel->progs.tp_sock_send_length_lookup, lookup);
-	bpf_program__set_autoload(skel->progs.tp_sock_recv_length_lookup, lookup);
+	autoload_pair(skel->progs.tp_sock_send_length, skel->progs.tp_sock_recv_length,
+		      !strcmp(kind, "empty"));
+	autoload_pair(skel->progs.tp_sock_send_length_lookup,
+		      skel->progs.tp_sock_recv_length_lookup, !strcmp(kind, "lookup"));
+	autoload_pair(skel->progs.tp_sock_send_length_hashed,
+		      skel->progs.tp_sock_recv_length_hashed, !strcmp(kind, "hashed"));
+	autoload_pair(skel->progs.tp_sock_send_length_storage,
+		      skel->progs.tp_sock_recv_length_storage, !strcmp(kind, "storage"));
 	err = bench_hooks_bpf__load(skel);
 	if (!err)
 		err = bench_hooks_bpf__attach(skel);

@@ -12,7 +12,7 @@ date and machine to docs/PERFORMANCE.md (quick mode: .output/bench/).
 
 Environment: BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_QUICK=1 (a smoke run
 of about two minutes), BENCH_WORKLOADS (redis,nginx,tcpload,iperf3),
-BENCH_CONFIGS (metrics,spans10,spans100), BENCH_DOC (output path),
+BENCH_CONFIGS (metrics,spans10,spans100,metrics+nostats,spans10+nostats), BENCH_DOC (output path),
 BENCH_SKIP_RSS=1, BENCH_SKIP_MICRO=1, BENCH_FROM_RAW=FILE (summarize the
 workload runs of an earlier .output/bench/runs.jsonl; live sockets and
 micro-benchmarks run again), BENCH_QUIET_BUDGET (seconds, in all, to
@@ -21,7 +21,7 @@ BENCH_RECEIVER (c: .output/otlp-sink, the default; python: the test
 receiver with --light), BENCH_PERF=1 (a system-wide `perf record` of every
 run, its report in .output/bench/perf/). A/B configurations for BENCH_CONFIGS
 (see AB_MODIFIERS and HOOK_ONLY): a configuration name with +nostats and/or
-+stopped, and the agent-less `empty` and `lookup`.
++stopped, and the agent-less `empty`, `lookup`, `hashed` and `storage`.
 
 A short end-to-end check that leaves docs/ alone: BENCH_QUICK=1
 BENCH_SECONDS=2 make bench (one round, writes .output/bench/PERFORMANCE.md).
@@ -84,7 +84,11 @@ AB_MODIFIERS = {
 HOOK_ONLY = {
     "empty": "empty programs on the hooks",  # the tracepoints and their dispatch
     "lookup": "hooks with one hash lookup",  # ... and one lookup keyed by the socket
+    "hashed": "hooks with a hash entry per socket",  # an entry found, inserted once, written
+    "storage": "hooks with socket storage",  # the same entry in bpf_sk_storage (tp_btf)
 }
+# The statistics-off runs give the throughput ratios of the targets (targets()).
+DEFAULT_CONFIGS = ("metrics", "spans10", "spans100", "metrics+nostats", "spans10+nostats")
 WORKLOADS = ("redis", "nginx", "tcpload", "iperf3")
 UNITS = {"redis": "req/s", "nginx": "req/s", "tcpload": "exch/s", "iperf3": "Gbit/s"}
 METRICS_INTERVAL = "5s"
@@ -909,55 +913,88 @@ def weighted_bpf(runs, cfgs, workloads=None):
     return ns / calls if calls else None
 
 
+# The targets, in one place. BPF time is the kernel's statistics, weighted by
+# calls over every run of a configuration; throughput ratios come from the
+# statistics-off runs of a configuration when there are any (the statistics
+# cost about 50 ns a call themselves, which the product does not), else from
+# its own runs.
+BPF_NS_TARGET = {"metrics": 115, "spans10": 140, "spans100": 160}
+BPF_NS_SPREAD = 15  # the worst workload's median, at most this far above the weighted figure
+RATIO_TARGET = {"metrics": 0.96, "spans10": 0.93}
+SPAN_COVER_TARGET = 0.95  # spans / expected at 100 %, on every request/response workload
+SPAN_US_TARGET = {"spans10": 2.0, "spans100": 1.2}  # user CPU per exported span, raw
+SPANS100_RSS_MIB = 48
+METRICS_CPU_TARGET = 0.05  # s per million TCP calls, metrics only
+SOCKET_BYTES_TARGET = 200  # user-space bytes per live socket, at 100k
+SWEEP_IDLE_NS, SWEEP_CHANGED_NS = 30, 300
+
+
 def targets(rows, runs, rss, micro, configs):
     """[(target, measured, met)]: met is True, False or None (not measured)."""
     out = []
     by = {(r["workload"], r["config"]): r for r in rows}
     rr = ("redis", "nginx", "tcpload")
 
-    def ratio_rows(cfg, label, bound):
-        for wl in rr:
-            r = by.get((wl, cfg))
-            if r and r["ratio"] is not None:
-                out.append((f"{label}: throughput ratio >= {bound} ({wl})",
-                            f"{r['ratio']:.3f} ({r['ratio_min']:.3f}..{r['ratio_max']:.3f})",
-                            r["ratio"] >= bound))
-
     # Every configuration tracks exchanges in the kernel (each one is counted
     # in its socket's histogram); the spans configurations add the sampling
     # decision and a record per kept exchange.
-    for cfg in (c for c in ("metrics", "spans10", "spans100") if c in configs):
+    for cfg in (c for c in BPF_NS_TARGET if c in configs):
         avg = weighted_bpf(runs, [cfg])
-        worst = max((r["bpf_ns_call"] for r in rows if r["config"] == cfg
-                     and r["bpf_ns_call"] is not None), default=None)
-        out.append((f"BPF time <= 150 ns per hooked call, exchange tracking on: "
-                    f"{CONFIGS[cfg]['label']}",
-                    f"{fmt(avg, '.0f')} ns weighted over its runs; worst workload "
-                    f"median {fmt(worst, '.0f')} ns",
-                    None if avg is None else avg <= 150))
+        meds = [r["bpf_ns_call"] for r in rows if r["config"] == cfg
+                and r["bpf_ns_call"] is not None]
+        worst = max(meds, default=None)
+        bound = BPF_NS_TARGET[cfg]
+        out.append((f"{CONFIGS[cfg]['label']}: BPF time <= {bound} ns per hooked call "
+                    f"(weighted), the worst workload's median within {BPF_NS_SPREAD} ns of it",
+                    f"{fmt(avg, '.0f')} ns weighted; worst workload median {fmt(worst, '.0f')} ns",
+                    None if avg is None else
+                    avg <= bound and worst is not None and worst - avg <= BPF_NS_SPREAD))
+    for cfg, bound in RATIO_TARGET.items():
+        src = cfg + "+nostats" if cfg + "+nostats" in configs else cfg
+        if src not in configs:
+            continue
+        for wl in rr:
+            r = by.get((wl, src))
+            if r and r["ratio"] is not None:
+                out.append((f"{CONFIGS[cfg]['label']}: throughput ratio >= {bound} ({wl}"
+                            f"{', statistics off' if src != cfg else ''})",
+                            f"{r['ratio']:.3f} ({r['ratio_min']:.3f}..{r['ratio_max']:.3f})",
+                            r["ratio"] >= bound))
     if "metrics" in configs:
-        ratio_rows("metrics", "metrics only", 0.95)
         cpu = [r["cpu_per_mcall"] for r in rows if r["config"] == "metrics"
                and r["cpu_per_mcall"] is not None and r["workload"] in rr]
         if cpu:
-            out.append(("metrics only: user-space CPU <= 0.05 s per million TCP calls",
-                        f"worst {max(cpu):.3f} s (redis, nginx, tcpload)", max(cpu) <= 0.05))
-    if "spans10" in configs:
-        ratio_rows("spans10", "spans 10 %", 0.93)
-    for cfg in (c for c in ("spans10", "spans100") if c in configs):
+            out.append((f"metrics only: user-space CPU <= {METRICS_CPU_TARGET} s per million "
+                        f"TCP calls", f"worst {max(cpu):.3f} s (redis, nginx, tcpload)",
+                        max(cpu) <= METRICS_CPU_TARGET))
+    for cfg in (c for c in SPAN_US_TARGET if c in configs):
         v = [r["us_per_span"] for r in rows if r["config"] == cfg and r["workload"] in rr
              and r["us_per_span"] is not None]
-        n = [r["us_per_span_net"] for r in rows if r["config"] == cfg and r["workload"] in rr
-             and r["us_per_span_net"] is not None]
         if v:
-            out.append((f"{CONFIGS[cfg]['label']}: user-space CPU <= 2 us per exported span",
-                        f"worst {max(v):.2f} us raw, {fmt(max(n) if n else None, '.2f')} us net "
-                        f"of metrics-only cost", (max(n) if n else max(v)) <= 2.0))
+            bound = SPAN_US_TARGET[cfg]
+            out.append((f"{CONFIGS[cfg]['label']}: user-space CPU <= {bound} us per exported "
+                        f"span, raw", f"worst {max(v):.2f} us", max(v) <= bound))
+    if "spans100" in configs:
+        for wl in rr:
+            r = by.get((wl, "spans100"))
+            if r and r["span_cover"] is not None:
+                out.append((f"metrics + spans 100 %: spans / expected >= {SPAN_COVER_TARGET} "
+                            f"({wl})", f"{r['span_cover']:.2f}",
+                            r["span_cover"] >= SPAN_COVER_TARGET))
+        hwm = [r["rss_mib"] for r in rows if r["config"] == "spans100" and r["rss_mib"]]
+        if hwm:
+            out.append((f"metrics + spans 100 %: peak RSS <= {SPANS100_RSS_MIB} MiB",
+                        f"{max(hwm):.1f} MiB", max(hwm) <= SPANS100_RSS_MIB))
     for r in rss:
         if r["target"]:
             out.append((f"peak RSS <= {r['target']} MiB with {r['sockets'] // 1000}k live "
                         f"sockets", f"{r['vmhwm_kib'] / 1024:.1f} MiB",
                         r["vmhwm_kib"] <= r["target"] * 1024))
+        if r["sockets"] >= 100000 and r.get("idle_vmhwm_kib"):
+            per = (r["vmhwm_kib"] - r["idle_vmhwm_kib"]) * 1024 / r["sockets"]
+            out.append((f"user-space memory <= {SOCKET_BYTES_TARGET} B per live socket "
+                        f"({r['sockets'] // 1000}k; peak RSS over an idle agent's)",
+                        f"{per:.0f} B", per <= SOCKET_BYTES_TARGET))
     # The sweep costs what changed: nothing per socket that did not, a bounded
     # amount per socket that did (the micro-benchmark's 1 % active case).
     mm = {m["bench"]: m["ns_per_item"] for m in micro}
@@ -965,11 +1002,11 @@ def targets(rows, runs, rss, micro, configs):
                        key=lambda x: int(x.rstrip("k"))):
         idle, changed = mm.get(f"sweep_idle_{size}"), mm.get(f"sweep_changed_1pct_{size}")
         if idle is not None:
-            out.append((f"sweep <= 30 ns per idle socket ({size})", f"{idle:.1f} ns",
-                        idle <= 30))
+            out.append((f"sweep <= {SWEEP_IDLE_NS} ns per idle socket ({size})",
+                        f"{idle:.1f} ns", idle <= SWEEP_IDLE_NS))
         if changed is not None:
-            out.append((f"sweep <= 300 ns per changed socket, 1 % active ({size})",
-                        f"{changed:.0f} ns", changed <= 300))
+            out.append((f"sweep <= {SWEEP_CHANGED_NS} ns per changed socket, 1 % active "
+                        f"({size})", f"{changed:.0f} ns", changed <= SWEEP_CHANGED_NS))
     return out
 
 
@@ -1045,7 +1082,8 @@ def main():
     seconds = env_int("BENCH_SECONDS", 3 if quick else 10)
     workloads = [w for w in os.environ.get("BENCH_WORKLOADS", ",".join(WORKLOADS)).split(",")
                  if w]
-    configs = [c for c in os.environ.get("BENCH_CONFIGS", ",".join(CONFIGS)).split(",") if c]
+    configs = [c for c in os.environ.get("BENCH_CONFIGS", ",".join(DEFAULT_CONFIGS)).split(",")
+               if c]
     doc = os.environ.get("BENCH_DOC") or (os.path.join(OUT, "bench", "PERFORMANCE.md") if quick
                                          else os.path.join(ROOT, "docs", "PERFORMANCE.md"))
     for w in workloads:

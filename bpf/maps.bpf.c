@@ -3,6 +3,12 @@
 #include "maps.bpf.h"
 
 sockets_map_t sockets SEC(".maps");
+#ifdef TCPOTEL_KERNEL_6_3
+front_map_t sock_front SEC(".maps");
+const volatile __u32 cfg_front_shift = 50;
+const volatile __s64 cfg_max_sockets = 65536;
+__s64 sock_entries = 0;
+#endif
 untracked_map_t untracked SEC(".maps");
 procs_map_t seen_procs SEC(".maps");
 listeners_map_t listeners SEC(".maps");

@@ -24,6 +24,26 @@ typedef struct {
 } sockets_map_t;
 extern sockets_map_t sockets SEC(".maps");
 
+#ifdef TCPOTEL_KERNEL_6_3
+/* The socket table's direct-mapped front (bpf/socktab.bpf.h): slot i holds
+ * a socket whose pointer hashes to i. max_entries (a power of two) is set
+ * from capture.max_sockets before load, with cfg_front_shift to match. */
+typedef struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct tcpotel_sock_slot);
+} front_map_t;
+extern front_map_t sock_front SEC(".maps");
+
+/* 64 - log2(sock_front's max_entries): the top bits of a 64-bit product pick a slot. */
+extern const volatile __u32 cfg_front_shift;
+/* capture.max_sockets, for the front and the hash together. */
+extern const volatile __s64 cfg_max_sockets;
+/* Entries in the front and the hash. */
+extern __s64 sock_entries;
+#endif
+
 /* Sockets that found the table full, so that each is counted once however
  * often it sends or receives (LRU: forgetting one only recounts it). */
 typedef struct {

@@ -39,7 +39,7 @@ __noinline int collect_slot(__u32 slot, __u64 now)
 	out = &collect_out[slot];
 	key = collect_keys[slot];
 	out->key = key;
-	s = bpf_map_lookup_elem(&sockets, &key);
+	s = sock_find(key);
 	if (!s) {
 		out->status = TCPOTEL_SNAP_GONE;
 		return 0;

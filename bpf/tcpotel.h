@@ -163,6 +163,13 @@ struct tcpotel_sock {
 	__u32 snd_seq; /* write_seq when sent bytes were last counted */
 };
 
+/* A slot of the socket table's direct-mapped front (bpf/socktab.bpf.h): the
+ * key of the socket in it (0: free) and its entry. */
+struct tcpotel_sock_slot {
+	__u64 key;
+	struct tcpotel_sock sock;
+};
+
 /* Listening sockets, to give accepted connections their owner and to class
  * sockets that existed before the agent started. */
 struct tcpotel_listen_key {

@@ -5,8 +5,8 @@
  * of one call), on_state() for TCP state changes, on_destroy(),
  * on_retransmit() and on_reset().
  *
- * on_io() is the hottest code of the project. Its common path is one hash
- * lookup keyed by the socket pointer, a read of tcp_sock (srtt, send sequence
+ * on_io() is the hottest code of the project. Its common path is one
+ * lookup keyed by the socket pointer (socktab.bpf.h), a read of tcp_sock (srtt, send sequence
  * and the socket's own clock: sock_snap()) and a few stores; the
  * tuple, netns, role and owner are read once, at the socket's first sight,
  * and nothing goes to user space per call: a record leaves only when a
@@ -23,12 +23,9 @@
 #include <bpf/bpf_helpers.h>
 #include "tcpotel.h"
 #include "maps.bpf.h"
+#include "socktab.bpf.h"
 #include "sock.bpf.h"
 #include "ids.bpf.h"
-
-#ifndef EEXIST
-#define EEXIST 17
-#endif
 
 /* Records never wake the drain up: it collects them on a short timer, so a
  * busy host pays no wakeup per record (a wakeup costs more than the record). */
@@ -80,19 +77,18 @@ static __always_inline struct tcpotel_sock *sock_insert(struct sock *sk)
 	struct tcpotel_sock *s;
 	long err;
 
-	err = bpf_map_update_elem(&sockets, &key, &zero_sock, BPF_NOEXIST);
-	if (err && err != -EEXIST) {
+	s = sock_add(key, &err);
+	if (err) {
 		__u8 one = 1;
 
 		if (!bpf_map_update_elem(&untracked, &key, &one, BPF_NOEXIST))
 			counter_inc(TCPOTEL_CNT_SOCK_UNTRACKED);
 		return NULL;
 	}
-	s = bpf_map_lookup_elem(&sockets, &key);
 	if (s && !s->sock_id) {
 		s->sock_id = sock_id_next();
 		if (!s->sock_id) {
-			bpf_map_delete_elem(&sockets, &key);
+			sock_remove(key);
 			counter_inc(TCPOTEL_CNT_SOCK_UNTRACKED);
 			return NULL;
 		}
@@ -641,7 +637,7 @@ static __always_inline struct tcpotel_sock *io_sock(struct sock *sk)
 	__u64 key = (__u64)sk;
 	struct tcpotel_sock *s;
 
-	s = bpf_map_lookup_elem(&sockets, &key);
+	s = sock_find(key);
 	if (!s) {
 		s = sock_track_midstream(sk);
 		if (!s)
@@ -715,7 +711,7 @@ static __always_inline void on_read_end(struct sock *sk)
 
 	if (!sock_peer_fin_in(sock_state_at(sk)))
 		return;
-	s = bpf_map_lookup_elem(&sockets, &key);
+	s = sock_find(key);
 	if (s && sock_fin_read(sk, sock_copied_seq(sk)))
 		client_read_end(sk, s);
 }
@@ -761,7 +757,7 @@ static __always_inline void on_recv_seq(struct sock *sk, __u32 copied)
 static __always_inline void on_send_seq(struct sock *sk)
 {
 	__u64 key = (__u64)sk;
-	struct tcpotel_sock *s = bpf_map_lookup_elem(&sockets, &key);
+	struct tcpotel_sock *s = sock_find(key);
 	__u32 seq, bytes;
 	int state;
 
@@ -819,12 +815,12 @@ static __always_inline void sock_close(struct sock *sk, bool aborted)
 	struct tcpotel_close_record *r;
 	struct tcpotel_sock *s;
 
-	s = bpf_map_lookup_elem(&sockets, &key);
+	s = sock_find(key);
 	if (!s)
 		return;
 	if ((s->flags & (TCPOTEL_SOCK_IGNORED | TCPOTEL_SOCK_HAS_TUPLE)) !=
 	    TCPOTEL_SOCK_HAS_TUPLE) {
-		bpf_map_delete_elem(&sockets, &key);
+		sock_remove(key);
 		return;
 	}
 	/* The exchange in progress ends with the connection. */
@@ -842,7 +838,7 @@ static __always_inline void sock_close(struct sock *sk, bool aborted)
 		counter_inc(TCPOTEL_CNT_RINGBUF_LOST);
 		/* Its numbers are lost; user space still learns it is gone. */
 		bpf_map_push_elem(&closes_lost, &id, 0);
-		bpf_map_delete_elem(&sockets, &key);
+		sock_remove(key);
 		return;
 	}
 	r->hdr.type = TCPOTEL_RECORD_CLOSE;
@@ -851,7 +847,7 @@ static __always_inline void sock_close(struct sock *sk, bool aborted)
 	r->closed_ns = bpf_ktime_get_ns();
 	__builtin_memcpy(&r->sock, s, sizeof(r->sock));
 	r->sock.srtt_last_us = s->srtt_last_us ?: sock_srtt_us(sk);
-	bpf_map_delete_elem(&sockets, &key);
+	sock_remove(key);
 	bpf_ringbuf_submit(r, RINGBUF_FLAGS);
 }
 
@@ -871,7 +867,7 @@ static __always_inline void on_destroy(struct sock *sk)
 static __always_inline void sock_forget_stale(struct sock *sk)
 {
 	__u64 key = (__u64)sk;
-	struct tcpotel_sock *s = bpf_map_lookup_elem(&sockets, &key);
+	struct tcpotel_sock *s = sock_find(key);
 
 	if (s && (s->flags & TCPOTEL_SOCK_HAS_TUPLE))
 		sock_close(sk, false);
@@ -914,7 +910,7 @@ static __always_inline void connect_failed(struct sock *sk)
 	struct tcpotel_sock *s;
 	__u8 err;
 
-	s = bpf_map_lookup_elem(&sockets, &key);
+	s = sock_find(key);
 	if (!s)
 		return;
 	/* An ICMP error that came while connect() held the socket is only a soft
@@ -934,7 +930,7 @@ static __always_inline void connect_failed(struct sock *sk)
 							       cfg_sample_threshold));
 		}
 	}
-	bpf_map_delete_elem(&sockets, &key);
+	sock_remove(key);
 }
 
 /*
@@ -946,7 +942,7 @@ static __always_inline void connect_failed(struct sock *sk)
 static __always_inline void server_closed_on_request(struct sock *sk)
 {
 	__u64 key = (__u64)sk;
-	struct tcpotel_sock *s = bpf_map_lookup_elem(&sockets, &key);
+	struct tcpotel_sock *s = sock_find(key);
 
 	if (!s || s->role != TCPOTEL_ROLE_SERVER || s->ex.phase != TCPOTEL_PHASE_REQUEST ||
 	    (s->flags & (TCPOTEL_SOCK_IGNORED | TCPOTEL_SOCK_HAS_TUPLE)) != TCPOTEL_SOCK_HAS_TUPLE)
@@ -984,7 +980,7 @@ static __always_inline void on_state(struct sock *sk, int oldstate, int newstate
 		/* An accepted socket is new: whatever sits at its address is stale. */
 		if (role == TCPOTEL_ROLE_SERVER)
 			sock_forget_stale(sk);
-		s = bpf_map_lookup_elem(&sockets, &key);
+		s = sock_find(key);
 		if (!s)
 			s = sock_insert(sk);
 		if (!s)
@@ -1040,7 +1036,7 @@ static __always_inline void on_state(struct sock *sk, int oldstate, int newstate
 static __always_inline void on_retransmit(const struct sock *sk, const struct sk_buff *skb)
 {
 	__u64 key = (__u64)sk;
-	struct tcpotel_sock *s = bpf_map_lookup_elem(&sockets, &key);
+	struct tcpotel_sock *s = sock_find(key);
 
 	if (s) {
 		__sync_fetch_and_add(&s->retransmits, skb_tcp_segs(skb));
@@ -1056,7 +1052,7 @@ static __always_inline void on_reset(const struct sock *sk)
 
 	if (!sk)
 		return;
-	s = bpf_map_lookup_elem(&sockets, &key);
+	s = sock_find(key);
 	if (s)
 		s->flags |= TCPOTEL_SOCK_RESET;
 }

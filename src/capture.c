@@ -303,6 +303,28 @@ static int open_object(struct capture *c)
 	return 0;
 }
 
+/*
+ * The socket table's direct-mapped front (bpf/socktab.bpf.h; the tracepoint
+ * object only): a quarter of capture.max_sockets, as a power of two, 256
+ * slots at least. Sockets whose slot is taken fall back to the hash, which
+ * holds capture.max_sockets on its own; the two hold that many together.
+ */
+static int size_front(struct capture *c, uint32_t max_sockets)
+{
+	struct tcpotel_tp_bpf *skel = c->skel;
+	uint32_t slots = 256, shift = 64 - 8;
+
+	if (c->backend != BACKEND_TRACEPOINT)
+		return 0;
+	while (slots < max_sockets / 4) {
+		slots *= 2;
+		shift--;
+	}
+	skel->rodata->cfg_front_shift = shift;
+	skel->rodata->cfg_max_sockets = max_sockets;
+	return bpf_map__set_max_entries(skel->maps.sock_front, slots);
+}
+
 #define SWEEP_OF(s)                                                \
 	((struct sweep_globals){                                   \
 		.gen = &(s)->data->sweep_gen,                      \
@@ -350,6 +372,8 @@ struct capture *capture__load(const struct capture_opts *opts)
 	err = set_knobs(c->obj, opts);
 	if (!err)
 		err = bpf_map__set_max_entries(c->sockets, opts->max_sockets);
+	if (!err)
+		err = size_front(c, opts->max_sockets);
 	/* Each socket is queued once per sweep: room for a sweep's and the next's. */
 	if (!err)
 		err = bpf_map__set_max_entries(c->dirty, 2 * opts->max_sockets);
@@ -412,6 +436,13 @@ void capture__destroy(struct capture *c)
 	free(c->skel);
 	free(c->logs);
 	free(c);
+}
+
+int capture__front_fd(const struct capture *c)
+{
+	const struct bpf_map *m = bpf_object__find_map_by_name(c->obj, "sock_front");
+
+	return m ? bpf_map__fd(m) : -1;
 }
 
 int capture__sockets_fd(const struct capture *c)

@@ -51,6 +51,9 @@ void capture__destroy(struct capture *c);
 enum capture_backend capture__backend(const struct capture *c);
 
 int capture__sockets_fd(const struct capture *c);
+/* The socket table's direct-mapped front: an array of struct tcpotel_sock_slot
+ * (bpf/socktab.bpf.h); -1 where the object has none (fentry, kprobe). */
+int capture__front_fd(const struct capture *c);
 /* The queue of changed sockets (the benchmark queues sockets by hand). */
 int capture__dirty_fd(const struct capture *c);
 int capture__events_fd(const struct capture *c);

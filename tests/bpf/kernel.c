@@ -57,9 +57,14 @@ enum capture_backend kernel_test_backend(void)
 
 struct capture *kernel_attach_test_backend(uint64_t idle_timeout_ns)
 {
+	return kernel_attach_test_backend_sized(idle_timeout_ns, 4096);
+}
+
+struct capture *kernel_attach_test_backend_sized(uint64_t idle_timeout_ns, uint32_t max_sockets)
+{
 	struct capture_opts opts = {
 		.backend = kernel_test_backend(),
-		.max_sockets = 4096,
+		.max_sockets = max_sockets,
 		.exchange_records = true,
 		.idle_timeout_ns = idle_timeout_ns,
 	};

@@ -31,5 +31,7 @@ enum capture_backend kernel_test_backend(void);
 /* Loads and attaches the back-end under test (exchanges end after idle_timeout_ns
  * of silence); NULL on failure. */
 struct capture *kernel_attach_test_backend(uint64_t idle_timeout_ns);
+/* The same with capture.max_sockets `max_sockets` (4096 above). */
+struct capture *kernel_attach_test_backend_sized(uint64_t idle_timeout_ns, uint32_t max_sockets);
 
 #endif

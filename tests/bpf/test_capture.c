@@ -188,11 +188,26 @@ static struct ring_buffer *record_pair(struct capture *c, struct closed *closed,
 	return rb;
 }
 
+/* The entry of a socket, in the socket table's front or its hash. */
 static bool find_entry(struct capture *c, uint16_t sport, uint16_t dport, struct tcpotel_sock *out)
 {
-	int fd = capture__sockets_fd(c);
+	int fd = capture__sockets_fd(c), front = capture__front_fd(c);
+	struct bpf_map_info info = {};
+	__u32 info_len = sizeof(info);
+	struct tcpotel_sock_slot slot;
 	__u64 key, next;
 	bool first = true;
+
+	if (front >= 0 && !bpf_obj_get_info_by_fd(front, &info, &info_len)) {
+		for (__u32 i = 0; i < info.max_entries; i++) {
+			if (bpf_map_lookup_elem(front, &i, &slot) || !slot.key)
+				continue;
+			if (slot.sock.tuple.sport == sport && slot.sock.tuple.dport == dport) {
+				*out = slot.sock;
+				return true;
+			}
+		}
+	}
 
 	while (bpf_map_get_next_key(fd, first ? NULL : &key, &next) == 0) {
 		first = false;
@@ -294,6 +309,103 @@ TEST(capture_exact_bytes_ipv6)
 TEST(capture_v4mapped_folded_to_ipv4)
 {
 	exact_bytes_case(AF_INET6, true);
+}
+
+/*
+ * The socket table's two places (bpf/socktab.bpf.h): at the smallest
+ * capture.max_sockets the tracepoint object's front has 256 slots, so 200
+ * connections (400 sockets) fill many and find many taken. Each socket's
+ * bytes are exact wherever its entry is, and on the tracepoint back-end both
+ * the front and the hash hold some of them.
+ */
+#define FRONT_PAIRS 200
+
+struct table_count {
+	uint16_t port[FRONT_PAIRS]; /* servers' ports */
+	uint16_t cport[FRONT_PAIRS];
+	int exact, in_front, in_hash;
+};
+
+static void count_entry(struct table_count *t, const struct tcpotel_sock *s, bool front)
+{
+	for (int i = 0; i < FRONT_PAIRS; i++) {
+		bool client = s->tuple.sport == t->cport[i] && s->tuple.dport == t->port[i];
+		bool server = s->tuple.sport == t->port[i] && s->tuple.dport == t->cport[i];
+		uint64_t n = i + 1;
+
+		if (!client && !server)
+			continue;
+		if (s->bytes_sent == (client ? n : 2 * n) &&
+		    s->bytes_received == (client ? 2 * n : n))
+			t->exact++;
+		if (front)
+			t->in_front++;
+		else
+			t->in_hash++;
+		return;
+	}
+}
+
+TEST(capture_socket_table_front_and_hash_exact)
+{
+	static struct pair pairs[FRONT_PAIRS];
+	static struct table_count t;
+	int front, fd, made = 0;
+	struct tcpotel_sock_slot slot;
+	struct tcpotel_sock s;
+	struct capture *c;
+	__u64 key, next;
+	bool first = true;
+
+	if (geteuid() != 0) {
+		test_skip("needs root (attaches BPF programs)");
+		return;
+	}
+	c = kernel_attach_test_backend_sized(5000000000ULL, 1024);
+	if (!ASSERT_NOT_NULL(c))
+		return;
+	memset(&t, 0, sizeof(t));
+	memset(pairs, -1, sizeof(pairs));
+	for (; made < FRONT_PAIRS; made++) {
+		struct pair *p = &pairs[made];
+
+		if (!ASSERT_TRUE(make_pair(p, AF_INET, false)))
+			goto out;
+		t.port[made] = p->port;
+		t.cport[made] = local_port(p->client);
+		if (!ASSERT_TRUE(send_all(p->client, made + 1) && recv_all(p->server, made + 1) &&
+				 send_all(p->server, 2 * (made + 1)) &&
+				 recv_all(p->client, 2 * (made + 1))))
+			goto out;
+	}
+	front = capture__front_fd(c);
+	for (__u32 i = 0; front >= 0 && !bpf_map_lookup_elem(front, &i, &slot); i++)
+		if (slot.key)
+			count_entry(&t, &slot.sock, true);
+	fd = capture__sockets_fd(c);
+	while (bpf_map_get_next_key(fd, first ? NULL : &key, &next) == 0) {
+		first = false;
+		key = next;
+		if (!bpf_map_lookup_elem(fd, &key, &s))
+			count_entry(&t, &s, false);
+	}
+	printf("    %d sockets: %d in the front, %d in the hash, %d exact\n", 2 * FRONT_PAIRS,
+	       t.in_front, t.in_hash, t.exact);
+	ASSERT_EQ(t.in_front + t.in_hash, 2 * FRONT_PAIRS);
+	ASSERT_EQ(t.exact, 2 * FRONT_PAIRS);
+	if (front >= 0) {
+		ASSERT_GT(t.in_front, 0);
+		ASSERT_GT(t.in_hash, 0);
+	}
+out:
+	for (int i = 0; i < FRONT_PAIRS; i++) {
+		int fds[] = { pairs[i].client, pairs[i].server, pairs[i].listener };
+
+		for (size_t j = 0; j < ARRAY_SIZE(fds); j++)
+			if (fds[j] >= 0)
+				close(fds[j]);
+	}
+	capture__destroy(c);
 }
 
 /* Snapshots of the sockets of `port` the collect program returns, by client/server. */

@@ -155,10 +155,11 @@ def mib(n):
 
 
 def kernel_table_entries(pid, namespaces=None):
-    """Entries of the `sockets` BPF map held by the agent `pid` (found by its fds);
-    only those of sockets in `namespaces` (Netns objects) when given: sockets of every
-    namespace take entries (the others marked ignored), and other work on the machine
-    comes and goes."""
+    """Entries of the socket table held by the agent `pid` (found by its fds): the
+    `sockets` hash and, on the tracepoint back-end, the slots of its front
+    (`sock_front`) that hold a socket; only those of sockets in `namespaces` (Netns
+    objects) when given: sockets of every namespace take entries (the others marked
+    ignored), and other work on the machine comes and goes."""
     ids = set()
     fd_dir = "/proc/%d/fdinfo" % pid
     for fd in os.listdir(fd_dir):
@@ -169,17 +170,21 @@ def kernel_table_entries(pid, namespaces=None):
             continue
         if m:
             ids.add(int(m.group(1)))
+    inodes = None if namespaces is None else {ns.inode for ns in namespaces}
+    n, found = 0, False
     for mid in sorted(ids):
         info = json.loads(h.run(["bpftool", "-j", "map", "show", "id", mid]).stdout)
-        if info.get("name") == "sockets":
-            cp = h.run(["bpftool", "-j", "map", "dump", "id", mid], timeout=120)
-            entries = json.loads(cp.stdout)
-            if namespaces is None:
-                return len(entries)
-            inodes = {ns.inode for ns in namespaces}
-            return sum(1 for e in entries
-                       if e.get("formatted", {}).get("value", {}).get("netns") in inodes)
-    raise AssertionError("no map named sockets among the agent's fds (%s)" % sorted(ids))
+        if info.get("name") not in ("sockets", "sock_front"):
+            continue
+        found = found or info["name"] == "sockets"
+        cp = h.run(["bpftool", "-j", "map", "dump", "id", mid], timeout=120)
+        values = [e.get("formatted", {}).get("value", {}) for e in json.loads(cp.stdout)]
+        if info["name"] == "sock_front":
+            values = [v.get("sock", {}) for v in values if v.get("key")]
+        n += sum(1 for v in values if inodes is None or v.get("netns") in inodes)
+    if not found:
+        raise AssertionError("no map named sockets among the agent's fds (%s)" % sorted(ids))
+    return n
 
 
 # ---- the agent's own metrics, as the receiver got them --------------------------------
