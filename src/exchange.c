@@ -41,13 +41,19 @@ struct pending_span {
 	struct exchange_ids ids;
 };
 
+/* A pending span by its resource, to group spans by resource. */
+struct span_ref {
+	uintptr_t res;
+	uint32_t idx;
+};
+
 struct exchanges {
 	struct procinfo *pi;
 	struct exporter *exp;
 	bool spans;
 	char trace_state[32];
 	struct pending_span *pending;
-	uint32_t *order; /* pending spans grouped by resource, by index */
+	struct span_ref *order; /* pending spans grouped by resource */
 	size_t n_pending;
 	uint64_t oldest_mono_ns; /* end of the first pending exchange */
 	struct jbuf body;
@@ -205,12 +211,11 @@ void exchanges__end(struct exchanges *x, const struct exchange_end *end)
 	p->ids = ids;
 }
 
-/* Sorts indices, not the spans themselves: moving an index is 4 bytes. */
-static int by_resource(const void *a, const void *b, void *arg)
+/* Sorts references, not the spans themselves: a reference is 16 bytes, and
+ * holds its key, so that comparing two reads no span. */
+static int by_resource(const void *a, const void *b)
 {
-	const struct pending_span *pending = arg;
-	uintptr_t ra = (uintptr_t)pending[*(const uint32_t *)a].res;
-	uintptr_t rb = (uintptr_t)pending[*(const uint32_t *)b].res;
+	uintptr_t ra = ((const struct span_ref *)a)->res, rb = ((const struct span_ref *)b)->res;
 
 	return ra < rb ? -1 : ra > rb;
 }
@@ -290,7 +295,7 @@ static void send_batch(struct exchanges *x, size_t from, size_t to)
 	jbuf_reset(&x->body);
 	otlp_traces_begin(&x->body);
 	for (size_t i = from; i < to; i++) {
-		const struct pending_span *p = &x->pending[x->order[i]];
+		const struct pending_span *p = &x->pending[x->order[i].idx];
 
 		if (p->res != cur) {
 			struct otlp_resource res = { p->res->attrs, p->res->n_attrs };
@@ -324,8 +329,8 @@ void exchanges__flush(struct exchanges *x, uint64_t now_mono_ns, bool force)
 	    now_mono_ns - x->oldest_mono_ns < EXCHANGE_FLUSH_MS * NSEC_PER_MSEC)
 		return;
 	for (size_t i = 0; i < x->n_pending; i++)
-		x->order[i] = (uint32_t)i;
-	qsort_r(x->order, x->n_pending, sizeof(*x->order), by_resource, x->pending);
+		x->order[i] = (struct span_ref){ (uintptr_t)x->pending[i].res, (uint32_t)i };
+	qsort(x->order, x->n_pending, sizeof(*x->order), by_resource);
 	for (size_t i = 0; i < x->n_pending; i += EXCHANGE_MAX_BATCH)
 		send_batch(x, i, MIN(i + EXCHANGE_MAX_BATCH, x->n_pending));
 	release_pending(x);

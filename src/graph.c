@@ -571,6 +571,11 @@ void graph__add(struct graph *g, const struct graph_exchange *x)
 	uint8_t key[24];
 	uint64_t h;
 
+	memcpy(key, x->trace_id, 16);
+	memcpy(key + 16, x->client_span_id, 8);
+	h = hash_bytes(key, sizeof(key), 0);
+	/* The index is large and its slot random: fetched while the node is found. */
+	__builtin_prefetch(&g->pend_idx[(uint32_t)h & (PENDING_INDEX - 1)]);
 	if (x->connect)
 		g->st.failed_connections++;
 	else
@@ -590,9 +595,6 @@ void graph__add(struct graph *g, const struct graph_exchange *x)
 		return;
 	}
 
-	memcpy(key, x->trace_id, 16);
-	memcpy(key + 16, x->client_span_id, 8);
-	h = hash_bytes(key, sizeof(key), 0);
 	slot = pend_find(g, key, h, &pos);
 	if (slot != NONE) {
 		p = &g->ring[slot];

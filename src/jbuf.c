@@ -43,7 +43,7 @@ void jbuf_reset(struct jbuf *b)
 	b->failed = false;
 }
 
-static bool jbuf_grow(struct jbuf *b, size_t extra)
+bool jbuf_grow(struct jbuf *b, size_t extra)
 {
 	size_t need, cap;
 	char *p;
@@ -73,31 +73,9 @@ fail:
 	return false;
 }
 
-bool jbuf_reserve(struct jbuf *b, size_t extra)
-{
-	if (likely(!b->failed && b->cap - b->len > extra))
-		return true;
-	return jbuf_grow(b, extra);
-}
-
-void jbuf_put(struct jbuf *b, const void *data, size_t len)
-{
-	if (unlikely(!jbuf_reserve(b, len)))
-		return;
-	memcpy(b->data + b->len, data, len);
-	b->len += len;
-}
-
 void jbuf_puts(struct jbuf *b, const char *s)
 {
 	jbuf_put(b, s, strlen(s));
-}
-
-void jbuf_putc(struct jbuf *b, char c)
-{
-	if (unlikely(!jbuf_reserve(b, 1)))
-		return;
-	b->data[b->len++] = c;
 }
 
 const char *jbuf_cstr(struct jbuf *b)

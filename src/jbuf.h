@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 struct jbuf {
 	char *data;
@@ -23,10 +24,35 @@ struct jbuf {
 void jbuf_init(struct jbuf *b);
 void jbuf_free(struct jbuf *b);
 void jbuf_reset(struct jbuf *b); /* len = 0, clears failed, keeps the memory */
-bool jbuf_reserve(struct jbuf *b, size_t extra);
-void jbuf_put(struct jbuf *b, const void *data, size_t len);
+/* The slow path of jbuf_reserve(): room for `extra` more bytes, or failed. */
+bool jbuf_grow(struct jbuf *b, size_t extra);
 void jbuf_puts(struct jbuf *b, const char *s); /* raw, no escaping */
-void jbuf_putc(struct jbuf *b, char c);
+
+/*
+ * Inline, so that the encoder's many short writes of known length (JSON
+ * keys and punctuation) compile to a compare and a few stores, with no call.
+ */
+static inline bool jbuf_reserve(struct jbuf *b, size_t extra)
+{
+	if (__builtin_expect(!b->failed && b->cap - b->len > extra, 1))
+		return true;
+	return jbuf_grow(b, extra);
+}
+
+static inline void jbuf_put(struct jbuf *b, const void *data, size_t len)
+{
+	if (__builtin_expect(!jbuf_reserve(b, len), 0))
+		return;
+	memcpy(b->data + b->len, data, len);
+	b->len += len;
+}
+
+static inline void jbuf_putc(struct jbuf *b, char c)
+{
+	if (__builtin_expect(!jbuf_reserve(b, 1), 0))
+		return;
+	b->data[b->len++] = c;
+}
 /* data NUL-terminated (the NUL not counted in len); NULL after an allocation failure. */
 const char *jbuf_cstr(struct jbuf *b);
 /* "..." with escaping and UTF-8 repair, at most max_bytes of input read. */
