@@ -513,6 +513,11 @@ struct sweep_bench {
 	struct metrics *m;
 	struct sockets *ss;
 	int map_fd, queue_fd;
+	/* The socket table's front (tracepoint object), and where each socket
+	 * lives: placed as the kernel places them (bpf/socktab.bpf.h). */
+	int front_fd;
+	uint32_t front_slots, front_shift;
+	uint8_t *slot_taken, *in_front;
 	uint32_t n;
 	struct tcpotel_sock *v;
 	__u64 *k;
@@ -558,25 +563,58 @@ static void sb_fill(struct tcpotel_sock *s, uint32_t i, uint64_t add, uint64_t s
 	}
 }
 
+/* The front slot of a key, as front_slot() in bpf/socktab.bpf.h. */
+static uint32_t sb_front_slot(const struct sweep_bench *b, __u64 key)
+{
+	return (uint32_t)((key * 0x9e3779b97f4a7c15ULL) >> b->front_shift);
+}
+
+/* Socket i's entry, where the kernel would keep it: in its front slot if that
+ * was free when it was first seen, else in the hash. */
+static int sb_write(struct sweep_bench *b, uint32_t i, const struct tcpotel_sock *s)
+{
+	struct tcpotel_sock_slot slot = { .key = sb_key(i), .sock = *s };
+	uint32_t f;
+
+	if (b->front_fd < 0)
+		return 1;
+	f = sb_front_slot(b, slot.key);
+	if (b->in_front[i] == 0) {
+		b->in_front[i] = b->slot_taken[f] ? 2 : 1;
+		b->slot_taken[f] = 1;
+	}
+	if (b->in_front[i] == 2)
+		return 1;
+	return bpf_map_update_elem(b->front_fd, &f, &slot, BPF_ANY) ? -errno : 0;
+}
+
 /* Writes sockets idx[0..n) (every one: idx NULL) and queues them as changed. */
 static int sb_touch(struct sweep_bench *b, const uint32_t *idx, uint32_t n, uint64_t add,
 		    uint64_t silent_since)
 {
 	for (uint32_t base = 0; base < n; base += 1024) {
 		LIBBPF_OPTS(bpf_map_batch_opts, opts);
-		__u32 count = MIN(1024u, n - base);
+		__u32 count = MIN(1024u, n - base), in_hash = 0;
 
 		for (uint32_t j = 0; j < count; j++) {
 			uint32_t i = idx ? idx[base + j] : base + j;
+			int where;
 
-			b->k[j] = sb_key(i);
-			sb_fill(&b->v[j], i, add, silent_since);
+			b->k[in_hash] = sb_key(i);
+			sb_fill(&b->v[in_hash], i, add, silent_since);
+			where = sb_write(b, i, &b->v[in_hash]);
+			if (where < 0)
+				return where;
+			in_hash += where;
 		}
-		if (bpf_map_update_batch(b->map_fd, b->k, b->v, &count, &opts))
+		if (in_hash && bpf_map_update_batch(b->map_fd, b->k, b->v, &in_hash, &opts))
 			return -errno;
-		for (uint32_t j = 0; j < count; j++)
-			if (bpf_map_update_elem(b->queue_fd, NULL, &b->k[j], BPF_ANY))
+		for (uint32_t j = 0; j < count; j++) {
+			__u64 key = sb_key(idx ? idx[base + j] : base + j);
+
+			if (bpf_map_update_elem(b->queue_fd, NULL, &key, BPF_ANY))
 				return -errno;
+		}
 	}
 	return 0;
 }
@@ -609,6 +647,8 @@ static void sb_free(struct sweep_bench *b)
 	capture__destroy(b->capture);
 	free(b->v);
 	free(b->k);
+	free(b->slot_taken);
+	free(b->in_front);
 }
 
 static int sb_init(struct sweep_bench *b, uint32_t n)
@@ -636,6 +676,22 @@ static int sb_init(struct sweep_bench *b, uint32_t n)
 		return -errno;
 	}
 	b->map_fd = capture__sockets_fd(b->capture);
+	b->front_fd = capture__front_fd(b->capture);
+	if (b->front_fd >= 0) {
+		struct bpf_map_info info = {};
+		__u32 len = sizeof(info);
+
+		if (bpf_obj_get_info_by_fd(b->front_fd, &info, &len))
+			return -errno;
+		b->front_slots = info.max_entries;
+		b->front_shift = 64;
+		for (uint32_t v = info.max_entries; v > 1; v /= 2)
+			b->front_shift--;
+		b->slot_taken = calloc(b->front_slots, 1);
+		b->in_front = calloc(n, 1);
+		if (!b->slot_taken || !b->in_front)
+			return -ENOMEM;
+	}
 	b->queue_fd = capture__dirty_fd(b->capture);
 	b->pi = procinfo__new(&popts);
 	b->m = b->pi ? metrics__new(b->pi, 262144) : NULL;

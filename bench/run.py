@@ -1132,6 +1132,7 @@ def main():
     status = 0
     t_start = time.monotonic()
     from_raw = ""
+    ctx = {}
     try:
         stats_off = stats_before if stats_before in ("0", "1") else "0"
         write_sysctl(BPF_STATS, stats_off)
@@ -1141,13 +1142,16 @@ def main():
                "stats_off": stats_off, "our_progs": set(),
                "quiet_wait": 2 if quick else 5,
                "quiet_left": env_int("BENCH_QUIET_BUDGET", 10 if quick else 60)}
-        log(f"{params}; load average {os.getloadavg()[0]:.2f}")
+        ctx["load_start"] = os.getloadavg()[0]
+        log(f"{params}; load average {ctx['load_start']:.2f}")
         from_raw = os.environ.get("BENCH_FROM_RAW", "")
         if from_raw:
             # Re-render the workload part of an earlier run; the rest runs again.
             with open(from_raw) as f:
                 runs = [r for r in map(json.loads, f) if "workload" in r]
             workloads = list(dict.fromkeys(r["workload"] for r in runs))
+            # The earlier run's own first reading, not this machine's now.
+            ctx["load_start"] = runs[0]["load1"] if runs else None
             for r in runs:
                 if r["config"] != "baseline":
                     register_config(r["config"])
@@ -1223,11 +1227,16 @@ def main():
         return status
 
     loads = [r["load1"] for r in runs]
-    if loads:
-        notes.append(f"load average (1 min) before runs: median {statistics.median(loads):.2f}, "
-                     f"max {max(loads):.2f} on {info['cores']} cores"
+    if loads and ctx.get("load_start") is not None:
+        # Once runs have begun, the 1-minute average counts the benchmark's own
+        # threads (tcpload runs 16, wrk and redis-benchmark dozens): only the
+        # value before the first run tells of other work.
+        notes.append(f"load average (1 min) before the first run: {ctx['load_start']:.2f} on "
+                     f"{info['cores']} cores"
                      + ("; other work was running: ratios are noisy"
-                        if max(loads) > 1.5 else ""))
+                        if ctx["load_start"] > 1.0 else "; the machine was quiet")
+                     + f" (before later runs, with the benchmark's own threads: median "
+                     f"{statistics.median(loads):.2f}, max {max(loads):.2f})")
     leaked = sum(1 for r in runs if r.get("stats_were_on"))
     if leaked:
         notes.append(f"{leaked} statistics-off run(s) saw kernel.bpf_stats_enabled switched on "

@@ -495,7 +495,9 @@ def test_4mib_request_client_span_contains_server_span():
     """Requests of 4 MiB (the first send() waits for buffer space and returns
     only after the server has read much of it) and responses of 100 bytes, 4
     connections of 3 exchanges: every pair's client span starts no later
-    than its server span and ends no earlier."""
+    than its server span and ends no earlier; but a client span whose
+    request was sent again (tcp.retransmits) may start at the flight that
+    was (docs/design.md, "Exchanges"): only its end is held to the order."""
     hs = Hosts()
     srv, port = hs.server()
     cli = finish_client(hs.client_proc(hs.v4(port), [
@@ -511,8 +513,8 @@ def test_4mib_request_client_span_contains_server_span():
     lead = []
     for c, s_ in ps:
         assert c["attrs"]["tcp.request.size"] == HDR + (4 << 20), c["attrs"]
-        assert c["start"] <= s_["start"], ("client starts after its server",
-                                           (s_["start"] - c["start"]) / 1e6, c, s_)
+        assert c["start"] <= s_["start"] or c["attrs"]["tcp.retransmits"] > 0, (
+            "client starts after its server", (s_["start"] - c["start"]) / 1e6, c, s_)
         assert s_["end"] <= c["end"], ((s_["end"] - c["end"]) / 1e6, c, s_)
         lead.append((s_["start"] - c["start"]) / 1e6)
     report("client span starts before its server span by %s ms", sorted(lead))
