@@ -566,7 +566,7 @@ static void sb_fill(struct tcpotel_sock *s, uint32_t i, uint64_t add, uint64_t s
 /* The front slot of a key, as front_slot() in bpf/socktab.bpf.h. */
 static uint32_t sb_front_slot(const struct sweep_bench *b, __u64 key)
 {
-	return (uint32_t)((key * 0x9e3779b97f4a7c15ULL) >> b->front_shift);
+	return (uint32_t)((key * TCPOTEL_FRONT_HASH_MUL) >> b->front_shift);
 }
 
 /* Socket i's entry, where the kernel would keep it: in its front slot if that

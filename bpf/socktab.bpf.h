@@ -43,7 +43,7 @@ static __always_inline struct tcpotel_sock_slot *front_slot(__u64 key)
 {
 	/* Fibonacci hashing: the product's top bits mix every bit of the
 	 * pointer, whose low bits are the same for every socket of a slab. */
-	__u32 i = (key * 0x9e3779b97f4a7c15ULL) >> cfg_front_shift;
+	__u32 i = (key * TCPOTEL_FRONT_HASH_MUL) >> cfg_front_shift;
 
 	return bpf_map_lookup_elem(&sock_front, &i);
 }

@@ -163,8 +163,12 @@ struct tcpotel_sock {
 	__u32 snd_seq; /* write_seq when sent bytes were last counted */
 };
 
-/* A slot of the socket table's direct-mapped front (bpf/socktab.bpf.h): the
- * key of the socket in it (0: free) and its entry. */
+/* The socket table's direct-mapped front (bpf/socktab.bpf.h): a socket's slot
+ * is the top bits of its pointer times this (2^64/φ, Fibonacci hashing); user
+ * space places sockets by hand with it too (bench/micro.c). */
+#define TCPOTEL_FRONT_HASH_MUL 0x9e3779b97f4a7c15ULL
+
+/* A slot of the front: the key of the socket in it (0: free) and its entry. */
 struct tcpotel_sock_slot {
 	__u64 key;
 	struct tcpotel_sock sock;

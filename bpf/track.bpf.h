@@ -6,12 +6,12 @@
  * on_retransmit() and on_reset().
  *
  * on_io() is the hottest code of the project. Its common path is one
- * lookup keyed by the socket pointer (socktab.bpf.h), a read of tcp_sock (srtt, send sequence
- * and the socket's own clock: sock_snap()) and a few stores; the
- * tuple, netns, role and owner are read once, at the socket's first sight,
- * and nothing goes to user space per call: a record leaves only when a
- * sampled exchange ends, a socket closes, or a process is seen for the first
- * time. Every exchange is counted in the socket's own duration histogram.
+ * lookup keyed by the socket pointer (socktab.bpf.h), a read of tcp_sock
+ * (srtt, send sequence and the socket's own clock: sock_snap()) and a few
+ * stores; the tuple, netns, role and owner are read once, at the socket's
+ * first sight, and nothing goes to user space per call: a record leaves
+ * only when a sampled exchange ends, a socket closes, or a process is seen
+ * for the first time. Every exchange is counted in the socket's own duration histogram.
  * A socket's first change after a sweep queues its key for the next one
  * (sock_mark(): a compare per call, a queue push once per sweep), so the
  * sweep reads only sockets that changed (docs/design.md, "The sweep").
