@@ -497,7 +497,10 @@ def test_4mib_request_client_span_contains_server_span():
     connections of 3 exchanges: every pair's client span starts no later
     than its server span and ends no earlier; but a client span whose
     request was sent again (tcp.retransmits) may start at the flight that
-    was (docs/design.md, "Exchanges"): only its end is held to the order."""
+    was (docs/design.md, "Exchanges"): only its end is held to the order.
+    On the tracepoint back-end the client may split a request at its last
+    send() (pair_but_for_known_splits()): the client's exchange then ends
+    with the tail's span."""
     hs = Hosts()
     srv, port = hs.server()
     cli = finish_client(hs.client_proc(hs.v4(port), [
@@ -508,14 +511,21 @@ def test_4mib_request_client_span_contains_server_span():
     reqs = hs.stop_agents()
     cl, sv = split(h.spans(reqs))
     no_errors(cl + sv)
-    ps = all_pair(cl, sv)
+    ps = pair_but_for_known_splits(hs, cl, sv)
     assert len(ps) == 12, len(ps)
+    by_conn = {}
+    for c in sorted(cl, key=lambda x: x["start"]):
+        by_conn.setdefault(conn_key(c), []).append(c)
     lead = []
     for c, s_ in ps:
-        assert c["attrs"]["tcp.request.size"] == HDR + (4 << 20), c["attrs"]
+        assert s_["attrs"]["tcp.request.size"] == HDR + (4 << 20), s_["attrs"]
+        end = c["end"]
+        if c["attrs"]["tcp.request.size"] < s_["attrs"]["tcp.request.size"]:
+            on_conn = by_conn[conn_key(c)]
+            end = on_conn[on_conn.index(c) + 1]["end"]
         assert c["start"] <= s_["start"] or c["attrs"]["tcp.retransmits"] > 0, (
             "client starts after its server", (s_["start"] - c["start"]) / 1e6, c, s_)
-        assert s_["end"] <= c["end"], ((s_["end"] - c["end"]) / 1e6, c, s_)
+        assert s_["end"] <= end, ((s_["end"] - end) / 1e6, c, s_)
         lead.append((s_["start"] - c["start"]) / 1e6)
     report("client span starts before its server span by %s ms", sorted(lead))
 
