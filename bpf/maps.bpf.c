@@ -14,6 +14,7 @@ procs_map_t seen_procs SEC(".maps");
 listeners_map_t listeners SEC(".maps");
 netns_map_t netns_allowed SEC(".maps");
 events_map_t events SEC(".maps");
+procs_ring_map_t proc_events SEC(".maps");
 dirty_map_t dirty SEC(".maps");
 closes_lost_map_t closes_lost SEC(".maps");
 counters_map_t counters SEC(".maps");

@@ -88,15 +88,32 @@ typedef struct {
 } netns_map_t;
 extern netns_map_t netns_allowed SEC(".maps");
 
-/* Sampled exchanges, closed sockets and new processes, never one record per
- * packet. 4 MiB holds about 30k records: 100 ms of 300k exchanges a second,
- * where the drain comes every 20 ms. (User space maps the data pages twice,
- * so the ring counts twice its size in the agent's RSS.) */
+/* Sampled exchanges and closed sockets, never one record per packet: one
+ * ring per CPU, so that CPUs never wait for each other's records (a shared
+ * ring's lock cost about 120 ns per record). User space creates the rings
+ * (capture.c: 4 MiB split among the CPUs, 256 KiB each at least) and puts
+ * them here before attaching; the drain comes every 20 ms. Records of one
+ * socket may sit in several rings, so the drain may read them out of order:
+ * each record is whole by itself (docs/design.md, "Records"). */
 typedef struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 4 * 1024 * 1024);
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1); /* set before load: the possible CPUs */
+	__type(key, __u32);
+	__array(values, struct {
+		__uint(type, BPF_MAP_TYPE_RINGBUF);
+		__uint(max_entries, 256 * 1024); /* set before load */
+	});
 } events_map_t;
 extern events_map_t events SEC(".maps");
+
+/* New processes, once each: a ring of their own, which the drain reads
+ * before the CPUs' rings, so that a process is known (its environment read
+ * while it lives) before the records of its sockets. */
+typedef struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1024 * 1024); /* 4 KiB records: 250 in a drain's 20 ms */
+} procs_ring_map_t;
+extern procs_ring_map_t proc_events SEC(".maps");
 
 /* Keys of sockets that changed since they were last collected, each queued
  * once per sweep (sock_mark()); the collect program takes them out. Sized

@@ -31,6 +31,18 @@
  * busy host pays no wakeup per record (a wakeup costs more than the record). */
 #define RINGBUF_FLAGS BPF_RB_NO_WAKEUP
 
+/* Room for a record in this CPU's ring (maps.bpf.h); NULL: none, counted. */
+static __always_inline void *record_reserve(__u64 size)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	void *ring = bpf_map_lookup_elem(&events, &cpu);
+	void *r = ring ? bpf_ringbuf_reserve(ring, size, 0) : NULL;
+
+	if (!r)
+		counter_inc(TCPOTEL_CNT_RINGBUF_LOST);
+	return r;
+}
+
 static __always_inline bool port_excluded(__u16 port)
 {
 	for (int i = 0; i < TCPOTEL_MAX_EXCLUDE_PORTS; i++) {
@@ -148,7 +160,7 @@ static __always_inline void announce_process(const struct tcpotel_sock *s)
 	key.start_ns = BPF_CORE_READ(task, group_leader, start_time);
 	if (bpf_map_update_elem(&seen_procs, &key, &one, BPF_NOEXIST))
 		return; /* announced before (or the map is busy: the sweep still finds it) */
-	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	r = bpf_ringbuf_reserve(&proc_events, sizeof(*r), 0);
 	if (!r) {
 		counter_inc(TCPOTEL_CNT_RINGBUF_LOST);
 		return;
@@ -258,11 +270,9 @@ static __always_inline void exchange_emit(const struct tcpotel_sock *s,
 {
 	struct tcpotel_exchange_record *r;
 
-	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
-	if (!r) {
-		counter_inc(TCPOTEL_CNT_RINGBUF_LOST);
+	r = record_reserve(sizeof(*r));
+	if (!r)
 		return;
-	}
 	r->hdr.type = type;
 	r->hdr.size = sizeof(*r);
 	r->hdr._pad = 0;
@@ -831,11 +841,10 @@ static __always_inline void sock_close(struct sock *sk, bool aborted)
 					 TCPOTEL_ERR_RESET);
 	if (s->ex.phase == TCPOTEL_PHASE_REQUEST || s->ex.phase == TCPOTEL_PHASE_RESPONSE)
 		exchange_finish(s, s->srtt_last_us ?: sock_srtt_us(sk));
-	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	r = record_reserve(sizeof(*r));
 	if (!r) {
 		__u64 id = s->sock_id;
 
-		counter_inc(TCPOTEL_CNT_RINGBUF_LOST);
 		/* Its numbers are lost; user space still learns it is gone. */
 		bpf_map_push_elem(&closes_lost, &id, 0);
 		sock_remove(key);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -318,7 +319,7 @@ struct agent *agent__start(const struct config *cfg)
 	a->capture = probe_capture(&copts, NULL, 0);
 	if (!a->capture)
 		goto fail_errno;
-	a->rb = ring_buffer__new(capture__events_fd(a->capture), on_record, a, NULL);
+	a->rb = capture__records_new(a->capture, on_record, a);
 	if (!a->rb)
 		goto fail_errno;
 	/* Before any thread starts: capabilities are per thread, inherited. */
@@ -553,10 +554,14 @@ int agent__run(struct agent *a, volatile sig_atomic_t *stop)
 	a->next_sweep_ns = now + SWEEP_INTERVAL_NS;
 	a->next_metrics_ns = now + a->cfg->metrics.interval_ms * NSEC_PER_MSEC;
 	while (!*stop) {
-		int err = ring_buffer__poll(a->rb, POLL_TIMEOUT_MS);
+		/* Only waits (an epoll fd polls as readable when a ring is): tick()
+		 * reads the rings in their order, new processes first. */
+		struct pollfd ready = { .fd = ring_buffer__epoll_fd(a->rb), .events = POLLIN };
 
-		if (err < 0 && err != -EINTR) {
-			log_err("cannot poll the ring buffer: %s", strerror(-err));
+		if (poll(&ready, 1, POLL_TIMEOUT_MS) < 0 && errno != EINTR) {
+			int err = -errno;
+
+			log_err("cannot wait for the ring buffers: %s", strerror(errno));
 			return err;
 		}
 		tick(a, false);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
@@ -53,7 +54,10 @@ struct capture {
 	void *skel; /* struct tcpotel_tp_bpf or struct tcpotel_compat_bpf */
 	struct bpf_object_skeleton *skeleton;
 	struct bpf_object *obj;
-	struct bpf_map *sockets, *dirty, *events, *listeners, *netns_allowed, *counters;
+	struct bpf_map *sockets, *dirty, *events, *proc_events, *listeners, *netns_allowed,
+		*counters;
+	int *rings; /* the CPUs' ring buffers (events' inner maps), n_rings fds */
+	uint32_t n_rings, ring_size;
 	enum capture_backend backend;
 	bool quiet;
 	struct sweep_globals sweep;
@@ -294,11 +298,12 @@ static int open_object(struct capture *c)
 	c->sockets = bpf_object__find_map_by_name(c->obj, "sockets");
 	c->dirty = bpf_object__find_map_by_name(c->obj, "dirty");
 	c->events = bpf_object__find_map_by_name(c->obj, "events");
+	c->proc_events = bpf_object__find_map_by_name(c->obj, "proc_events");
 	c->listeners = bpf_object__find_map_by_name(c->obj, "listeners");
 	c->netns_allowed = bpf_object__find_map_by_name(c->obj, "netns_allowed");
 	c->counters = bpf_object__find_map_by_name(c->obj, "counters");
-	if (!c->sockets || !c->dirty || !c->events || !c->listeners || !c->netns_allowed ||
-	    !c->counters)
+	if (!c->sockets || !c->dirty || !c->events || !c->proc_events || !c->listeners ||
+	    !c->netns_allowed || !c->counters)
 		return -ENOENT;
 	return 0;
 }
@@ -323,6 +328,49 @@ static int size_front(struct capture *c, uint32_t max_sockets)
 	skel->rodata->cfg_front_shift = shift;
 	skel->rodata->cfg_max_sockets = max_sockets;
 	return bpf_map__set_max_entries(skel->maps.sock_front, slots);
+}
+
+/*
+ * One ring buffer per possible CPU (bpf/maps.bpf.h, events): RINGS_TOTAL
+ * split among them, a power of two of RING_MIN at least, which a CPU fills
+ * in no less than about 20 ms (the drain's period) at 10k records a second.
+ */
+#define RINGS_TOTAL (4u << 20)
+#define RING_MIN    (256u << 10)
+
+/* Creates the CPUs' rings; the first stands for all as events' inner map. */
+static int create_rings(struct capture *c)
+{
+	int cpus = libbpf_num_possible_cpus();
+
+	if (cpus <= 0)
+		return cpus ? cpus : -EINVAL;
+	c->n_rings = (uint32_t)cpus;
+	c->ring_size = RING_MIN;
+	while (c->ring_size < RINGS_TOTAL / c->n_rings)
+		c->ring_size *= 2;
+	c->rings = malloc(c->n_rings * sizeof(*c->rings));
+	if (!c->rings)
+		return -ENOMEM;
+	for (uint32_t cpu = 0; cpu < c->n_rings; cpu++)
+		c->rings[cpu] = -1;
+	for (uint32_t cpu = 0; cpu < c->n_rings; cpu++) {
+		c->rings[cpu] = bpf_map_create(BPF_MAP_TYPE_RINGBUF, "tcpotel_records", 0, 0,
+					       c->ring_size, NULL);
+		if (c->rings[cpu] < 0)
+			return -errno;
+	}
+	return bpf_map__set_max_entries(c->events, c->n_rings) ?:
+		       bpf_map__set_inner_map_fd(c->events, c->rings[0]);
+}
+
+/* After load: each CPU's ring in its slot of events. */
+static int place_rings(struct capture *c)
+{
+	for (uint32_t cpu = 0; cpu < c->n_rings; cpu++)
+		if (bpf_map_update_elem(bpf_map__fd(c->events), &cpu, &c->rings[cpu], BPF_ANY))
+			return -errno;
+	return 0;
 }
 
 #define SWEEP_OF(s)                                                \
@@ -374,6 +422,12 @@ struct capture *capture__load(const struct capture_opts *opts)
 		err = bpf_map__set_max_entries(c->sockets, opts->max_sockets);
 	if (!err)
 		err = size_front(c, opts->max_sockets);
+	if (!err) {
+		err = create_rings(c);
+		if (err)
+			log_err("cannot create the record ring buffers (%u of %u KiB): %s",
+				c->n_rings, c->ring_size >> 10, strerror(-err));
+	}
 	/* Each socket is queued once per sweep: room for a sweep's and the next's. */
 	if (!err)
 		err = bpf_map__set_max_entries(c->dirty, 2 * opts->max_sockets);
@@ -393,6 +447,9 @@ struct capture *capture__load(const struct capture_opts *opts)
 		goto err_destroy;
 	}
 	find_sweep(c);
+	err = place_rings(c);
+	if (err)
+		goto err_destroy;
 	for (size_t i = 0; i < opts->n_netns; i++) {
 		__u8 one = 1;
 
@@ -431,6 +488,10 @@ void capture__destroy(struct capture *c)
 {
 	if (!c)
 		return;
+	for (uint32_t i = 0; c->rings && i < c->n_rings; i++)
+		if (c->rings[i] >= 0)
+			close(c->rings[i]);
+	free(c->rings);
 	if (c->skeleton)
 		bpf_object__destroy_skeleton(c->skeleton);
 	free(c->skel);
@@ -455,9 +516,20 @@ int capture__dirty_fd(const struct capture *c)
 	return bpf_map__fd(c->dirty);
 }
 
-int capture__events_fd(const struct capture *c)
+struct ring_buffer *capture__records_new(const struct capture *c, ring_buffer_sample_fn fn,
+					 void *ctx)
 {
-	return bpf_map__fd(c->events);
+	struct ring_buffer *rb = ring_buffer__new(bpf_map__fd(c->proc_events), fn, ctx, NULL);
+	int err = 0;
+
+	for (uint32_t i = 0; rb && i < c->n_rings && !err; i++)
+		err = ring_buffer__add(rb, c->rings[i], fn, ctx);
+	if (rb && err) {
+		ring_buffer__free(rb);
+		errno = -err;
+		return NULL;
+	}
+	return rb;
 }
 
 int capture__add_listener(struct capture *c, uint32_t netns, uint16_t port)

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <bpf/libbpf.h>
+
 #include "config.h"
 #include "abi.h"
 
@@ -56,7 +58,13 @@ int capture__sockets_fd(const struct capture *c);
 int capture__front_fd(const struct capture *c);
 /* The queue of changed sockets (the benchmark queues sockets by hand). */
 int capture__dirty_fd(const struct capture *c);
-int capture__events_fd(const struct capture *c);
+/*
+ * The records' ring buffers, read in this order by ring_buffer__consume():
+ * new processes first, then each CPU's (bpf/maps.bpf.h). Records of one
+ * socket may come out of order across CPUs. NULL + errno on failure.
+ */
+struct ring_buffer *capture__records_new(const struct capture *c, ring_buffer_sample_fn fn,
+					 void *ctx);
 /* Adds a listening port found before start (tgid 0: owner unknown). */
 int capture__add_listener(struct capture *c, uint32_t netns, uint16_t port);
 /*

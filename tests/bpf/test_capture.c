@@ -60,6 +60,7 @@ struct closed {
 	uint32_t request_seq[2][4];
 	uint64_t request_bytes[2][4];
 	uint32_t retransmits[2][4];
+	uint64_t start_ns[2][4];
 };
 
 static bool ours(const struct closed *c, const struct tcpotel_tuple *t)
@@ -82,9 +83,20 @@ static int on_record(void *ctx, void *data, size_t size)
 
 		c->exchanges++;
 		if (c->by_end[server] < 4) {
-			c->request_seq[server][c->by_end[server]] = r->ex.request_seq;
-			c->request_bytes[server][c->by_end[server]] = r->ex.request_bytes;
-			c->retransmits[server][c->by_end[server]] = r->ex.retransmits;
+			/* In start order: one socket's records may come from several
+			 * CPUs' rings, out of order. */
+			int i = c->by_end[server];
+
+			for (; i > 0 && c->start_ns[server][i - 1] > r->ex.start_ns; i--) {
+				c->start_ns[server][i] = c->start_ns[server][i - 1];
+				c->request_seq[server][i] = c->request_seq[server][i - 1];
+				c->request_bytes[server][i] = c->request_bytes[server][i - 1];
+				c->retransmits[server][i] = c->retransmits[server][i - 1];
+			}
+			c->start_ns[server][i] = r->ex.start_ns;
+			c->request_seq[server][i] = r->ex.request_seq;
+			c->request_bytes[server][i] = r->ex.request_bytes;
+			c->retransmits[server][i] = r->ex.retransmits;
 		}
 		c->by_end[server]++;
 		if (r->ex.error == TCPOTEL_ERR_CLOSED_BY_PEER)
@@ -176,7 +188,7 @@ static bool make_pair(struct pair *p, int family, bool v4mapped)
 static struct ring_buffer *record_pair(struct capture *c, struct closed *closed, struct pair *p,
 				       int family, bool v4mapped)
 {
-	struct ring_buffer *rb = ring_buffer__new(capture__events_fd(c), on_record, closed, NULL);
+	struct ring_buffer *rb = capture__records_new(c, on_record, closed);
 
 	if (!ASSERT_NOT_NULL(rb))
 		return NULL;

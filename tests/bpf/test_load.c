@@ -69,7 +69,10 @@ static void backend_case(enum capture_backend backend)
 		}
 		if (ASSERT_NOT_NULL(c) && ASSERT_OK(err)) {
 			ASSERT_GE(capture__sockets_fd(c), 0);
-			ASSERT_GE(capture__events_fd(c), 0);
+			struct ring_buffer *rb = capture__records_new(c, NULL, NULL);
+
+			ASSERT_NOT_NULL(rb);
+			ring_buffer__free(rb);
 			ASSERT_EQ(capture__backend(c), backend);
 		}
 	} else {
