@@ -95,14 +95,16 @@ extern netns_map_t netns_allowed SEC(".maps");
  * them here before attaching; the drain comes every 20 ms. Records of one
  * socket may sit in several rings, so the drain may read them out of order:
  * each record is whole by itself (docs/design.md, "Records"). */
+struct record_ring {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024); /* replaced before load by CPU 0's ring */
+};
+
 typedef struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
 	__uint(max_entries, 1); /* set before load: the possible CPUs */
 	__type(key, __u32);
-	__array(values, struct {
-		__uint(type, BPF_MAP_TYPE_RINGBUF);
-		__uint(max_entries, 256 * 1024); /* set before load */
-	});
+	__array(values, struct record_ring);
 } events_map_t;
 extern events_map_t events SEC(".maps");
 
