@@ -4,10 +4,11 @@
 standard library only: sockets, ssl on OpenSSL, http.server and http.client).
 
   xchg.py server --listen ADDR:PORT --ready-file F [--tls CERT KEY] [--https]
+                 [--cpus A,B]
   xchg.py client --connect ADDR:PORT [--conns N] [--exchanges E] [--req-size N]
                  [--resp-size N] [--delay-ms D] [--last ACTION] [--goodbye plain|more]
                  [--linger-ms L]
-                 [--pipeline-gaps-us G,G,...] [--tls] [--nodelay 0|1]
+                 [--pipeline-gaps-us G,G,...] [--tls] [--nodelay 0|1] [--cpus A,B]
   xchg.py https-client --connect ADDR:PORT --conns N --requests R [--short]
   xchg.py connect --connect ADDR:PORT --attempts N
 
@@ -37,6 +38,11 @@ same segment as the FIN; --linger-ms: L ms between the goodbye and the close,
 so that the server's FIN comes first). --pipeline-gaps-us: instead, per connection and per
 gap G, two messages (the second G microseconds after the first) before reading
 both answers. --nodelay sets TCP_NODELAY (default 1).
+
+--cpus A,B: each connection runs on CPU A until its end, which runs on CPU B:
+the client moves before it reads the last answer, the server once it has read
+the client's FIN. The kernel then sees the connection's end on another CPU
+than its earlier exchanges.
 
 https-client: http.client over TLS (TCP_NODELAY, as http.client sets it);
 --short: one request per connection (Connection: close), else --requests
@@ -82,6 +88,12 @@ def recv_exact(sock, n, stats):
     return bytes(buf)
 
 
+def on_cpu(cpus, i):
+    """Runs the calling thread on CPU cpus[i] (--cpus); nothing without it."""
+    if cpus:
+        os.sched_setaffinity(0, {cpus[i]})
+
+
 def send_all(sock, data, stats, flags=0):
     view = memoryview(data)
     while view:
@@ -96,6 +108,7 @@ def send_all(sock, data, stats, flags=0):
 class Server:
     def __init__(self, args):
         self.lock = threading.Lock()
+        self.cpus = args.cpus
         self.stats = {"conns": 0, "messages": 0, "bytes_sent": 0, "bytes_received": 0,
                       "actions": {k: 0 for k in ACTIONS}}
         self.tls = None
@@ -123,12 +136,14 @@ class Server:
     def handle(self, conn):
         st = {"bytes_sent": 0, "bytes_received": 0, "messages": 0}
         acts = []
+        on_cpu(self.cpus, 0)
         try:
             if self.tls:
                 conn = self.tls.wrap_socket(conn, server_side=True)
             while True:
                 hdr = recv_exact(conn, HDR.size, st)
                 if not hdr or len(hdr) < HDR.size:
+                    on_cpu(self.cpus, 1)
                     break
                 magic, body_len, resp_len, delay_ms, action = HDR.unpack(hdr)
                 if magic != MAGIC:
@@ -259,6 +274,7 @@ def client_main(args):
     gaps = [int(g) for g in args.pipeline_gaps_us.split(",")] if args.pipeline_gaps_us else []
     last = ACTIONS[args.last]
     for _ in range(args.conns):
+        on_cpu(args.cpus, 0)
         sock = client_socket(args, host, port)
         st["conns"] += 1
         try:
@@ -277,6 +293,8 @@ def client_main(args):
                 want = args.resp_size if action == ANSWER else 0
                 t0 = time.monotonic()
                 send_all(sock, message(args.req_size, want, args.delay_ms, action), st)
+                if i == args.exchanges - 1:
+                    on_cpu(args.cpus, 1)
                 if action == ANSWER:
                     got = recv_exact(sock, want, st)
                     if got is None or len(got) != want:
@@ -360,6 +378,13 @@ def connect_main(args):
     return 0
 
 
+def cpu_pair(v):
+    cpus = [int(x) for x in v.split(",")]
+    if len(cpus) != 2:
+        raise argparse.ArgumentTypeError("two CPUs, A,B")
+    return cpus
+
+
 def main():
     p = argparse.ArgumentParser(prog="xchg")
     sub = p.add_subparsers(dest="role", required=True)
@@ -368,6 +393,7 @@ def main():
     s.add_argument("--ready-file", required=True)
     s.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
     s.add_argument("--https", action="store_true")
+    s.add_argument("--cpus", type=cpu_pair)
     c = sub.add_parser("client")
     c.add_argument("--connect", required=True)
     c.add_argument("--conns", type=int, default=1)
@@ -383,6 +409,7 @@ def main():
     c.add_argument("--tls", action="store_true")
     c.add_argument("--nodelay", type=int, default=1)
     c.add_argument("--pause-ms", type=int, default=0)
+    c.add_argument("--cpus", type=cpu_pair)
     h = sub.add_parser("https-client")
     h.add_argument("--connect", required=True)
     h.add_argument("--conns", type=int, default=1)

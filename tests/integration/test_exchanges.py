@@ -22,6 +22,7 @@ http.server), tcpload, and pgbench.
 
 import os
 import pwd
+import signal
 import sys
 import time
 
@@ -568,3 +569,50 @@ def test_spans_carry_retransmits():
 
 
 test_spans_carry_retransmits.timeout = 180
+
+
+# ---- 6. records read out of order ------------------------------------------------------
+
+
+def test_records_of_one_connection_from_two_cpus():
+    """Client and server run each connection's exchanges on CPU 1 and its end
+    on CPU 0 (xchg --cpus 1,0) while both agents are stopped (SIGSTOP): the
+    kernel puts the earlier exchanges' records in CPU 1's ring buffer and the
+    last exchange's and the close in CPU 0's, and each agent, resumed, reads
+    CPU 0's ring first, so each connection's close before its earlier
+    exchanges (docs/design.md, "Records"). 8 connections of 3 exchanges:
+    every span pairs, 24 pairs with exact sizes, tcp.exchange.duration counts
+    24 on each side, the bytes each end counted are what its process sent and
+    received, 8 connections opened and none left active."""
+    assert {0, 1} <= os.sched_getaffinity(0), "CPUs 0 and 1 are needed"
+    hs = Hosts()
+    srv, port = xchg_server(hs.b, ["--cpus", "1,0"])
+    for ag in hs.agents:
+        ag.proc.signal(signal.SIGSTOP)
+    try:
+        cli = finish_client(xchg_client(hs.a, "client", hs.v4(port), [
+            "--conns", 8, "--exchanges", 3, "--resp-size", 300, "--cpus", "1,0"]))
+        assert cli["exchanges"] == 24 and not cli["errors"], cli
+        srv_st = xchg_stop(srv)
+    finally:
+        for ag in hs.agents:
+            ag.proc.signal(signal.SIGCONT)
+    time.sleep(1.5)  # a sweep after the drain
+    reqs = hs.stop_agents()
+    cl, sv = split(h.spans(reqs))
+    no_errors(cl + sv)
+    ps = all_pair(cl, sv)
+    assert len(ps) == 24 == len(cl) == len(sv), (len(ps), len(cl), len(sv))
+    for c, s_ in ps:
+        check_pair(c, s_)
+        for x in (c, s_):
+            assert x["attrs"]["tcp.request.size"] == XHDR + 100, x["attrs"]
+            assert x["attrs"]["tcp.response.size"] == 300, x["attrs"]
+    hc = histogram_counts(reqs)
+    assert hc.get(("frontend", "client")) == 24 and hc.get(("backend", "server")) == 24, hc
+    for svc, role, st in (("frontend", "client", cli), ("backend", "server", srv_st)):
+        for d, k in (("transmit", "bytes_sent"), ("receive", "bytes_received")):
+            got = h.total(reqs, "tcp.io", svc, {"tcp.role": role, "network.io.direction": d})
+            assert got == st[k], (svc, d, got, st[k])
+        assert h.total(reqs, "tcp.connection.opened", svc, {"tcp.role": role}) == 8, svc
+        assert h.total(reqs, "tcp.connection.active", svc, {"tcp.role": role}) == 0, svc

@@ -67,6 +67,26 @@ static void fk_count(struct tcpotel_sock *s, const struct tcpotel_exchange *ex)
 	s->done.buckets[metrics_exchange_bucket(d)]++;
 }
 
+/* The exchange record the kernel sends for ex on s (exchange_emit()). */
+static struct tcpotel_exchange_record fk_record(const struct tcpotel_sock *s,
+						const struct tcpotel_exchange *ex)
+{
+	struct tcpotel_exchange_record r = {
+		.hdr = { TCPOTEL_RECORD_EXCHANGE, sizeof(struct tcpotel_exchange_record) },
+		.sock_id = s->sock_id,
+		.tuple = s->tuple,
+		.tgid = s->tgid,
+		.role = s->role,
+		.flags = s->flags,
+		.sampled = 1,
+		.srtt_us = s->srtt_last_us,
+		.ex = *ex,
+	};
+
+	memcpy(r.comm, s->comm, sizeof(s->comm));
+	return r;
+}
+
 /* As sock_end_if_idle() in bpf/track.bpf.h: a response silent for IDLE_NS has
  * ended with its last byte, a request that waited RESP_NS when that passed
  * (failed: no_response, not in the socket's histogram but always sent). */
@@ -90,18 +110,7 @@ static void fk_end_if_idle(struct fake_kernel *k, struct tcpotel_sock *s)
 			ex.error = TCPOTEL_ERR_NO_RESPONSE;
 		else
 			fk_count(s, &ex);
-		k->recs[k->n_recs++] = (struct tcpotel_exchange_record){
-			.hdr = { TCPOTEL_RECORD_EXCHANGE, sizeof(struct tcpotel_exchange_record) },
-			.sock_id = s->sock_id,
-			.tuple = s->tuple,
-			.tgid = s->tgid,
-			.role = s->role,
-			.flags = s->flags,
-			.sampled = 1,
-			.srtt_us = s->srtt_last_us,
-			.ex = ex,
-		};
-		memcpy(k->recs[k->n_recs - 1].comm, s->comm, sizeof(s->comm));
+		k->recs[k->n_recs++] = fk_record(s, &ex);
 	}
 	s->ex.phase = TCPOTEL_PHASE_IDLE;
 }
@@ -761,4 +770,56 @@ TEST(sockets_on_exchange_hands_over_the_stream_origin)
 	ASSERT_EQ(strcmp(first_node_field(f.g, "host", host, sizeof(host)), "test-host"), 0);
 out:
 	teardown(&f);
+}
+
+/*
+ * One socket's records in two CPUs' rings: the drain may read its close
+ * before an exchange that ended earlier (an exchange that failed, and one
+ * that did not). Both orders count alike, and the late records still reach
+ * the live map under the socket's process.
+ */
+TEST(sockets_exchange_records_after_their_close_count_the_same)
+{
+	for (int close_first = 0; close_first < 2; close_first++) {
+		struct tcpotel_exchange_record done, failed;
+		struct tcpotel_close_record r;
+		struct tcpotel_sock *s;
+		struct graph_stats gs;
+		struct fixture f;
+		struct totals t;
+		char host[64];
+
+		if (!setup(&f, true))
+			goto out;
+		s = fk_open(&f.k, 0, 40000);
+		fk_exchange(s, 1 * SEC, 3 * MS, 64, 128);
+		done = fk_record(s, &s->ex);
+		fk_exchange(s, 2 * SEC, 3 * MS, 10, 0); /* counts the first */
+		failed = fk_record(s, &s->ex);
+		failed.ex.error = TCPOTEL_ERR_RESET;
+		/* A failed exchange is not the kernel's to count. */
+		s->ex.phase = TCPOTEL_PHASE_IDLE;
+		r = fk_close(&f.k, 0, 3 * SEC);
+		if (close_first)
+			sockets__on_close(f.ss, &r);
+		sockets__on_exchange(f.ss, &done);
+		sockets__on_exchange(f.ss, &failed);
+		if (!close_first)
+			sockets__on_close(f.ss, &r);
+		sweep(&f, 4 * SEC);
+		t = totals(f.m);
+		ASSERT_EQ(t.sent, 74);
+		ASSERT_EQ(t.received, 128);
+		ASSERT_EQ(t.opened, 1);
+		ASSERT_EQ(t.active, 0);
+		ASSERT_U64_EQ(t.exchanges, 2); /* one of them under error.type */
+		ASSERT_U64_EQ(sockets__exchanges(f.ss), 2);
+		ASSERT_EQ(sockets__tracked(f.ss), 0);
+		graph__stats(f.g, &gs);
+		ASSERT_U64_EQ(gs.exchanges, 2);
+		ASSERT_EQ(strcmp(first_node_field(f.g, "host", host, sizeof(host)), "test-host"),
+			  0);
+out:
+		teardown(&f);
+	}
 }
