@@ -307,6 +307,12 @@ static void touch(struct stream *s)
 /* Every change goes to the stream and to the service instance's it feeds. */
 #define for_stream_and_instance(s) for (; (s); (s) = (s)->agg)
 
+void stream__prefetch(const struct stream *s)
+{
+	for (size_t off = 0; off < sizeof(*s); off += 64)
+		__builtin_prefetch((const char *)s + off, 1);
+}
+
 void stream__touch(struct stream *s)
 {
 	for_stream_and_instance(s)

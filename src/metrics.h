@@ -104,6 +104,8 @@ void stream__add_failed_exchange(struct stream *s, unsigned err, uint64_t durati
 /* The tcp.exchange.duration bucket of a duration, as the kernel picks it (for tests and
  * the benchmark, which stand in for the kernel). */
 unsigned metrics_exchange_bucket(uint64_t duration_ns);
+/* Starts fetching s into the cache, every line of it: a sweep updates cold streams. */
+void stream__prefetch(const struct stream *s);
 /* Counts as a change: the stream is not forgotten as idle for a while. */
 void stream__touch(struct stream *s);
 /* The peer's service name when the peer is a process this agent sees. */

@@ -571,7 +571,8 @@ static void sweep_socket(struct sockets *ss, const struct tcpotel_snapshot *snap
 /*
  * The sockets of a batch were last touched a sweep ago: their usocks and
  * streams are out of the cache. Fetching them all at once, in steps, lets
- * the misses of the batch overlap.
+ * the misses of the batch overlap; a stream's every line, as its histograms
+ * take most of it (1 % of 100k sockets changed: 600 -> 500 ns per socket).
  */
 static void prefetch_batch(const struct sockets *ss, const struct tcpotel_snapshot *out, int n)
 {
@@ -593,7 +594,7 @@ static void prefetch_batch(const struct sockets *ss, const struct tcpotel_snapsh
 		const struct usock *u = usock_find(ss, out[i].sock.sock_id);
 
 		if (u && u->us && u->us->stream)
-			__builtin_prefetch(u->us->stream);
+			stream__prefetch(u->us->stream);
 	}
 }
 
