@@ -56,6 +56,7 @@ struct capture {
 	struct bpf_object *obj;
 	struct bpf_map *sockets, *dirty, *events, *proc_events, *listeners, *netns_allowed,
 		*counters;
+	struct bpf_map *front; /* sock_front; NULL in the fentry/kprobe object */
 	int *rings; /* the CPUs' ring buffers (events' inner maps), n_rings fds */
 	uint32_t n_rings, ring_size;
 	enum capture_backend backend;
@@ -299,6 +300,7 @@ static int open_object(struct capture *c)
 	c->dirty = bpf_object__find_map_by_name(c->obj, "dirty");
 	c->events = bpf_object__find_map_by_name(c->obj, "events");
 	c->proc_events = bpf_object__find_map_by_name(c->obj, "proc_events");
+	c->front = bpf_object__find_map_by_name(c->obj, "sock_front");
 	c->listeners = bpf_object__find_map_by_name(c->obj, "listeners");
 	c->netns_allowed = bpf_object__find_map_by_name(c->obj, "netns_allowed");
 	c->counters = bpf_object__find_map_by_name(c->obj, "counters");
@@ -327,7 +329,7 @@ static int size_front(struct capture *c, uint32_t max_sockets)
 	}
 	skel->rodata->cfg_front_shift = shift;
 	skel->rodata->cfg_max_sockets = max_sockets;
-	return bpf_map__set_max_entries(skel->maps.sock_front, slots);
+	return bpf_map__set_max_entries(c->front, slots);
 }
 
 /*
@@ -501,9 +503,7 @@ void capture__destroy(struct capture *c)
 
 int capture__front_fd(const struct capture *c)
 {
-	const struct bpf_map *m = bpf_object__find_map_by_name(c->obj, "sock_front");
-
-	return m ? bpf_map__fd(m) : -1;
+	return c->front ? bpf_map__fd(c->front) : -1;
 }
 
 int capture__sockets_fd(const struct capture *c)
