@@ -1148,10 +1148,13 @@ def main():
         if from_raw:
             # Re-render the workload part of an earlier run; the rest runs again.
             with open(from_raw) as f:
-                runs = [r for r in map(json.loads, f) if "workload" in r]
+                recs = list(map(json.loads, f))
+            runs = [r for r in recs if "workload" in r]
             workloads = list(dict.fromkeys(r["workload"] for r in runs))
-            # The earlier run's own first reading, not this machine's now.
-            ctx["load_start"] = runs[0]["load1"] if runs else None
+            # The earlier run's own reading before its first run (older raw
+            # files: that of its first run), not this machine's now.
+            starts = [r["load_start"] for r in recs if "load_start" in r]
+            ctx["load_start"] = starts[0] if starts else runs[0]["load1"] if runs else None
             for r in runs:
                 if r["config"] != "baseline":
                     register_config(r["config"])
@@ -1163,6 +1166,7 @@ def main():
             raw_path = os.path.join(OUT, "bench", "runs-rerender.jsonl")
             info["date"] = os.environ.get("BENCH_DATE", info["date"])
         with open(raw_path, "w") as raw:
+            raw.write(json.dumps({"load_start": ctx["load_start"]}) + "\n")
             for r in runs:
                 raw.write(json.dumps(r) + "\n")
             for w in ([] if from_raw else workloads):
@@ -1189,6 +1193,14 @@ def main():
             for wl in wls:
                 wl.stop()
             wls = []
+            # Before the live sockets: closing 100k of them keeps the kernel
+            # busy for a while after, which the micro-benchmarks would time.
+            if os.environ.get("BENCH_SKIP_MICRO", "") in ("", "0"):
+                try:
+                    micro = run_micro(quick)
+                except (OSError, RuntimeError, ValueError) as e:
+                    log(f"micro-benchmarks failed: {e}")
+                    notes.append(f"micro-benchmarks failed: {e}")
             if os.environ.get("BENCH_SKIP_RSS", "") in ("", "0"):
                 sizes = [10000] if quick else [10000, 50000, 100000]
                 for n in sizes:
@@ -1202,12 +1214,6 @@ def main():
                     rss.append(r)
                     raw.write(json.dumps({"rss": r}) + "\n")
                     log(f"{r['sockets']} live sockets: peak RSS {r['vmhwm_kib'] / 1024:.1f} MiB")
-        if os.environ.get("BENCH_SKIP_MICRO", "") in ("", "0"):
-            try:
-                micro = run_micro(quick)
-            except (OSError, RuntimeError, ValueError) as e:
-                log(f"micro-benchmarks failed: {e}")
-                notes.append(f"micro-benchmarks failed: {e}")
     except Stop as e:
         log(f"interrupted ({e}): cleaning up")
         status = 130
